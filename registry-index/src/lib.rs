@@ -1,0 +1,17 @@
+//! The sparse index format shared by every attempt-pkg registry client and server.
+//!
+//! A registry's index is a directory tree in Cargo's sparse layout: one file per
+//! package, one JSON line per published version. See `README.md` for the spec.
+
+mod checksum;
+mod entry;
+mod name;
+mod path;
+
+pub use checksum::{Checksum, ChecksumError};
+pub use entry::{parse_index_file, write_index_file, IndexConfig, IndexDep, IndexEntry, ParseError};
+pub use name::{canonical_name, validate_name, NameError, MAX_NAME_LEN};
+pub use path::{blob_path, index_path};
+
+/// The value of the `v` field written by this version of the format.
+pub const FORMAT_VERSION: u32 = 1;

@@ -1,0 +1,11 @@
+//! attempt-pkg: soft prompts as packages.
+//!
+//! The modules follow the data flow:
+//! package format (`package`) → index/registry (`registry`, and the
+//! `registry-index` crate) → resolver and lockfile (`resolve`, `project`) →
+//! fetch/cache (`cache`) → frozen backbones (`model`) → compose → train/eval.
+//! `cli` is a thin layer over all of them; the library is usable without it.
+
+pub mod cli;
+pub mod home;
+pub mod registry;
