@@ -8,4 +8,5 @@
 
 pub mod cli;
 pub mod home;
+pub mod package;
 pub mod registry;
