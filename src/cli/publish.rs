@@ -1,10 +1,33 @@
-use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+use anyhow::Result;
 
 use super::Context;
+use crate::registry::{registry_dir, BlockingRegistry};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(after_help = "Examples:\n  attempt-pkg publish                 # the current directory\n  \
+attempt-pkg publish ./mnli-prompt\n  attempt-pkg publish ./mnli-prompt --registry /srv/prompts\n\n\
+The directory holds Prompt.toml and the tensor file it names (see docs/format.md). The artifact \
+is built deterministically, validated, and stored under its sha256; published versions are \
+immutable.")]
+pub struct Args {
+    /// Authoring directory with `Prompt.toml` (default: the current directory).
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
 
-pub fn run(_args: Args, _ctx: &Context) -> Result<()> {
-    bail!("`attempt-pkg publish` is not implemented yet")
+pub fn run(args: Args, ctx: &Context) -> Result<()> {
+    let dir = match args.dir {
+        Some(d) => d,
+        None => std::env::current_dir()?,
+    };
+    let registry = BlockingRegistry::open(&registry_dir(ctx.global.registry.as_deref(), &ctx.home)?)?;
+    let published = registry.publish_dir(&dir)?;
+    if ctx.global.json {
+        println!("{}", serde_json::to_string_pretty(&published)?);
+    } else {
+        println!("Published {}@{} ({})", published.name, published.version, published.cksum.prefixed());
+    }
+    Ok(())
 }

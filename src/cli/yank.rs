@@ -1,10 +1,36 @@
-use anyhow::{bail, Result};
+use anyhow::{Context as _, Result};
+use semver::Version;
 
 use super::Context;
+use crate::registry::{registry_dir, BlockingRegistry, YankOutcome};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(after_help = "Examples:\n  attempt-pkg yank mnli-prompt@1.0.1\n  attempt-pkg yank mnli-prompt@1.0.1 --undo\n\n\
+A yanked version stays downloadable, and projects that already lock it keep working, but no new \
+resolution picks it.")]
+pub struct Args {
+    /// The version to yank, as NAME@VERSION.
+    #[arg(value_name = "NAME@VERSION")]
+    pub spec: String,
+    /// Unyank: make the version selectable again.
+    #[arg(long)]
+    pub undo: bool,
+}
 
-pub fn run(_args: Args, _ctx: &Context) -> Result<()> {
-    bail!("`attempt-pkg yank` is not implemented yet")
+pub fn run(args: Args, ctx: &Context) -> Result<()> {
+    let (name, version) = args
+        .spec
+        .split_once('@')
+        .with_context(|| format!("`{}` is not NAME@VERSION (e.g. mnli-prompt@1.0.1)", args.spec))?;
+    let version = Version::parse(version).with_context(|| format!("`{version}` is not a semver version (e.g. 1.0.1)"))?;
+    let registry = BlockingRegistry::open_existing(&registry_dir(ctx.global.registry.as_deref(), &ctx.home)?)?;
+    let outcome = registry.set_yanked(name, &version, !args.undo)?;
+    let verb = if args.undo { "Unyanked" } else { "Yanked" };
+    match outcome {
+        YankOutcome::Changed => println!("{verb} {name}@{version}"),
+        YankOutcome::AlreadyInState => {
+            println!("{name}@{version} is already {}", if args.undo { "not yanked" } else { "yanked" })
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,745 @@
+//! The local registry: a directory holding the sparse index, the blobs and
+//! the SQLite database that is the source of truth for both.
+//!
+//! ```text
+//! <root>/
+//!   registry.db        SQLite (migrations/registry): packages, versions, history, FTS
+//!   index/config.json  index config (registry-index `IndexConfig`)
+//!   index/.generation  DB generation the index was written from
+//!   index/1/a, index/mn/li/mnli-prompt, …   one JSON line per version
+//!   blobs/sha256/ab/<64 hex>                 artifacts, content-addressed
+//!   tmp/               temp files; renamed into place, cleaned on open
+//!   .lock              writers hold an exclusive lock on it
+//! ```
+//!
+//! The core is async (sqlx) so an HTTP server can share it;
+//! [`super::BlockingRegistry`] wraps it for the CLI.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use registry_index::{
+    blob_path, canonical_name, index_path, validate_name, write_index_file, Checksum, IndexConfig, IndexDep, IndexEntry,
+    FORMAT_VERSION,
+};
+use semver::Version;
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{DirSource, RegistrySource};
+use crate::package::{sha256, sync_dir, Artifact};
+
+const DB_FILE: &str = "registry.db";
+const GENERATION_FILE: &str = ".generation";
+const CONFIG_FILE: &str = "config.json";
+
+/// A local registry directory, opened (created if needed) and consistent.
+#[derive(Debug, Clone)]
+pub struct LocalRegistry {
+    root: PathBuf,
+    pool: SqlitePool,
+}
+
+/// The result of a successful publish.
+#[derive(Debug, Clone, Serialize)]
+pub struct Published {
+    pub name: String,
+    pub version: Version,
+    pub cksum: Checksum,
+    pub size: u64,
+}
+
+/// One published version, as the database knows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionInfo {
+    pub version: Version,
+    pub cksum: Checksum,
+    pub size: u64,
+    pub yanked: bool,
+    pub task: String,
+    pub description: String,
+    pub license: Option<String>,
+    pub base_model_name: String,
+    pub base_model: Checksum,
+    pub hidden_size: u32,
+    pub prompt_length: u32,
+    pub dtype: Option<String>,
+    pub deps: Vec<IndexDep>,
+    /// Unix seconds.
+    pub published_at: i64,
+}
+
+/// A yank or unyank, oldest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct YankEvent {
+    pub version: Version,
+    pub yanked: bool,
+    pub at: i64,
+}
+
+/// Everything about one package.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageInfo {
+    pub name: String,
+    /// Sorted by semver, oldest first.
+    pub versions: Vec<VersionInfo>,
+    pub yank_history: Vec<YankEvent>,
+}
+
+impl PackageInfo {
+    /// The newest version not yanked, else the newest.
+    pub fn latest(&self) -> Option<&VersionInfo> {
+        self.versions.iter().rev().find(|v| !v.yanked).or_else(|| self.versions.last())
+    }
+}
+
+/// One package in a listing or a search result (described by its latest version).
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageSummary {
+    pub name: String,
+    pub latest: Version,
+    pub versions: usize,
+    pub task: String,
+    pub description: String,
+    pub base_model: Checksum,
+    pub hidden_size: u32,
+    pub prompt_length: u32,
+    /// Every version is yanked.
+    pub yanked: bool,
+}
+
+/// What a yank/unyank call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum YankOutcome {
+    Changed,
+    AlreadyInState,
+}
+
+impl LocalRegistry {
+    /// Opens the registry at `root`, creating it if it does not exist, and
+    /// repairs the index if a crash left it behind the database.
+    pub async fn open(root: &Path) -> Result<LocalRegistry> {
+        for dir in [root.to_path_buf(), root.join("index"), root.join("blobs"), root.join("tmp")] {
+            fs::create_dir_all(&dir).with_context(|| format!("creating registry directory {}", dir.display()))?;
+        }
+        let lock = RegistryLock::acquire(root).await?;
+        let options = SqliteConnectOptions::new()
+            .filename(root.join(DB_FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("opening registry database {}", root.join(DB_FILE).display()))?;
+        sqlx::migrate!("./migrations/registry")
+            .run(&pool)
+            .await
+            .with_context(|| format!("migrating registry database {}", root.join(DB_FILE).display()))?;
+        let registry = LocalRegistry { root: root.to_path_buf(), pool };
+        registry.write_config()?;
+        registry.clean_tmp();
+        registry.repair_locked().await?;
+        drop(lock);
+        Ok(registry)
+    }
+
+    /// Like [`LocalRegistry::open`], but fails if there is no registry at `root`.
+    pub async fn open_existing(root: &Path) -> Result<LocalRegistry> {
+        if !root.join(DB_FILE).is_file() {
+            bail!(
+                "no registry at {} (no {DB_FILE}); publish a package there first, or pass --registry DIR / set ATTEMPT_REGISTRY",
+                root.display()
+            );
+        }
+        LocalRegistry::open(root).await
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Plain-file read access to the index and blobs (what resolvers and fetchers use).
+    pub fn source(&self) -> DirSource {
+        DirSource::new(self.root.clone())
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Where the blob with checksum `cksum` is stored.
+    pub fn blob_file(&self, cksum: &Checksum) -> PathBuf {
+        self.root.join("blobs").join(blob_path(cksum))
+    }
+
+    /// Builds the artifact of an authoring directory and publishes it.
+    pub async fn publish_dir(&self, dir: &Path) -> Result<Published> {
+        let artifact = Artifact::build(dir)?;
+        self.publish(&artifact).await
+    }
+
+    /// Publishes a built artifact. Refuses an existing name@version, a name
+    /// confusable with another package, and dependencies the registry cannot
+    /// satisfy. Blob first, then one DB transaction, then the index file: a
+    /// crash at any point leaves the old state or the new one.
+    pub async fn publish(&self, artifact: &Artifact) -> Result<Published> {
+        let package = artifact.package();
+        let manifest = &package.manifest;
+        let id = manifest.id();
+        let _lock = RegistryLock::acquire(&self.root).await?;
+        self.repair_locked().await?;
+
+        let canon = canonical_name(&id.name);
+        let existing: Option<(i64, String)> =
+            sqlx::query_as("SELECT id, name FROM packages WHERE canonical_name = ?").bind(&canon).fetch_optional(&self.pool).await?;
+        if let Some((_, other)) = &existing {
+            if other != &id.name {
+                bail!(
+                    "cannot publish `{}`: the name is too similar to the existing package `{other}` \
+                     (names differing only in `-`/`_` or case are the same package); publish as `{other}` or choose another name",
+                    id.name
+                );
+            }
+        }
+        if let Some((package_id, _)) = &existing {
+            let taken: Option<(String,)> = sqlx::query_as("SELECT cksum FROM versions WHERE package_id = ? AND version = ?")
+                .bind(package_id)
+                .bind(id.version.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some((cksum,)) = taken {
+                bail!(
+                    "{id} is already published (sha256:{cksum}); published versions are immutable, \
+                     bump `version` in Prompt.toml to publish a change"
+                );
+            }
+        }
+        self.check_dependencies(manifest).await?;
+
+        self.store_blob(artifact)?;
+        crash_point("after-blob");
+
+        let entry = package.index_entry();
+        let now = unix_now();
+        let mut tx = self.pool.begin().await?;
+        let package_id = match existing {
+            Some((pid, _)) => pid,
+            None => sqlx::query("INSERT INTO packages (name, canonical_name, created_at) VALUES (?, ?, ?)")
+                .bind(&id.name)
+                .bind(&canon)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("registering package `{}`", id.name))?
+                .last_insert_rowid(),
+        };
+        sqlx::query(
+            "INSERT INTO versions (package_id, version, cksum, size, task, description, license, base_model_name, \
+             base_model, hidden_size, prompt_length, dtype, deps, manifest, yanked, published_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+        )
+        .bind(package_id)
+        .bind(id.version.to_string())
+        .bind(entry.cksum.hex())
+        .bind(entry.size as i64)
+        .bind(&manifest.package.task)
+        .bind(&manifest.package.description)
+        .bind(&manifest.package.license)
+        .bind(&manifest.base_model.name)
+        .bind(entry.base_model.hex())
+        .bind(i64::from(entry.hidden_size))
+        .bind(i64::from(entry.prompt_length))
+        .bind(package.prompt.as_ref().map(|p| p.dtype().as_str()))
+        .bind(serde_json::to_string(&entry.deps)?)
+        .bind(manifest.to_json())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match &e {
+            // The unique constraint backs up the check above should two
+            // writers ever bypass the lock (e.g. a network file system).
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                anyhow::anyhow!("{id} is already published; published versions are immutable")
+            }
+            _ => anyhow::Error::new(e).context(format!("recording {id}")),
+        })?;
+        sqlx::query("INSERT INTO publish_log (name, version, cksum, size, at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&id.name)
+            .bind(id.version.to_string())
+            .bind(entry.cksum.hex())
+            .bind(entry.size as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        refresh_search_row(&mut tx, package_id, &id.name).await?;
+        let generation = bump_generation(&mut tx).await?;
+        tx.commit().await.with_context(|| format!("committing {id}"))?;
+        crash_point("after-db");
+
+        self.write_package_index(&id.name).await?;
+        self.write_generation(generation)?;
+        crash_point("after-index");
+        Ok(Published { name: id.name, version: id.version, cksum: entry.cksum, size: entry.size })
+    }
+
+    /// Yanks (`yanked = true`) or unyanks a published version, recording the change.
+    pub async fn set_yanked(&self, name: &str, version: &Version, yanked: bool) -> Result<YankOutcome> {
+        validate_name(name)?;
+        let _lock = RegistryLock::acquire(&self.root).await?;
+        self.repair_locked().await?;
+        let row: Option<(i64, bool)> = sqlx::query_as(
+            "SELECT v.id, v.yanked FROM versions v JOIN packages p ON p.id = v.package_id WHERE p.name = ? AND v.version = ?",
+        )
+        .bind(name)
+        .bind(version.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((version_id, current)) = row else {
+            bail!("{name}@{version} is not published in {}; see `attempt-pkg info {name}`", self.root.display());
+        };
+        if current == yanked {
+            return Ok(YankOutcome::AlreadyInState);
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE versions SET yanked = ? WHERE id = ?").bind(yanked).bind(version_id).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO yank_history (version_id, yanked, at) VALUES (?, ?, ?)")
+            .bind(version_id)
+            .bind(yanked)
+            .bind(unix_now())
+            .execute(&mut *tx)
+            .await?;
+        let generation = bump_generation(&mut tx).await?;
+        tx.commit().await?;
+        crash_point("after-db");
+        self.write_package_index(name).await?;
+        self.write_generation(generation)?;
+        Ok(YankOutcome::Changed)
+    }
+
+    /// All versions and the yank history of `name`; `None` if it does not exist.
+    pub async fn info(&self, name: &str) -> Result<Option<PackageInfo>> {
+        validate_name(name)?;
+        let Some((package_id,)) =
+            sqlx::query_as::<_, (i64,)>("SELECT id FROM packages WHERE name = ?").bind(name).fetch_optional(&self.pool).await?
+        else {
+            return Ok(None);
+        };
+        let versions = self.versions_of(package_id).await?;
+        let rows = sqlx::query(
+            "SELECT v.version, h.yanked, h.at FROM yank_history h JOIN versions v ON v.id = h.version_id \
+             WHERE v.package_id = ? ORDER BY h.id",
+        )
+        .bind(package_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut yank_history = Vec::with_capacity(rows.len());
+        for row in rows {
+            yank_history.push(YankEvent {
+                version: parse_db_version(row.get("version"))?,
+                yanked: row.get("yanked"),
+                at: row.get("at"),
+            });
+        }
+        Ok(Some(PackageInfo { name: name.to_string(), versions, yank_history }))
+    }
+
+    /// A package whose canonical name equals `name`'s, if any (for "did you mean").
+    pub async fn similar_name(&self, name: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT name FROM packages WHERE canonical_name = ?")
+            .bind(canonical_name(name))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Every package, by name.
+    pub async fn list(&self) -> Result<Vec<PackageSummary>> {
+        let all = self.all_versions().await?;
+        Ok(all.into_iter().filter_map(|(name, versions)| summarize(name, &versions)).collect())
+    }
+
+    /// Full-text search over names, tasks and descriptions (of each package's
+    /// latest version), best match first. Every word must match, as a prefix.
+    pub async fn search(&self, query: &str, limit: usize) -> Result<Vec<PackageSummary>> {
+        let words: Vec<String> = query
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(|w| format!("\"{}\"*", w.to_lowercase()))
+            .collect();
+        if words.is_empty() {
+            bail!("the search query `{query}` has no words to search for");
+        }
+        let rows = sqlx::query(
+            "SELECT package_search.rowid AS id FROM package_search WHERE package_search MATCH ? \
+             ORDER BY bm25(package_search, 10.0, 4.0, 1.0), package_search.rowid LIMIT ?",
+        )
+        .bind(words.join(" "))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .context("searching the registry")?;
+        let mut hits = Vec::with_capacity(rows.len());
+        for row in rows {
+            let package_id: i64 = row.get("id");
+            let (name,): (String,) =
+                sqlx::query_as("SELECT name FROM packages WHERE id = ?").bind(package_id).fetch_one(&self.pool).await?;
+            let versions = self.versions_of(package_id).await?;
+            if let Some(summary) = summarize(name, &versions) {
+                hits.push(summary);
+            }
+        }
+        Ok(hits)
+    }
+
+    /// Regenerates the whole sparse index from the database: rewrites every
+    /// package file that differs, removes files of unknown packages, and
+    /// records the generation. Takes the registry lock.
+    pub async fn rebuild_index(&self) -> Result<()> {
+        let _lock = RegistryLock::acquire(&self.root).await?;
+        self.rebuild_index_locked().await
+    }
+
+    /// Compares the index files with the database; returns the differences
+    /// (empty when consistent). Does not modify anything.
+    pub async fn check_index(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        let source = self.source();
+        let all = self.all_versions().await?;
+        for (name, versions) in &all {
+            let expected: Vec<IndexEntry> = versions.iter().map(|v| entry_of(name, v)).collect();
+            let mut found = source.versions(name)?;
+            found.sort_by(|a, b| a.vers.cmp(&b.vers));
+            if found != expected {
+                problems.push(format!("index file of `{name}` differs from the database"));
+            }
+        }
+        for name in self.index_file_names()? {
+            if !all.contains_key(&name) {
+                problems.push(format!("index lists `{name}`, which the database does not know"));
+            }
+        }
+        Ok(problems)
+    }
+
+    // ---- internals ------------------------------------------------------
+
+    async fn check_dependencies(&self, manifest: &crate::package::Manifest) -> Result<()> {
+        for (dep, req) in &manifest.dependencies {
+            let Some(info) = self.info(dep).await? else {
+                let hint = match self.similar_name(dep).await? {
+                    Some(similar) => format!(" (did you mean `{similar}`?)"),
+                    None => String::from("; publish it first"),
+                };
+                bail!("dependency `{dep}` of {} is not published in this registry{hint}", manifest.id());
+            };
+            if !info.versions.iter().any(|v| !v.yanked && req.matches(&v.version)) {
+                let have: Vec<String> = info.versions.iter().map(|v| v.version.to_string()).collect();
+                bail!(
+                    "dependency `{dep} = \"{req}\"` of {} matches no published, unyanked version (have: {})",
+                    manifest.id(),
+                    have.join(", ")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn store_blob(&self, artifact: &Artifact) -> Result<()> {
+        let dest = self.blob_file(artifact.checksum());
+        // Content-addressed: an intact blob with this hash is already the right bytes.
+        if let Ok(existing) = fs::read(&dest) {
+            if sha256(&existing) == *artifact.checksum() {
+                return Ok(());
+            }
+        }
+        let dir = dest.parent().context("blob path has no parent")?;
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        write_via_tmp(&self.root.join("tmp"), &dest, artifact.bytes())
+    }
+
+    async fn versions_of(&self, package_id: i64) -> Result<Vec<VersionInfo>> {
+        let rows = sqlx::query("SELECT * FROM versions WHERE package_id = ?").bind(package_id).fetch_all(&self.pool).await?;
+        let mut versions = rows.iter().map(version_from_row).collect::<Result<Vec<_>>>()?;
+        versions.sort_by(|a, b| a.version.cmp(&b.version));
+        Ok(versions)
+    }
+
+    async fn all_versions(&self) -> Result<BTreeMap<String, Vec<VersionInfo>>> {
+        let rows = sqlx::query("SELECT p.name AS package_name, v.* FROM versions v JOIN packages p ON p.id = v.package_id")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut all: BTreeMap<String, Vec<VersionInfo>> = BTreeMap::new();
+        for row in &rows {
+            all.entry(row.get("package_name")).or_default().push(version_from_row(row)?);
+        }
+        for versions in all.values_mut() {
+            versions.sort_by(|a, b| a.version.cmp(&b.version));
+        }
+        Ok(all)
+    }
+
+    async fn db_generation(&self) -> Result<i64> {
+        let (generation,): (i64,) =
+            sqlx::query_as("SELECT generation FROM registry_state WHERE id = 1").fetch_one(&self.pool).await?;
+        Ok(generation)
+    }
+
+    fn index_generation(&self) -> Option<i64> {
+        fs::read_to_string(self.root.join("index").join(GENERATION_FILE)).ok()?.trim().parse().ok()
+    }
+
+    fn write_generation(&self, generation: i64) -> Result<()> {
+        write_via_tmp(&self.root.join("tmp"), &self.root.join("index").join(GENERATION_FILE), format!("{generation}\n").as_bytes())
+    }
+
+    /// Caller holds the lock. Rebuilds the index if it lags the database.
+    async fn repair_locked(&self) -> Result<()> {
+        if self.index_generation() != Some(self.db_generation().await?) {
+            tracing::warn!("registry index at {} is behind its database; regenerating it", self.root.display());
+            self.rebuild_index_locked().await?;
+        }
+        Ok(())
+    }
+
+    async fn rebuild_index_locked(&self) -> Result<()> {
+        let generation = self.db_generation().await?;
+        let all = self.all_versions().await?;
+        for (name, versions) in &all {
+            let entries: Vec<IndexEntry> = versions.iter().map(|v| entry_of(name, v)).collect();
+            self.write_index_entries(name, &entries)?;
+        }
+        for name in self.index_file_names()? {
+            if !all.contains_key(&name) {
+                let path = self.root.join("index").join(index_path(&name)?);
+                fs::remove_file(&path).with_context(|| format!("removing stale index file {}", path.display()))?;
+            }
+        }
+        self.write_generation(generation)
+    }
+
+    async fn write_package_index(&self, name: &str) -> Result<()> {
+        let (package_id,): (i64,) = sqlx::query_as("SELECT id FROM packages WHERE name = ?").bind(name).fetch_one(&self.pool).await?;
+        let entries: Vec<IndexEntry> = self.versions_of(package_id).await?.iter().map(|v| entry_of(name, v)).collect();
+        self.write_index_entries(name, &entries)
+    }
+
+    fn write_index_entries(&self, name: &str, entries: &[IndexEntry]) -> Result<()> {
+        let path = self.root.join("index").join(index_path(name)?);
+        let text = write_index_file(entries);
+        if fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
+            return Ok(());
+        }
+        let dir = path.parent().context("index path has no parent")?;
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        write_via_tmp(&self.root.join("tmp"), &path, text.as_bytes())
+    }
+
+    /// Package names that have a file in the index (files at their proper path only).
+    fn index_file_names(&self) -> Result<Vec<String>> {
+        let index = self.root.join("index");
+        let mut names = Vec::new();
+        let mut stack = vec![index.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let path = entry.path();
+                if entry.file_type()?.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+                let proper = index_path(name).ok().map(|rel| index.join(rel));
+                if proper.as_deref() == Some(path.as_path()) {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn write_config(&self) -> Result<()> {
+        let config = IndexConfig { dl: "../blobs".to_string(), api: None, auth_required: false };
+        let text = serde_json::to_string_pretty(&config)? + "\n";
+        let path = self.root.join("index").join(CONFIG_FILE);
+        if fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            write_via_tmp(&self.root.join("tmp"), &path, text.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Removes temp files a killed writer left behind. Caller holds the lock.
+    fn clean_tmp(&self) {
+        if let Ok(entries) = fs::read_dir(self.root.join("tmp")) {
+            for entry in entries.flatten() {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+fn summarize(name: String, versions: &[VersionInfo]) -> Option<PackageSummary> {
+    let latest = versions.iter().rev().find(|v| !v.yanked).or_else(|| versions.last())?;
+    Some(PackageSummary {
+        name,
+        latest: latest.version.clone(),
+        versions: versions.len(),
+        task: latest.task.clone(),
+        description: latest.description.clone(),
+        base_model: latest.base_model.clone(),
+        hidden_size: latest.hidden_size,
+        prompt_length: latest.prompt_length,
+        yanked: versions.iter().all(|v| v.yanked),
+    })
+}
+
+fn entry_of(name: &str, v: &VersionInfo) -> IndexEntry {
+    IndexEntry {
+        name: name.to_string(),
+        vers: v.version.clone(),
+        cksum: v.cksum.clone(),
+        deps: v.deps.clone(),
+        yanked: v.yanked,
+        task: v.task.clone(),
+        base_model: v.base_model.clone(),
+        hidden_size: v.hidden_size,
+        prompt_length: v.prompt_length,
+        size: v.size,
+        v: FORMAT_VERSION,
+    }
+}
+
+fn version_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<VersionInfo> {
+    let corrupt = |what: &str| format!("registry database has an invalid {what}");
+    let deps: String = row.get("deps");
+    Ok(VersionInfo {
+        version: parse_db_version(row.get("version"))?,
+        cksum: Checksum::parse(row.get("cksum")).with_context(|| corrupt("checksum"))?,
+        size: u64::try_from(row.get::<i64, _>("size")).with_context(|| corrupt("size"))?,
+        yanked: row.get("yanked"),
+        task: row.get("task"),
+        description: row.get("description"),
+        license: row.get("license"),
+        base_model_name: row.get("base_model_name"),
+        base_model: Checksum::parse(row.get("base_model")).with_context(|| corrupt("base-model fingerprint"))?,
+        hidden_size: u32::try_from(row.get::<i64, _>("hidden_size")).with_context(|| corrupt("hidden size"))?,
+        prompt_length: u32::try_from(row.get::<i64, _>("prompt_length")).with_context(|| corrupt("prompt length"))?,
+        dtype: row.get("dtype"),
+        deps: serde_json::from_str(&deps).with_context(|| corrupt("dependency list"))?,
+        published_at: row.get("published_at"),
+    })
+}
+
+fn parse_db_version(text: &str) -> Result<Version> {
+    Version::parse(text).with_context(|| format!("registry database has an invalid version `{text}`"))
+}
+
+/// Points the search row of a package at its latest version's text.
+async fn refresh_search_row(tx: &mut Transaction<'_, Sqlite>, package_id: i64, name: &str) -> Result<()> {
+    let rows = sqlx::query("SELECT version, yanked, task, description FROM versions WHERE package_id = ?")
+        .bind(package_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut best: Option<(Version, bool, String, String)> = None;
+    for row in rows {
+        let v = parse_db_version(row.get("version"))?;
+        let yanked: bool = row.get("yanked");
+        let better = match &best {
+            None => true,
+            Some((bv, by, _, _)) => (!yanked, &v) > (!*by, bv),
+        };
+        if better {
+            best = Some((v, yanked, row.get("task"), row.get("description")));
+        }
+    }
+    sqlx::query("DELETE FROM package_search WHERE rowid = ?").bind(package_id).execute(&mut **tx).await?;
+    if let Some((_, _, task, description)) = best {
+        sqlx::query("INSERT INTO package_search (rowid, name, task, description) VALUES (?, ?, ?, ?)")
+            .bind(package_id)
+            .bind(name)
+            .bind(task)
+            .bind(description)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn bump_generation(tx: &mut Transaction<'_, Sqlite>) -> Result<i64> {
+    let (generation,): (i64,) =
+        sqlx::query_as("UPDATE registry_state SET generation = generation + 1 WHERE id = 1 RETURNING generation")
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok(generation)
+}
+
+/// Atomic write through the registry's own `tmp/` (same file system, and
+/// leftovers of a killed writer are cleaned on the next open).
+fn write_via_tmp(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    fs::create_dir_all(tmp_dir).with_context(|| format!("creating {}", tmp_dir.display()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(tmp_dir)
+        .with_context(|| format!("creating a temporary file in {}", tmp_dir.display()))?;
+    tmp.write_all(bytes).with_context(|| format!("writing {}", tmp.path().display()))?;
+    tmp.as_file().sync_all().with_context(|| format!("syncing {}", tmp.path().display()))?;
+    tmp.persist(dest).map_err(|e| e.error).with_context(|| format!("moving a new file into {}", dest.display()))?;
+    if let Some(dir) = dest.parent() {
+        sync_dir(dir);
+    }
+    Ok(())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Test hook: `ATTEMPT_TEST_CRASH_AT=<point>` aborts the process there (as
+/// abruptly as `kill -9`: no destructors, no cleanup), to test crash safety.
+fn crash_point(point: &str) {
+    if std::env::var("ATTEMPT_TEST_CRASH_AT").is_ok_and(|p| p == point) {
+        eprintln!("ATTEMPT_TEST_CRASH_AT={point}: aborting");
+        std::process::abort();
+    }
+}
+
+/// An exclusive lock on `<root>/.lock`, held by every writer (publish, yank,
+/// index repair) across processes; released when dropped.
+struct RegistryLock {
+    _file: fs::File,
+}
+
+impl RegistryLock {
+    async fn acquire(root: &Path) -> Result<RegistryLock> {
+        let path = root.join(".lock");
+        tokio::task::spawn_blocking(move || {
+            let file = fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("opening registry lock {}", path.display()))?;
+            file.lock().with_context(|| format!("locking {}", path.display()))?;
+            Ok(RegistryLock { _file: file })
+        })
+        .await
+        .context("registry lock task failed")?
+    }
+}
