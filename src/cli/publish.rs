@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::Context;
+use crate::package::Artifact;
 use crate::registry::{registry_dir, BlockingRegistry};
 
 #[derive(Debug, clap::Args)]
@@ -22,8 +23,10 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         Some(d) => d,
         None => std::env::current_dir()?,
     };
+    // Build and validate first: bad input must not even create a registry.
+    let artifact = Artifact::build(&dir)?;
     let registry = BlockingRegistry::open(&registry_dir(ctx.global.registry.as_deref(), &ctx.home)?)?;
-    let published = registry.publish_dir(&dir)?;
+    let published = registry.publish(&artifact)?;
     if ctx.global.json {
         println!("{}", serde_json::to_string_pretty(&published)?);
     } else {

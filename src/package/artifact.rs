@@ -366,4 +366,43 @@ mod tests {
         assert!(Artifact::from_parts(manifest(true), None).is_err());
         assert!(PromptTensor::from_f32(1, 2, &[0.0, f32::NAN]).is_err());
     }
+
+    #[test]
+    fn artifact_metadata_must_describe_the_tensor() {
+        use super::super::safetensors_file::{write, TensorToWrite};
+        let data: Vec<u8> = [0.25f32; 6].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let tensor = [TensorToWrite { name: PROMPT_TENSOR, dtype: Dtype::F32, shape: &[2, 3], data: &data }];
+        let with_meta = |pairs: &[(&str, String)]| {
+            let meta: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+            write(&meta, &tensor)
+        };
+        let good = manifest(true).to_json();
+        assert!(LoadedPackage::from_bytes(&with_meta(&[(META_FORMAT, "1".into()), (META_MANIFEST, good.clone())])).is_ok());
+        let err = |bytes: Vec<u8>| format!("{:#}", LoadedPackage::from_bytes(&bytes).unwrap_err());
+        assert!(err(with_meta(&[(META_MANIFEST, good.clone())])).contains("not an attempt-pkg artifact"));
+        assert!(err(with_meta(&[(META_FORMAT, "2".into()), (META_MANIFEST, good.clone())])).contains("upgrade"));
+        assert!(err(with_meta(&[(META_FORMAT, "1".into())])).contains("attempt.manifest"));
+        assert!(err(with_meta(&[(META_FORMAT, "1".into()), (META_MANIFEST, "{".into())])).contains("not valid JSON"));
+        let wide = good.replace("\"hidden-size\":3", "\"hidden-size\":4");
+        assert_ne!(wide, good);
+        assert!(err(with_meta(&[(META_FORMAT, "1".into()), (META_MANIFEST, wide)])).contains("hidden-size is 4"));
+        let set = manifest(false).to_json();
+        assert!(err(with_meta(&[(META_FORMAT, "1".into()), (META_MANIFEST, set)])).contains("prompt set"));
+    }
+
+    #[test]
+    fn read_verified_rejects_a_tampered_file() {
+        let prompt = PromptTensor::from_f32(1, 3, &[1.0, 2.0, 3.0]).unwrap();
+        let a = Artifact::from_parts(manifest(true), Some(prompt)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.safetensors");
+        a.write_to(&path).unwrap();
+        assert!(LoadedPackage::read_verified(&path, a.checksum()).is_ok());
+        let mut bytes = a.bytes().to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = format!("{:#}", LoadedPackage::read_verified(&path, a.checksum()).unwrap_err());
+        assert!(err.contains("expected sha256:"), "{err}");
+    }
 }
