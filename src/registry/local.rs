@@ -416,7 +416,13 @@ impl LocalRegistry {
         let all = self.all_versions().await?;
         for (name, versions) in &all {
             let expected: Vec<IndexEntry> = versions.iter().map(|v| entry_of(name, v)).collect();
-            let mut found = source.versions(name)?;
+            let mut found = match source.versions(name) {
+                Ok(found) => found,
+                Err(e) => {
+                    problems.push(format!("{e:#}"));
+                    continue;
+                }
+            };
             found.sort_by(|a, b| a.vers.cmp(&b.vers));
             if found != expected {
                 problems.push(format!("index file of `{name}` differs from the database"));
