@@ -71,3 +71,16 @@ impl BlockingRegistry {
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")
 }
+
+/// Reading through an opened (and therefore repaired) registry.
+impl super::RegistrySource for BlockingRegistry {
+    fn source_id(&self) -> String {
+        self.source().source_id()
+    }
+    fn versions(&self, name: &str) -> Result<Vec<registry_index::IndexEntry>> {
+        self.source().versions(name)
+    }
+    fn download_blob(&self, cksum: &registry_index::Checksum, dest: &Path) -> Result<()> {
+        self.source().download_blob(cksum, dest)
+    }
+}
