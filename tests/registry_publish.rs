@@ -134,7 +134,9 @@ fn yank_and_undo_show_in_index_and_info() {
     let mut p2 = p.clone();
     p2.version = "1.1.0".into();
     p2.seed = 7.0;
+    p2.description = "zebra wording only in 1.1.0".into();
     publish(&env, &p2);
+    assert_eq!(env.json(&["search", "zebra"]).as_array().unwrap().len(), 1);
 
     assert_eq!(env.ok(&["yank", "yank-prompt@1.1.0"]).trim(), "Yanked yank-prompt@1.1.0");
     let entries = env.index_entries("yank-prompt");
@@ -150,12 +152,16 @@ fn yank_and_undo_show_in_index_and_info() {
     assert!(env.registry().join("blobs").join(registry_index::blob_path(blob)).is_file());
 
     assert!(env.ok(&["yank", "yank-prompt@1.1.0"]).contains("already yanked"));
+    // Search describes the latest unyanked version.
+    assert_eq!(env.json(&["search", "yank"])[0]["latest"], "1.0.0");
+    assert!(env.json(&["search", "zebra"]).as_array().unwrap().is_empty());
     assert_eq!(env.ok(&["yank", "yank-prompt@1.1.0", "--undo"]).trim(), "Unyanked yank-prompt@1.1.0");
     assert!(env.index_entries("yank-prompt").iter().all(|e| !e.yanked));
     let info = env.json(&["info", "yank-prompt"]);
     assert_eq!(info["yank_history"].as_array().unwrap().len(), 2);
     assert_eq!(info["yank_history"][1]["yanked"], false);
     assert_eq!(env.json(&["list"])[0]["latest"], "1.1.0");
+    assert_eq!(env.json(&["search", "zebra"]).as_array().unwrap().len(), 1);
 
     assert!(env.fails(&["yank", "yank-prompt@3.0.0"]).contains("not published"));
     assert!(env.fails(&["yank", "yank-prompt"]).contains("NAME@VERSION"));

@@ -296,14 +296,15 @@ impl LocalRegistry {
         validate_name(name)?;
         let _lock = RegistryLock::acquire(&self.root).await?;
         self.repair_locked().await?;
-        let row: Option<(i64, bool)> = sqlx::query_as(
-            "SELECT v.id, v.yanked FROM versions v JOIN packages p ON p.id = v.package_id WHERE p.name = ? AND v.version = ?",
+        let row: Option<(i64, bool, i64)> = sqlx::query_as(
+            "SELECT v.id, v.yanked, p.id FROM versions v JOIN packages p ON p.id = v.package_id \
+             WHERE p.name = ? AND v.version = ?",
         )
         .bind(name)
         .bind(version.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        let Some((version_id, current)) = row else {
+        let Some((version_id, current, package_id)) = row else {
             bail!("{name}@{version} is not published in {}; see `attempt-pkg info {name}`", self.root.display());
         };
         if current == yanked {
@@ -317,6 +318,8 @@ impl LocalRegistry {
             .bind(unix_now())
             .execute(&mut *tx)
             .await?;
+        // Search describes the latest unyanked version, which may have changed.
+        refresh_search_row(&mut tx, package_id, name).await?;
         let generation = bump_generation(&mut tx).await?;
         tx.commit().await?;
         crash_point("after-db");
