@@ -9,6 +9,9 @@ use super::version::{short_fingerprint, ModelRequirement};
 
 pub fn hints(provider: &Provider<'_>) -> Vec<String> {
     let mut out = Vec::new();
+    for (name, by) in provider.missing_dependencies() {
+        out.push(format!("no registry has a package named {name}, which {by} depends on"));
+    }
     for (name, req) in &provider.request.sources {
         let Ok(index) = provider.package(name) else { continue };
         let matching: Vec<&IndexEntry> = index.entries.iter().filter(|e| req.matches(&e.vers)).collect();

@@ -60,6 +60,8 @@ pub struct Provider<'a> {
     labels: RefCell<HashMap<(Pkg, VersionRange), String>>,
     /// Every model key seen on a loaded prompt version.
     known_models: RefCell<BTreeSet<ModelKey>>,
+    /// For each dependency name, the first package version that asked for it.
+    required_by: RefCell<BTreeMap<String, String>>,
     registry_ids: Vec<String>,
 }
 
@@ -72,6 +74,7 @@ impl<'a> Provider<'a> {
             index: RefCell::default(),
             labels: RefCell::default(),
             known_models: RefCell::default(),
+            required_by: RefCell::default(),
             registry_ids,
         }
     }
@@ -110,6 +113,17 @@ impl<'a> Provider<'a> {
     /// Yanked versions are usable only where the lock already has them.
     pub fn usable(&self, name: &str, index: &PackageIndex, e: &IndexEntry) -> bool {
         !e.yanked || self.locked_version(name, index) == Some(&e.vers)
+    }
+
+    /// Dependencies no registry has, with a package that needs each.
+    pub fn missing_dependencies(&self) -> Vec<(String, String)> {
+        let index = self.index.borrow();
+        self.required_by
+            .borrow()
+            .iter()
+            .filter(|(name, _)| index.get(name.as_str()).is_some_and(|i| i.registry.is_none()))
+            .map(|(n, by)| (n.clone(), by.clone()))
+            .collect()
     }
 
     pub fn label(&self, pkg: &Pkg, range: &VersionRange) -> Option<String> {
@@ -218,6 +232,10 @@ impl DependencyProvider for Provider<'_> {
                 }
                 let mut by_name: BTreeMap<&str, VersionRange> = BTreeMap::new();
                 for dep in &entry.deps {
+                    if dep.name == **name {
+                        continue; // a self-dependency says nothing
+                    }
+                    self.required_by.borrow_mut().entry(dep.name.clone()).or_insert_with(|| format!("{name}@{v}"));
                     let (_, r) = self.requirement(&dep.name, &dep.req)?;
                     // Two requirements on one name both apply.
                     let merged = match by_name.remove(dep.name.as_str()) {
