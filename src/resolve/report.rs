@@ -93,6 +93,12 @@ impl ReportFormatter<Pkg, VersionRange, String> for Formatter<'_, '_> {
             [(Pkg::Root, Term::Positive(_))] => format!("project `{}` cannot be resolved", self.project),
             [(p, Term::Positive(r))] => format!("{} cannot be used", self.pkg_range(p, r)),
             [(p, Term::Negative(r))] => format!("{} is required", self.pkg_range(p, r)),
+            [(Pkg::Root, Term::Positive(_)), (p, Term::Positive(r))] => {
+                format!("project `{}` cannot use {}", self.project, self.pkg_range(p, r))
+            }
+            [(p1, Term::Positive(r1)), (p2, Term::Positive(r2))] => {
+                format!("{} and {} cannot be used together", self.pkg_range(p1, r1), self.pkg_range(p2, r2))
+            }
             [(p1, Term::Positive(r1)), (p2, Term::Negative(r2))] => self.dependency(p1, r1, p2, r2),
             [(p1, Term::Negative(r1)), (p2, Term::Positive(r2))] => self.dependency(p2, r2, p1, r1),
             many => {
