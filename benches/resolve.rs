@@ -67,7 +67,7 @@ fn write_registry(root: &Path) -> usize {
                     (0..4)
                         .map(|_| {
                             let k = 1 + rng.below(PACKAGES - 1);
-                            let k = if k % 10 == 0 { k + 1 } else { k } % PACKAGES;
+                            let k = if k.is_multiple_of(10) { k + 1 } else { k } % PACKAGES;
                             IndexDep { name: name(k), req: parse_req(if rng.below(2) == 0 { "^1.2" } else { ">=1.5, <3" }).unwrap_or(semver::VersionReq::STAR) }
                         })
                         .collect()

@@ -21,6 +21,9 @@ pub fn run(_args: Args, ctx: &Context) -> Result<()> {
             Vec::new()
         }
     };
+    if ctx.global.offline() {
+        eprintln!("  --offline: checking cached blobs only, not the registry index");
+    }
     let report = verify(lock, &registries, &Cache::from_home(&ctx.home))?;
     for m in &report.missing {
         eprintln!("  not cached: {m} (run `attempt-pkg fetch`)");

@@ -42,7 +42,7 @@ pub struct Lockfile {
     pub version: u32,
     #[serde(rename = "base-model", default, skip_serializing_if = "Option::is_none")]
     pub base_model: Option<LockedModel>,
-    #[serde(rename = "package", default)]
+    #[serde(rename = "package", default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<LockedPackage>,
 }
 
@@ -126,7 +126,7 @@ impl Lockfile {
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
         Lockfile::parse(&text)
-            .with_context(|| format!("{} is corrupt; delete it and run `attempt-pkg lock` to recreate it", path.display()))
+            .with_context(|| format!("cannot read {} (delete it and run `attempt-pkg lock` to recreate it)", path.display()))
             .map(Some)
     }
 
@@ -179,7 +179,18 @@ impl Lockfile {
     pub fn changes_to(&self, new: &Lockfile) -> Vec<String> {
         let mut out = Vec::new();
         if self.base_model != new.base_model {
-            let show = |m: &Option<LockedModel>| m.as_ref().map_or("none".to_string(), |m| m.fingerprint.prefixed());
+            let show = |m: &Option<LockedModel>| {
+                m.as_ref().map_or("none".to_string(), |m| {
+                    let mut s = m.fingerprint.prefixed();
+                    if let Some(h) = m.hidden_size {
+                        s.push_str(&format!(" hidden-size {h}"));
+                    }
+                    if let Some(l) = m.prompt_length {
+                        s.push_str(&format!(" prompt-length {l}"));
+                    }
+                    s
+                })
+            };
             out.push(format!("~ base model {} -> {}", show(&self.base_model), show(&new.base_model)));
         }
         let old: BTreeMap<&str, &LockedPackage> = self.packages.iter().map(|p| (p.name.as_str(), p)).collect();
