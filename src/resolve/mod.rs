@@ -181,3 +181,110 @@ pub fn newest_compatible(
     Ok(None)
 }
 
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use registry_index::{IndexDep, IndexEntry};
+
+    use super::*;
+
+    /// An in-memory registry.
+    struct Mem {
+        id: &'static str,
+        entries: Vec<IndexEntry>,
+    }
+
+    impl RegistrySource for Mem {
+        fn source_id(&self) -> String {
+            self.id.to_string()
+        }
+        fn versions(&self, name: &str) -> anyhow::Result<Vec<IndexEntry>> {
+            Ok(self.entries.iter().filter(|e| e.name == name).cloned().collect())
+        }
+        fn download_blob(&self, _: &Checksum, _: &Path) -> anyhow::Result<()> {
+            anyhow::bail!("not used")
+        }
+    }
+
+    fn fp(c: char) -> Checksum {
+        Checksum::parse(&c.to_string().repeat(64)).unwrap()
+    }
+
+    fn entry(name: &str, vers: &str, model: char, deps: &[(&str, &str)]) -> IndexEntry {
+        IndexEntry {
+            name: name.into(),
+            vers: vers.parse().unwrap(),
+            cksum: fp('c'),
+            deps: deps.iter().map(|(n, r)| IndexDep { name: n.to_string(), req: r.parse().unwrap() }).collect(),
+            yanked: false,
+            task: "t".into(),
+            base_model: fp(model),
+            hidden_size: 8,
+            prompt_length: if deps.is_empty() { 4 } else { 0 },
+            size: 1,
+            v: 1,
+        }
+    }
+
+    fn request(sources: &[(&str, &str)]) -> ResolveRequest {
+        ResolveRequest {
+            project: "p".into(),
+            model: Some(ModelRequirement { fingerprint: fp('a'), hidden_size: None, prompt_length: None }),
+            sources: sources.iter().map(|(n, r)| (n.to_string(), r.parse().unwrap())).collect(),
+            locked: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn first_registry_listing_a_name_provides_it() {
+        let regs: Vec<Box<dyn RegistrySource>> = vec![
+            Box::new(Mem { id: "one", entries: vec![entry("x", "1.0.0", 'a', &[])] }),
+            Box::new(Mem { id: "two", entries: vec![entry("x", "1.5.0", 'a', &[]), entry("y", "1.0.0", 'a', &[])] }),
+        ];
+        let res = resolve(&request(&[("x", "^1"), ("y", "^1")]), &regs).unwrap();
+        assert_eq!(res.packages["x"].version.to_string(), "1.0.0");
+        assert_eq!(res.packages["x"].source, "one");
+        assert_eq!(res.packages["y"].source, "two");
+        let model = res.model.unwrap();
+        assert_eq!((model.fingerprint, model.hidden_size, model.prompt_length), (fp('a'), 8, 4));
+    }
+
+    #[test]
+    fn locked_preferences_and_yanked_versions() {
+        let mut yanked = entry("x", "1.2.0", 'a', &[]);
+        yanked.yanked = true;
+        let regs: Vec<Box<dyn RegistrySource>> =
+            vec![Box::new(Mem { id: "r", entries: vec![entry("x", "1.0.0", 'a', &[]), entry("x", "1.1.0", 'a', &[]), yanked] })];
+        let mut req = request(&[("x", "^1")]);
+        assert_eq!(resolve(&req, &regs).unwrap().packages["x"].version.to_string(), "1.1.0");
+        let lock = |v: &str, source: &str| LockedPreference { version: v.parse().unwrap(), source: source.into() };
+        req.locked.insert("x".into(), lock("1.2.0", "r"));
+        let res = resolve(&req, &regs).unwrap();
+        assert_eq!(res.packages["x"].version.to_string(), "1.2.0");
+        assert!(res.packages["x"].yanked);
+        req.locked.insert("x".into(), lock("1.0.0", "r"));
+        assert_eq!(resolve(&req, &regs).unwrap().packages["x"].version.to_string(), "1.0.0");
+        // Locked from another registry: no preference, and a yanked one is not usable.
+        req.locked.insert("x".into(), lock("1.2.0", "elsewhere"));
+        assert_eq!(resolve(&req, &regs).unwrap().packages["x"].version.to_string(), "1.1.0");
+    }
+
+    #[test]
+    fn backtracks_past_versions_for_another_model() {
+        let regs: Vec<Box<dyn RegistrySource>> = vec![Box::new(Mem {
+            id: "r",
+            entries: vec![
+                entry("set", "1.0.0", 'a', &[("x", "^1")]),
+                entry("set", "1.1.0", 'a', &[("x", "^2")]),
+                entry("x", "1.0.0", 'a', &[]),
+                entry("x", "2.0.0", 'b', &[]),
+            ],
+        })];
+        let res = resolve(&request(&[("set", "^1")]), &regs).unwrap();
+        assert_eq!(res.packages["set"].version.to_string(), "1.0.0");
+        assert_eq!(res.packages["x"].version.to_string(), "1.0.0");
+        assert_eq!(res.packages["set"].dependencies, vec!["x".to_string()]);
+    }
+}
