@@ -9,7 +9,7 @@ use crate::project::ops::{self, AddSpec};
 `=` pins one version, no version means the newest non-yanked version that fits the project's \
 base model (written as ^X.Y.Z). Versions already locked are kept unless they must move.\n\n\
 Examples:\n  attempt-pkg add mnli-prompt            # newest compatible, e.g. ^1.3.0\n  \
-attempt-pkg add mnli-prompt@1.2        # ^1.2\n  attempt-pkg add sst2-prompt@=1.0.3    # exactly 1.0.3\n  \
+attempt-pkg add mnli-prompt@1.2        # ^1.2\n  attempt-pkg add sst2-prompt@=1.0.3     # exactly 1.0.3\n  \
 attempt-pkg add qqp@'>=0.2, <0.4' squad@~1.1")]
 pub struct Args {
     /// Packages as NAME or NAME@REQ.

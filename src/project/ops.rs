@@ -57,7 +57,7 @@ pub fn open_registries(registry: Option<&str>, home: &Home, offline: bool) -> Re
     if offline {
         return Ok(Vec::new());
     }
-    let dir = registry.map(PathBuf::from).unwrap_or_else(|| home.default_registry());
+    let dir = registry.filter(|r| !r.is_empty()).map(PathBuf::from).unwrap_or_else(|| home.default_registry());
     if !dir.join("index").is_dir() {
         bail!(
             "{} is not a registry (it has no index/ directory); publish a package into it first \
