@@ -1,7 +1,7 @@
 use anyhow::Result;
 
 use super::Context;
-use crate::cache::{ensure_locked_blobs, Cache};
+use crate::cache::Cache;
 use crate::project::ops;
 
 #[derive(Debug, clap::Args)]
@@ -15,12 +15,11 @@ pub struct Args {}
 pub fn run(_args: Args, ctx: &Context) -> Result<()> {
     let ws = ctx.workspace()?;
     let registries = ctx.registries()?;
-    let outcome = ops::ensure_lock(&ws, &registries, ctx.flags())?;
+    let cache = Cache::from_home(&ctx.home);
+    let (outcome, blobs) = ops::fetch_locked(&ws, &registries, &cache, ctx.flags())?;
     if outcome.written {
         super::lock::report_lock(&outcome);
     }
-    let cache = Cache::from_home(&ctx.home);
-    let blobs = ensure_locked_blobs(&outcome.lock, &registries, &cache, ctx.global.offline())?;
     let downloaded = blobs.iter().filter(|b| b.downloaded).count();
     for b in blobs.iter().filter(|b| b.downloaded) {
         eprintln!("  Downloaded {}@{}", b.package.name, b.package.version);

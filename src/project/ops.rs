@@ -159,6 +159,20 @@ pub fn ensure_lock(ws: &Workspace, registries: &[Box<dyn RegistrySource>], flags
     apply_lock(ws, new, flags)
 }
 
+/// Everything training needs before it opens an artifact: the lock brought in
+/// step with the manifest (honouring `--locked`/`--offline`) and every locked
+/// package on disk, verified against its checksum.
+pub fn fetch_locked(
+    ws: &Workspace,
+    registries: &[Box<dyn RegistrySource>],
+    cache: &crate::cache::Cache,
+    flags: Flags,
+) -> Result<(LockOutcome, Vec<crate::cache::LocalBlob>)> {
+    let outcome = ensure_lock(ws, registries, flags)?;
+    let blobs = crate::cache::ensure_locked_blobs(&outcome.lock, registries, cache, flags.offline)?;
+    Ok((outcome, blobs))
+}
+
 /// Why `lock` does not (or no longer) fit `manifest`, if it does not.
 pub fn lock_satisfies(manifest: &Manifest, lock: &Lockfile) -> Result<(), String> {
     let by_name: BTreeMap<&str, &super::LockedPackage> = lock.packages.iter().map(|p| (p.name.as_str(), p)).collect();
