@@ -6,7 +6,10 @@
 //! fetch/cache (`cache`) → frozen backbones (`model`) → compose → train/eval.
 //! `cli` is a thin layer over all of them; the library is usable without it.
 
+pub mod cache;
 pub mod cli;
 pub mod home;
 pub mod package;
+pub mod project;
 pub mod registry;
+pub mod resolve;

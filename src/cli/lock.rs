@@ -1,10 +1,54 @@
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use super::Context;
+use crate::project::ops::{self, Flags, LockOutcome, Workspace};
+use crate::registry::RegistrySource;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Resolves the [sources] of attempt.toml against the registry and writes \
+attempt.lock. Versions already in the lock are kept whenever the requirements still allow them \
+(use `update` to move them); the file is rewritten only when its content changes.\n\n\
+Examples:\n  attempt-pkg lock\n  attempt-pkg lock --locked     # CI: fail if attempt.lock is out of date\n  \
+attempt-pkg lock --offline    # check the lock against attempt.toml without a registry")]
 pub struct Args {}
 
-pub fn run(_args: Args, _ctx: &Context) -> Result<()> {
-    bail!("`attempt-pkg lock` is not implemented yet")
+pub fn run(_args: Args, ctx: &Context) -> Result<()> {
+    let ws = ctx.workspace()?;
+    let registries = ctx.registries()?;
+    let outcome = ops::ensure_lock(&ws, &registries, ctx.flags())?;
+    report_lock(&outcome);
+    Ok(())
+}
+
+/// Prints what happened to the lock, Cargo style, on stderr.
+pub(super) fn report_lock(outcome: &LockOutcome) {
+    for change in &outcome.changes {
+        eprintln!("  {change}");
+    }
+    if outcome.written {
+        eprintln!("Locked {} package(s) in attempt.lock", outcome.lock.packages.len());
+    } else {
+        eprintln!("attempt.lock is up to date ({} package(s))", outcome.lock.packages.len());
+    }
+}
+
+// Project plumbing shared by the project commands (add, remove, update,
+// lock, tree, fetch, verify).
+impl Context {
+    /// `--project DIR`, or the nearest directory upwards with an attempt.toml.
+    pub(super) fn workspace(&self) -> Result<Workspace> {
+        match &self.global.project {
+            Some(dir) => Workspace::find(dir, false),
+            None => Workspace::find(&std::env::current_dir()?, true),
+        }
+    }
+
+    /// The registries, or none with --offline/--frozen.
+    pub(super) fn registries(&self) -> Result<Vec<Box<dyn RegistrySource>>> {
+        ops::open_registries(self.global.registry.as_deref(), &self.home, self.global.offline())
+    }
+
+    pub(super) fn flags(&self) -> Flags {
+        Flags { locked: self.global.locked(), offline: self.global.offline() }
+    }
 }

@@ -1,0 +1,136 @@
+//! fetch, verify, the shared cache, --offline and cache gc.
+
+mod common;
+
+use std::fs;
+
+use common::{Env, Registry, Version};
+
+fn project_with_two(env: &Env) -> (registry_index::Checksum, registry_index::Checksum) {
+    let a = env.registry.publish(Version::new("mnli", "1.0.0"));
+    let b = env.registry.publish(Version::new("sst2", "1.0.0"));
+    env.init();
+    env.ok(&["add", "mnli", "sst2"]);
+    (a, b)
+}
+
+#[test]
+fn fetch_then_verify() {
+    let env = Env::new();
+    let (a, b) = project_with_two(&env);
+    let out = env.cmd(&["verify"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not cached: mnli@1.0.0"));
+    env.ok(&["fetch"]);
+    assert_eq!(fs::read(env.cached_blob(&a)).unwrap(), Registry::blob_bytes("mnli", "1.0.0"));
+    assert!(env.cached_blob(&b).is_file());
+    let out = env.cmd(&["fetch"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 downloaded, 2 already cached"));
+    let out = env.cmd(&["verify"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Verified 2 cached package(s)"));
+    // No partial downloads are left behind.
+    let tmp = env.home.join("cache/tmp");
+    assert_eq!(fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+#[test]
+fn tampered_cached_blob_is_deleted_and_named() {
+    let env = Env::new();
+    let (a, _) = project_with_two(&env);
+    env.ok(&["fetch"]);
+    fs::write(env.cached_blob(&a), b"evil bytes").unwrap();
+    let err = env.fails(&["verify"]);
+    assert!(err.contains("mnli@1.0.0") && err.contains("deleted"), "{err}");
+    assert!(!env.cached_blob(&a).exists());
+
+    env.ok(&["fetch"]);
+    fs::write(env.cached_blob(&a), b"evil again").unwrap();
+    let err = env.fails(&["fetch"]);
+    assert!(err.contains("mnli@1.0.0") && err.contains("corrupt") && err.contains("deleted"), "{err}");
+    assert!(!env.cached_blob(&a).exists());
+    env.ok(&["fetch"]);
+    assert!(env.cached_blob(&a).is_file());
+}
+
+#[test]
+fn corrupt_registry_blob_never_enters_the_cache() {
+    let env = Env::new();
+    let (a, _) = project_with_two(&env);
+    fs::write(env.registry.blob_file(&a), b"bit rot").unwrap();
+    let err = env.fails(&["fetch"]);
+    assert!(err.contains("mnli@1.0.0") && err.contains("registry+file://"), "{err}");
+    assert!(err.contains(&a.prefixed()), "{err}");
+    assert!(!env.cached_blob(&a).exists());
+    assert_eq!(fs::read_dir(env.home.join("cache/tmp")).unwrap().count(), 0, "temp file left behind");
+}
+
+#[test]
+fn lock_checksum_is_checked_against_the_index() {
+    let env = Env::new();
+    let (a, _) = project_with_two(&env);
+    env.ok(&["fetch"]);
+    let forged = env.lock().replace(&a.prefixed(), &format!("sha256:{}", "0".repeat(64)));
+    fs::write(env.lock_path(), forged).unwrap();
+    let err = env.fails(&["verify"]);
+    assert!(err.contains("mnli@1.0.0") && err.contains("registry"), "{err}");
+}
+
+#[test]
+fn offline_uses_only_lock_and_cache() {
+    let env = Env::new();
+    let (a, _) = project_with_two(&env);
+    let err = env.fails(&["fetch", "--offline"]);
+    assert!(err.contains("not in the cache") && err.contains("--offline"), "{err}");
+    env.ok(&["fetch"]);
+    // The registry disappears: everything that needs only the lock and the cache still works.
+    fs::remove_dir_all(&env.registry.root).unwrap();
+    env.ok(&["fetch", "--offline"]);
+    env.ok(&["tree", "--frozen"]);
+    env.ok(&["verify", "--offline"]);
+    env.ok(&["remove", "--offline", "sst2"]);
+    assert_eq!(env.locked_version("sst2"), None);
+    let err = env.fails(&["add", "--offline", "qqp@1"]);
+    assert!(err.contains("--offline") && err.contains("qqp is not locked"), "{err}");
+    let err = env.fails(&["lock"]);
+    assert!(err.contains("is not a registry"), "{err}");
+    let _ = a;
+}
+
+#[test]
+fn offline_without_a_lock_fails_clearly() {
+    let env = Env::new();
+    env.registry.publish(Version::new("mnli", "1.0.0"));
+    env.init();
+    let err = env.fails(&["add", "--offline", "mnli@1"]);
+    assert!(err.contains("--offline") && err.contains("no attempt.lock"), "{err}");
+}
+
+#[test]
+fn gc_keeps_what_locks_name() {
+    let env = Env::new();
+    let (a, b) = project_with_two(&env);
+    env.ok(&["fetch"]);
+    env.ok(&["remove", "sst2"]);
+    // A stale partial download and an unreferenced blob.
+    let tmp = env.home.join("cache/tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    let partial = tmp.join("download-stale");
+    fs::write(&partial, b"half").unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    fs::File::options().write(true).open(&partial).unwrap().set_modified(old).unwrap();
+    // Recently used: kept by the default 30 days.
+    env.ok(&["cache", "gc"]);
+    assert!(env.cached_blob(&b).exists());
+    assert!(!partial.exists());
+    env.ok(&["cache", "gc", "--older-than", "0", "--dry-run"]);
+    assert!(env.cached_blob(&b).exists());
+    env.ok(&["cache", "gc", "--older-than", "0"]);
+    assert!(env.cached_blob(&a).exists(), "named by the project's lock");
+    assert!(!env.cached_blob(&b).exists());
+    // An explicit --lock list replaces the default.
+    let elsewhere = env.tmp.path().join("other.lock");
+    fs::write(&elsewhere, "version = 1\n").unwrap();
+    env.ok(&["cache", "gc", "--older-than", "0", "--lock", elsewhere.to_str().unwrap()]);
+    assert!(!env.cached_blob(&a).exists());
+}
