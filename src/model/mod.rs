@@ -14,3 +14,5 @@ pub trait Encoder {
     fn encode(&self, input_embeds: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor>;
     fn hidden_size(&self) -> usize;
 }
+
+pub mod ops;
