@@ -16,3 +16,6 @@ pub trait Encoder {
 }
 
 pub mod ops;
+pub mod bert;
+pub mod config;
+pub mod weights;
