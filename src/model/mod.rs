@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 
+pub mod alloc;
 pub mod bert;
 pub mod config;
 pub mod fingerprint;
 pub mod ops;
+pub mod store;
 pub mod tokenizer;
 pub mod weights;
 
