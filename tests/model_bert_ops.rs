@@ -108,6 +108,18 @@ fn frozen_linear_backward() {
 }
 
 #[test]
+fn fused_attention_backward() {
+    // [b=2, L=5, 3 * d] with d = 8, 2 heads; the second sequence is padded.
+    let mask = Tensor::new(&[[1f32, 1., 1., 1., 1.], [1., 1., 1., 0., 0.]], &Device::Cpu).unwrap();
+    check(
+        "attention",
+        &[2, 5, 24],
+        |x| ops::attention(x, &mask, 2).unwrap(),
+        |x| reference::attention(x, &mask, 2).unwrap(),
+    );
+}
+
+#[test]
 fn fused_ops_accept_non_contiguous_input() {
     let x = randn(&[6, 4], 1).t().unwrap();
     let a = ops::softmax_last_dim(&x).unwrap();

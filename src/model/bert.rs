@@ -75,14 +75,7 @@ impl Layer {
     }
 
     fn forward(&self, x: &Tensor, mask: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
-        let (b, l, d) = x.dims3()?;
-        let dh = d / heads;
-        // [b, L, 3d] → [3, b, h, L, dh] in one copy; q, k, v are then contiguous slices.
-        let qkv = self.qkv.forward(x)?.reshape((b, l, 3, heads, dh))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
-        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let scores = q.matmul(&k.t()?)?;
-        let probs = ops::masked_softmax(&scores, mask, 1.0 / (dh as f64).sqrt())?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, d))?;
+        let ctx = ops::attention(&self.qkv.forward(x)?, mask, heads)?;
         let x = self.attn_ln.forward(&(self.attn_out.forward(&ctx)? + x)?)?;
         let h = ops::gelu_erf(&self.intermediate.forward(&x)?)?;
         self.output_ln.forward(&(self.output.forward(&h)? + x)?)

@@ -11,12 +11,14 @@
 //! * elsewhere (CUDA) they fall back to composed candle ops, which are
 //!   differentiable everywhere.
 
+mod attention;
 mod cpu;
 mod gelu;
 mod layer_norm;
 mod linear;
 mod softmax;
 
+pub use attention::attention;
 pub use gelu::gelu_erf;
 pub use layer_norm::layer_norm;
 pub use linear::linear;
@@ -57,6 +59,8 @@ pub mod reference {
     pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
         x.gelu_erf()
     }
+
+    pub use super::attention::reference as attention;
 
     pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         let y = x.broadcast_matmul(&w.t()?)?;
