@@ -90,6 +90,28 @@ fn layer_norm_backward() {
 }
 
 #[test]
+fn add_layer_norm_backward() {
+    let w = randn(&[24], 5).affine(0.3, 1.0).unwrap();
+    let b = randn(&[24], 6);
+    let residual = randn(&[4, 7, 24], 12);
+    // Gradient to the first input...
+    check(
+        "add+layer norm (x)",
+        &[4, 7, 24],
+        |x| ops::add_layer_norm(x, &residual, &w, &b, 1e-12).unwrap(),
+        |x| reference::layer_norm(&(x + &residual).unwrap(), &w, &b, 1e-12).unwrap(),
+    );
+    // ...and to the residual.
+    let x = randn(&[4, 7, 24], 13);
+    check(
+        "add+layer norm (residual)",
+        &[4, 7, 24],
+        |r| ops::add_layer_norm(&x, r, &w, &b, 1e-12).unwrap(),
+        |r| reference::layer_norm(&(&x + r).unwrap(), &w, &b, 1e-12).unwrap(),
+    );
+}
+
+#[test]
 fn gelu_erf_backward() {
     check("gelu_erf", &[5, 301], |x| ops::gelu_erf(x).unwrap(), |x| reference::gelu_erf(x).unwrap());
 }

@@ -45,6 +45,10 @@ impl LayerNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         ops::layer_norm(x, &self.w, &self.b, self.eps)
     }
+    /// layer_norm(x + residual)
+    fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+        ops::add_layer_norm(x, residual, &self.w, &self.b, self.eps)
+    }
 }
 
 struct Layer {
@@ -76,9 +80,9 @@ impl Layer {
 
     fn forward(&self, x: &Tensor, mask: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
         let ctx = ops::attention(&self.qkv.forward(x)?, mask, heads)?;
-        let x = self.attn_ln.forward(&(self.attn_out.forward(&ctx)? + x)?)?;
+        let x = self.attn_ln.forward_residual(&self.attn_out.forward(&ctx)?, x)?;
         let h = ops::gelu_erf(&self.intermediate.forward(&x)?)?;
-        self.output_ln.forward(&(self.output.forward(&h)? + x)?)
+        self.output_ln.forward_residual(&self.output.forward(&h)?, &x)
     }
 }
 

@@ -20,7 +20,7 @@ mod softmax;
 
 pub use attention::attention;
 pub use gelu::gelu_erf;
-pub use layer_norm::layer_norm;
+pub use layer_norm::{add_layer_norm, layer_norm};
 pub use linear::linear;
 pub use softmax::{masked_softmax, softmax_last_dim};
 
