@@ -11,5 +11,6 @@ pub mod cli;
 pub mod home;
 pub mod package;
 pub mod project;
+pub mod model;
 pub mod registry;
 pub mod resolve;

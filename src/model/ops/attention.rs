@@ -1,0 +1,239 @@
+//! Fused multi-head self-attention over a packed [b, L, 3d] q|k|v tensor,
+//! with backward to q, k and v.
+//!
+//! Going through candle ops costs a permute copy of q/k/v, a transpose copy
+//! of the context, a scale, a mask add, and in backward the zero-padded
+//! gradients of three slices. Here each (batch, head) pair runs its two
+//! gemms straight on strided views of the packed input, writes its context
+//! into the merged-heads layout, and keeps its probabilities for backward.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::cpu::f32_slice;
+
+/// softmax(q kᵀ / sqrt(dh), masked keys excluded) v for every head.
+/// `qkv` is [b, L, 3d] (q, then k, then v, heads contiguous within each);
+/// `mask` is [b, L] (1 = attend). Returns [b, L, d].
+pub fn attention(qkv: &Tensor, mask: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, l, d3) = qkv.dims3()?;
+    if d3 % (3 * heads) != 0 {
+        bail!("packed q|k|v width {d3} is not 3 × heads ({heads}) × head size");
+    }
+    if mask.dims() != [b, l] {
+        bail!("attention mask has shape {:?}, expected [{b}, {l}]", mask.dims());
+    }
+    if !super::use_fused(qkv) {
+        return reference(qkv, mask, heads);
+    }
+    let keep: Vec<bool> = mask
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?
+        .into_iter()
+        .map(|m| m != 0.0)
+        .collect();
+    qkv.contiguous()?.apply_op1(Attention { heads, keep: Arc::new(keep), probs: Mutex::new(None) })
+}
+
+/// The same computation with composed candle ops (any device).
+pub fn reference(qkv: &Tensor, mask: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, l, d3) = qkv.dims3()?;
+    let d = d3 / 3;
+    let dh = d / heads;
+    let qkv = qkv.reshape((b, l, 3, heads, dh))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
+    let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+    let scores = q.matmul(&k.t()?)?;
+    let probs = super::reference::masked_softmax(&scores, mask, 1.0 / (dh as f64).sqrt())?;
+    probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, d))
+}
+
+struct Attention {
+    heads: usize,
+    /// [b * L]: whether each key is attended.
+    keep: Arc<Vec<bool>>,
+    /// The forward pass's probabilities [b, h, L, L], for backward.
+    probs: Mutex<Option<Arc<Vec<f32>>>>,
+}
+
+/// Shape bookkeeping for one call.
+#[derive(Clone, Copy)]
+struct Dims {
+    b: usize,
+    l: usize,
+    d: usize,
+    heads: usize,
+    dh: usize,
+}
+
+impl Dims {
+    fn of(layout: &Layout, heads: usize) -> Result<Dims> {
+        let (b, l, d3) = layout.shape().dims3()?;
+        let d = d3 / 3;
+        Ok(Dims { b, l, d, heads, dh: d / heads })
+    }
+}
+
+/// A raw pointer that may cross threads: each task writes a disjoint region.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// A method (not field access) so closures capture the whole wrapper.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// dst (m×n, strides rs/cs) = lhs (m×k) · rhs (k×n); `acc` adds to dst.
+#[allow(clippy::too_many_arguments)]
+unsafe fn mm(
+    m: usize, n: usize, k: usize,
+    dst: *mut f32, dst_rs: usize, dst_cs: usize,
+    lhs: *const f32, lhs_rs: usize, lhs_cs: usize,
+    rhs: *const f32, rhs_rs: usize, rhs_cs: usize,
+) {
+    gemm::gemm(
+        m, n, k,
+        dst, dst_cs as isize, dst_rs as isize,
+        false,
+        lhs, lhs_cs as isize, lhs_rs as isize,
+        rhs, rhs_cs as isize, rhs_rs as isize,
+        0.0, 1.0,
+        false, false, false,
+        gemm::Parallelism::None,
+    )
+}
+
+impl CustomOp1 for Attention {
+    fn name(&self) -> &'static str {
+        "attempt-attention"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let qkv = f32_slice(self.name(), s, layout)?;
+        let Dims { b, l, d, heads, dh } = Dims::of(layout, self.heads)?;
+        let scale = 1.0 / (dh as f32).sqrt();
+        let mut ctx = vec![0f32; b * l * d];
+        let mut probs = vec![0f32; b * heads * l * l];
+        let ctx_ptr = SendPtr(ctx.as_mut_ptr());
+        let d3 = 3 * d;
+        probs.par_chunks_mut(l * l).enumerate().for_each(|(bh, p)| {
+            let (bi, h) = (bh / heads, bh % heads);
+            let base = bi * l * d3 + h * dh;
+            let keep = &self.keep[bi * l..(bi + 1) * l];
+            // SAFETY: q, k, v are strided views inside `qkv` (row stride 3d);
+            // `p` is this task's own L×L block; the context columns
+            // h*dh..(h+1)*dh of batch bi are written by this task only.
+            unsafe {
+                let q = qkv.as_ptr().add(base);
+                let k = q.add(d);
+                let v = q.add(2 * d);
+                mm(l, l, dh, p.as_mut_ptr(), l, 1, q, d3, 1, k, 1, d3);
+                for row in p.chunks_mut(l) {
+                    softmax_in_place(row, scale, keep);
+                }
+                let c = ctx_ptr.get().add(bi * l * d + h * dh);
+                mm(l, dh, l, c, d, 1, p.as_ptr(), l, 1, v, d3, 1);
+            }
+        });
+        if let Ok(mut slot) = self.probs.lock() {
+            *slot = Some(Arc::new(probs));
+        }
+        Ok((CpuStorage::F32(ctx), Shape::from((b, l, d))))
+    }
+
+    fn bwd(&self, qkv: &Tensor, _ctx: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let probs = match self.probs.lock() {
+            Ok(slot) => slot.clone(),
+            Err(_) => None,
+        };
+        let Some(probs) = probs else { bail!("attention backward without a forward pass") };
+        let op = AttentionBackward { heads: self.heads, probs };
+        Ok(Some(qkv.apply_op2_no_bwd(&g.contiguous()?, &op)?))
+    }
+}
+
+fn softmax_in_place(row: &mut [f32], scale: f32, keep: &[bool]) {
+    let mut max = f32::NEG_INFINITY;
+    for (&v, &k) in row.iter().zip(keep) {
+        if k && v > max {
+            max = v;
+        }
+    }
+    if max == f32::NEG_INFINITY {
+        row.fill(0.0);
+        return;
+    }
+    let shift = max * scale;
+    let mut sum = 0.0;
+    for (v, &k) in row.iter_mut().zip(keep) {
+        let e = if k { (*v * scale - shift).exp() } else { 0.0 };
+        *v = e;
+        sum += e;
+    }
+    let inv = 1.0 / sum;
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
+}
+
+struct AttentionBackward {
+    heads: usize,
+    probs: Arc<Vec<f32>>,
+}
+
+impl CustomOp2 for AttentionBackward {
+    fn name(&self) -> &'static str {
+        "attempt-attention-bwd"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, layout: &Layout, gs: &CpuStorage, gl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let qkv = f32_slice(self.name(), s, layout)?;
+        let g = f32_slice(self.name(), gs, gl)?;
+        let Dims { b, l, d, heads, dh } = Dims::of(layout, self.heads)?;
+        if g.len() != b * l * d || self.probs.len() != b * heads * l * l {
+            bail!("{}: gradient or saved probabilities have the wrong size", self.name());
+        }
+        let scale = 1.0 / (dh as f32).sqrt();
+        let d3 = 3 * d;
+        let mut dqkv = vec![0f32; b * l * d3];
+        let out = SendPtr(dqkv.as_mut_ptr());
+        (0..b * heads).into_par_iter().for_each_init(
+            || vec![0f32; l * l],
+            |ds, bh| {
+                let (bi, h) = (bh / heads, bh % heads);
+                let p = &self.probs[bh * l * l..(bh + 1) * l * l];
+                // SAFETY: reads strided views of qkv, g and this pair's
+                // probabilities; writes only columns h*dh..(h+1)*dh of each of
+                // the q, k and v thirds of batch bi in dqkv, which no other task touches.
+                unsafe {
+                    let q = qkv.as_ptr().add(bi * l * d3 + h * dh);
+                    let k = q.add(d);
+                    let v = q.add(2 * d);
+                    let gc = g.as_ptr().add(bi * l * d + h * dh);
+                    // dP = dC · vᵀ
+                    mm(l, l, dh, ds.as_mut_ptr(), l, 1, gc, d, 1, v, 1, d3);
+                    // dS = scale · P ⊙ (dP − rowsum(dP ⊙ P))
+                    for (dr, pr) in ds.chunks_mut(l).zip(p.chunks(l)) {
+                        let dot: f32 = dr.iter().zip(pr).map(|(a, b)| a * b).sum();
+                        for (x, &pv) in dr.iter_mut().zip(pr) {
+                            *x = scale * pv * (*x - dot);
+                        }
+                    }
+                    let dq = out.get().add(bi * l * d3 + h * dh);
+                    let dk = dq.add(d);
+                    let dv = dq.add(2 * d);
+                    mm(l, dh, l, dq, d3, 1, ds.as_ptr(), l, 1, k, d3, 1); // dQ = dS · K
+                    mm(l, dh, l, dk, d3, 1, ds.as_ptr(), 1, l, q, d3, 1); // dK = dSᵀ · Q
+                    mm(l, dh, l, dv, d3, 1, p.as_ptr(), 1, l, gc, d, 1); // dV = Pᵀ · dC
+                }
+            },
+        );
+        Ok((CpuStorage::F32(dqkv), layout.shape().clone()))
+    }
+}
