@@ -10,7 +10,7 @@ pub mod cache;
 pub mod cli;
 pub mod home;
 pub mod package;
-pub mod project;
 pub mod model;
+pub mod project;
 pub mod registry;
 pub mod resolve;
