@@ -8,5 +8,6 @@
 
 pub mod cli;
 pub mod home;
+pub mod model;
 pub mod package;
 pub mod registry;

@@ -1,0 +1,125 @@
+//! Frozen backbones (BERT family, T5) written on plain candle tensors.
+//!
+//! Weights are loaded as plain `Tensor`s (never `Var`s), so backprop computes
+//! no weight gradients; gradients flow only to the input embeddings, which is
+//! where ATTEMPT's soft prompts are prepended.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+
+pub mod bert;
+pub mod config;
+pub mod fingerprint;
+pub mod ops;
+pub mod tokenizer;
+pub mod weights;
+
+use config::{Architecture, ModelConfig};
+use tokenizer::ModelTokenizer;
+use weights::Weights;
+
+/// A frozen encoder that takes input embeddings, so soft prompts can be prepended.
+pub trait Encoder {
+    /// token ids [b, L] (u32) -> input embeddings [b, L, d] (what the prompt is concatenated with)
+    fn embed_tokens(&self, ids: &Tensor) -> candle_core::Result<Tensor>;
+    /// input embeddings [b, L, d] + attention mask [b, L] (1 = attend, 0 = pad; f32 or u32) -> last hidden states [b, L, d]
+    fn encode(&self, input_embeds: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor>;
+    fn hidden_size(&self) -> usize;
+}
+
+/// Any supported backbone.
+pub enum AnyModel {
+    Bert(bert::Bert),
+}
+
+impl AnyModel {
+    pub fn encoder(&self) -> &dyn Encoder {
+        match self {
+            AnyModel::Bert(m) => m,
+        }
+    }
+}
+
+/// A model directory loaded for use: config, frozen weights, and the
+/// tokenizer and sentence-embedding pooling when the directory has them.
+pub struct LoadedModel {
+    pub dir: PathBuf,
+    pub config: ModelConfig,
+    pub model: AnyModel,
+    pub tokenizer: Option<ModelTokenizer>,
+    pub pooling: Option<Pooling>,
+}
+
+/// Build the model in `dir` from its config and weights.
+pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
+    let config = config::read_config(dir)?;
+    let model = match &config {
+        ModelConfig::Bert(cfg) => {
+            let ws = Weights::load(dir, device)?;
+            AnyModel::Bert(bert::Bert::from_weights(cfg, &ws).with_context(|| format!("loading {}", dir.display()))?)
+        }
+        ModelConfig::T5(_) => bail!("{}: T5 support is not built yet", dir.display()),
+    };
+    let tokenizer = if dir.join(tokenizer::TOKENIZER_FILE).is_file() {
+        let vocab = config.vocab_size().unwrap_or(usize::MAX);
+        let pad = match &config {
+            ModelConfig::Bert(c) => c.pad_token_id,
+            ModelConfig::T5(_) => 0,
+        };
+        Some(ModelTokenizer::load(dir, vocab, pad)?)
+    } else {
+        None
+    };
+    let pooling = Pooling::read(dir)?;
+    Ok(LoadedModel { dir: dir.to_path_buf(), config, model, tokenizer, pooling })
+}
+
+/// Sentence-transformers pooling (`modules.json`, `1_Pooling/config.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pooling {
+    /// L2-normalise after pooling (a `Normalize` module follows).
+    pub normalize: bool,
+}
+
+impl Pooling {
+    /// `None` if the directory is not a sentence-transformers model.
+    pub fn read(dir: &Path) -> Result<Option<Pooling>> {
+        let modules_path = dir.join("modules.json");
+        if !modules_path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&modules_path).with_context(|| format!("cannot read {}", modules_path.display()))?;
+        let modules: Vec<serde_json::Value> =
+            serde_json::from_str(&text).with_context(|| format!("{} is not a JSON list of modules", modules_path.display()))?;
+        let kind = |m: &serde_json::Value| m.get("type").and_then(|t| t.as_str()).unwrap_or("").to_string();
+        let Some(pool) = modules.iter().find(|m| kind(m).ends_with(".Pooling")) else { return Ok(None) };
+        let pool_dir = pool.get("path").and_then(|p| p.as_str()).unwrap_or("1_Pooling");
+        let cfg_path = dir.join(pool_dir).join("config.json");
+        let text = std::fs::read_to_string(&cfg_path).with_context(|| format!("cannot read {}", cfg_path.display()))?;
+        let cfg: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", cfg_path.display()))?;
+        let flag = |k: &str| cfg.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
+        let others = ["pooling_mode_cls_token", "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens"];
+        if !flag("pooling_mode_mean_tokens") || others.iter().any(|k| flag(k)) {
+            bail!("{}: only mean pooling (pooling_mode_mean_tokens alone) is supported", cfg_path.display());
+        }
+        let normalize = modules.iter().any(|m| kind(m).ends_with(".Normalize"));
+        Ok(Some(Pooling { normalize }))
+    }
+
+    /// [b, L, d] hidden states + [b, L] mask → [b, d] sentence embeddings.
+    pub fn apply(&self, hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let pooled = bert::mean_pool(hidden, mask)?;
+        if self.normalize {
+            bert::l2_normalize(&pooled)
+        } else {
+            Ok(pooled)
+        }
+    }
+}
+
+/// The architecture a directory holds, from its config.json alone.
+pub fn architecture(dir: &Path) -> Result<Architecture> {
+    Ok(config::read_config(dir)?.architecture())
+}
