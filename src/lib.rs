@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod home;
+pub mod interop;
 pub mod model;
 pub mod package;
 pub mod registry;
