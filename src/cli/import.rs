@@ -9,12 +9,12 @@ use crate::registry::{registry_dir, BlockingRegistry};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
-attempt-pkg import record_prefix_embeddings.pt --name record-prompt --version 1.0.0 --task record \\\n      \
---base-model ~/.attempt/models/t5-base --out ./record-prompt\n  \
-attempt-pkg import ./peft-adapter --name sst2-prompt --version 0.1.0 --task sst2 \\\n      \
---base-model sha256:<64 hex> --hidden-size 768 --publish\n  \
-attempt-pkg import prompts.safetensors --tensor mnli --name mnli-prompt --version 1.0.0 --task mnli \\\n      \
---base-model ./models/minilm --out ./mnli-prompt\n\n\
+attempt-pkg import prompt.pt --name record-prompt --version 1.0.0 \\\n      \
+--task record --base-model ./models/t5-base --out ./record-prompt\n  \
+attempt-pkg import ./adapter --name sst2-prompt --version 0.1.0 \\\n      \
+--task sst2 --base-model sha256:<hex> --hidden-size 768 --publish\n  \
+attempt-pkg import prompts.safetensors --tensor mnli --name mnli-prompt \\\n      \
+--version 1.0.0 --task mnli --base-model ./models/minilm --out ./mnli\n\n\
 Sources: a PyTorch checkpoint (.pt/.bin written by torch.save, holding a tensor or a dict of \
 tensors), a PEFT prompt-tuning adapter directory (adapter_config.json + adapter_model.safetensors), \
 or a safetensors file. Pickles are read with a restricted reader that only accepts plain tensor \
