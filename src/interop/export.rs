@@ -2,16 +2,15 @@
 //! verify its artifact, write it as a PEFT adapter, a safetensors file or a
 //! PyTorch checkpoint.
 
-use std::fs;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use registry_index::{blob_path, IndexEntry};
 use semver::{Version, VersionReq};
 
-use super::import::check_writable;
+use super::output::{check_writable, write_files};
 use super::{peft, safetensors_io, torch_file};
-use crate::package::{write_atomic, LoadedPackage, PROMPT_TENSOR};
+use crate::package::{LoadedPackage, PROMPT_TENSOR};
 use crate::registry::RegistrySource;
 
 /// Output formats of `export`.
@@ -130,14 +129,8 @@ pub fn export(pkg: &LoadedPackage, opts: &ExportOptions) -> Result<Vec<PathBuf>>
         }
         Format::Pt => vec![("prompt.pt", torch_file::write_single(prompt.dtype(), &shape, prompt.bytes())?)],
     };
-    fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
-    let mut written = Vec::new();
-    for (name, bytes) in files {
-        let path = opts.out.join(name);
-        write_atomic(&path, &bytes)?;
-        written.push(path);
-    }
-    Ok(written)
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+    write_files(&opts.out, &refs)
 }
 
 #[cfg(test)]

@@ -10,13 +10,15 @@ use anyhow::{bail, Context, Result};
 use registry_index::Checksum;
 use semver::Version;
 
+pub use super::output::check_writable;
+use super::output::write_files;
 use super::peft::{self, AdapterConfig};
 use super::torch_file::{self, TorchContents};
 use super::{safetensors_io, SourceTensor};
 use crate::home::Home;
 use crate::model::{config, fingerprint};
 use crate::package::{
-    sha256, write_atomic, Artifact, BaseModel, Manifest, PackageMeta, PromptSection, PromptTensor, MANIFEST_FILE,
+    sha256, Artifact, BaseModel, Manifest, PackageMeta, PromptSection, PromptTensor, MANIFEST_FILE,
     MANIFEST_FORMAT,
 };
 
@@ -338,20 +340,8 @@ pub fn build(source: Source, base: &ResolvedBase, fields: &PackageFields) -> Res
     Ok(Imported { artifact, notes })
 }
 
-/// Refuses to replace existing files unless `force`; lists what is in the way.
-pub fn check_writable(out: &Path, files: &[&str], force: bool) -> Result<()> {
-    if out.exists() && !out.is_dir() {
-        bail!("{} exists and is not a directory", out.display());
-    }
-    let existing: Vec<String> = files.iter().filter(|f| out.join(f).exists()).map(|f| out.join(f).display().to_string()).collect();
-    if !existing.is_empty() && !force {
-        bail!("{} already exists; pass --force to overwrite", existing.join(" and "));
-    }
-    Ok(())
-}
-
-/// Writes `Prompt.toml` + `prompt.safetensors` into `out` (created if
-/// needed), each atomically, then checks that the directory builds to the
+/// Writes `Prompt.toml` + `prompt.safetensors` into `out` (see
+/// [`write_files`]), then checks that the directory builds to the
 /// very artifact that was checked.
 pub fn write_authoring_dir(imported: &Imported, out: &Path, force: bool) -> Result<()> {
     check_writable(out, &[MANIFEST_FILE, PROMPT_FILE], force)?;
@@ -364,9 +354,7 @@ pub fn write_authoring_dir(imported: &Imported, out: &Path, force: bool) -> Resu
         None,
     )?;
     let toml = toml::to_string(imported.manifest()).context("serialising Prompt.toml")?;
-    fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    write_atomic(&out.join(PROMPT_FILE), &tensor)?;
-    write_atomic(&out.join(MANIFEST_FILE), toml.as_bytes())?;
+    write_files(out, &[(PROMPT_FILE, &tensor), (MANIFEST_FILE, toml.as_bytes())])?;
     let rebuilt = Artifact::build(out).with_context(|| format!("re-reading the written directory {}", out.display()))?;
     if rebuilt.checksum() != imported.artifact.checksum() {
         bail!("internal error: {} does not rebuild to the imported artifact", out.display());

@@ -8,6 +8,7 @@
 
 pub mod export;
 pub mod import;
+pub mod output;
 pub mod peft;
 pub mod pickle;
 pub mod safetensors_io;

@@ -473,7 +473,7 @@ impl Machine<'_> {
 }
 
 fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         bail!("malformed pickle: a dict needs key/value pairs");
     }
     let mut out = Vec::with_capacity(items.len() / 2);

@@ -62,7 +62,7 @@ pub fn read(path: &Path, bytes: &[u8]) -> Result<TorchContents> {
         .with_context(|| format!("{} has no `<archive>/data.pkl` record: not a torch.save checkpoint", path.display()))?
         .clone();
     let prefix = pkl.trim_end_matches("data.pkl").to_string();
-    if let Some(order) = read_record(&mut zip, &format!("{prefix}byteorder"), 16).ok() {
+    if let Ok(order) = read_record(&mut zip, &format!("{prefix}byteorder"), 16) {
         if order.trim_ascii() != b"little" {
             bail!("{} was saved on a big-endian machine; only little-endian checkpoints are supported", path.display());
         }
@@ -121,7 +121,8 @@ fn read_record<R: Read + std::io::Seek>(zip: &mut zip::ZipArchive<R>, name: &str
     if file.size() > limit {
         bail!("record `{name}` is {} bytes; the limit is {limit}", file.size());
     }
-    let mut out = Vec::with_capacity(file.size() as usize);
+    // The size comes from the archive's directory: trust it only up to the limit.
+    let mut out = Vec::with_capacity(file.size().min(limit).min(1 << 20) as usize);
     file.by_ref().take(limit).read_to_end(&mut out).with_context(|| format!("reading record `{name}`"))?;
     Ok(out)
 }
