@@ -13,7 +13,8 @@ use semver::Version;
 pub use super::output::check_writable;
 use super::output::write_files;
 use super::peft::{self, AdapterConfig};
-use super::torch_file::{self, TorchContents};
+use super::pickle::TensorRef;
+use super::torch_file::{self, Checkpoint, TorchContents};
 use super::{safetensors_io, SourceTensor};
 use crate::home::Home;
 use crate::model::{config, fingerprint};
@@ -92,18 +93,20 @@ pub fn read_source(path: &Path, key: Option<&str>) -> Result<Source> {
     let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let file_sha256 = sha256(&bytes);
     if torch_file::is_zip(&bytes) || torch_file::is_legacy_pickle(&bytes) {
-        let (key, tensor) = match (torch_file::read(path, &bytes)?, key) {
-            (TorchContents::Single(t), None) => (None, t),
+        let mut checkpoint = Checkpoint::open(path, &bytes)?;
+        let (key, chosen) = match (&checkpoint.contents, key) {
+            (TorchContents::Single(t), None) => (None, t.clone()),
             (TorchContents::Single(t), Some(k)) => bail!(
                 "--tensor {k}: {} holds a single tensor {} (not a dict); drop --tensor",
                 path.display(),
-                t.describe()
+                torch_file::describe(t)
             ),
             (TorchContents::Named(named), key) => {
                 let (k, t) = pick(path, named, key)?;
                 (Some(k), t)
             }
         };
+        let tensor = checkpoint.load(&chosen)?;
         return Ok(Source { kind: SourceKind::PyTorch, path: path.to_path_buf(), key, tensor, peft: None, file_sha256, notes: Vec::new() });
     }
     if looks_like_safetensors(&bytes) {
@@ -126,17 +129,16 @@ pub fn read_source(path: &Path, key: Option<&str>) -> Result<Source> {
 }
 
 /// Chooses one tensor of a dict checkpoint: `key`, or the only one.
-fn pick(path: &Path, mut named: BTreeMap<String, SourceTensor>, key: Option<&str>) -> Result<(String, SourceTensor)> {
-    let listing = named.iter().map(|(k, t)| format!("`{k}` {}", t.describe())).collect::<Vec<_>>().join(", ");
-    match key {
-        Some(k) => match named.remove(k) {
-            Some(t) => Ok((k.to_string(), t)),
-            None => bail!("{} has no tensor `{k}`; it holds: {listing}", path.display()),
+fn pick(path: &Path, named: &[(String, TensorRef)], key: Option<&str>) -> Result<(String, TensorRef)> {
+    let listing = || named.iter().map(|(k, t)| format!("`{k}` {}", torch_file::describe(t))).collect::<Vec<_>>().join(", ");
+    match (key, named) {
+        (Some(k), _) => match named.iter().find(|(name, _)| name == k) {
+            Some(found) => Ok(found.clone()),
+            None => bail!("{} has no tensor `{k}`; it holds: {}", path.display(), listing()),
         },
-        None if named.len() > 1 => {
-            bail!("{} holds several tensors; choose one with --tensor KEY: {listing}", path.display())
-        }
-        None => named.into_iter().next().with_context(|| format!("{} holds no tensors", path.display())),
+        (None, [only]) => Ok(only.clone()),
+        (None, []) => bail!("{} holds no tensors", path.display()),
+        (None, _) => bail!("{} holds several tensors; choose one with --tensor KEY: {}", path.display(), listing()),
     }
 }
 

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::torch_file::{self, TorchContents};
+use super::torch_file::{Checkpoint, TorchContents};
 use super::{safetensors_io, SourceTensor};
 use crate::package::PromptTensor;
 
@@ -142,12 +142,16 @@ fn read_prompt_embeddings(dir: &Path) -> Result<SourceTensor> {
     let bin = dir.join(LEGACY_WEIGHTS_FILE);
     if bin.is_file() {
         let bytes = fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
-        return match torch_file::read(&bin, &bytes)? {
-            TorchContents::Named(mut named) => named
-                .remove(PROMPT_KEY)
-                .with_context(|| format!("{} has no `{PROMPT_KEY}` tensor", bin.display())),
+        let mut checkpoint = Checkpoint::open(&bin, &bytes)?;
+        let tensor = match &checkpoint.contents {
+            TorchContents::Named(named) => named
+                .iter()
+                .find(|(k, _)| k == PROMPT_KEY)
+                .map(|(_, t)| t.clone())
+                .with_context(|| format!("{} has no `{PROMPT_KEY}` tensor", bin.display()))?,
             TorchContents::Single(_) => bail!("{} holds a bare tensor, not a PEFT state dict", bin.display()),
         };
+        return checkpoint.load(&tensor);
     }
     bail!("{} has neither {WEIGHTS_FILE} nor {LEGACY_WEIGHTS_FILE}", dir.display())
 }

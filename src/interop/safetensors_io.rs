@@ -3,7 +3,7 @@
 //! tensors and any metadata, so this uses the reference `safetensors` crate
 //! rather than the package format's strict reader.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -12,64 +12,36 @@ use safetensors::{Dtype as StDtype, SafeTensors};
 use super::SourceTensor;
 use crate::package::Dtype;
 
-/// Every tensor in a safetensors file, by name. Tensors of dtypes a prompt
-/// cannot have are listed with their dtype so the error can name them.
-pub fn read_all(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, Result<SourceTensor, String>>> {
+/// Reads one tensor: `key` if given, else the only tensor in the file.
+/// Only the chosen tensor's bytes are copied.
+pub fn read_one(path: &Path, bytes: &[u8], key: Option<&str>) -> Result<(String, SourceTensor)> {
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| anyhow::anyhow!("{e:?}"))
         .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
-    let mut out = BTreeMap::new();
-    for (name, view) in st.tensors() {
-        let dtype = match view.dtype() {
-            StDtype::F32 => Ok(Dtype::F32),
-            StDtype::F16 => Ok(Dtype::F16),
-            StDtype::BF16 => Ok(Dtype::BF16),
-            other => Err(format!("{other:?}")),
-        };
-        let entry = dtype.map(|dtype| SourceTensor { dtype, shape: view.shape().to_vec(), data: view.data().to_vec() });
-        out.insert(name, entry);
-    }
-    Ok(out)
-}
-
-/// Reads one tensor: `key` if given, else the only tensor in the file.
-pub fn read_one(path: &Path, bytes: &[u8], key: Option<&str>) -> Result<(String, SourceTensor)> {
-    let mut all = read_all(path, bytes)?;
-    let name = match key {
-        Some(k) => {
-            if !all.contains_key(k) {
-                bail!("{} has no tensor `{k}`; it holds: {}", path.display(), list_keys(&all));
-            }
-            k.to_string()
-        }
-        None => match all.len() {
-            0 => bail!("{} holds no tensors", path.display()),
-            1 => all.keys().next().cloned().unwrap_or_default(),
-            _ => bail!(
-                "{} holds several tensors; choose one with --tensor KEY: {}",
-                path.display(),
-                list_keys(&all)
-            ),
-        },
+    let mut names: Vec<String> = st.names().into_iter().cloned().collect();
+    names.sort();
+    let listing = || {
+        names
+            .iter()
+            .filter_map(|n| st.tensor(n).ok().map(|v| format!("`{n}` {:?} {:?}", v.shape(), v.dtype())))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    match all.remove(&name) {
-        Some(Ok(t)) => Ok((name, t)),
-        Some(Err(dtype)) => bail!(
-            "tensor `{name}` in {} has dtype {dtype}; a prompt must be F32, F16 or BF16",
-            path.display()
-        ),
-        None => bail!("{} has no tensor `{name}`", path.display()),
-    }
-}
-
-fn list_keys(all: &BTreeMap<String, Result<SourceTensor, String>>) -> String {
-    all.iter()
-        .map(|(k, t)| match t {
-            Ok(t) => format!("`{k}` {}", t.describe()),
-            Err(dtype) => format!("`{k}` {dtype}"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    let name = match (key, names.as_slice()) {
+        (Some(k), _) if names.iter().any(|n| n == k) => k.to_string(),
+        (Some(k), _) => bail!("{} has no tensor `{k}`; it holds: {}", path.display(), listing()),
+        (None, [only]) => only.clone(),
+        (None, []) => bail!("{} holds no tensors", path.display()),
+        (None, _) => bail!("{} holds several tensors; choose one with --tensor KEY: {}", path.display(), listing()),
+    };
+    let view = st.tensor(&name).map_err(|e| anyhow::anyhow!("{e:?}")).with_context(|| format!("tensor `{name}`"))?;
+    let dtype = match view.dtype() {
+        StDtype::F32 => Dtype::F32,
+        StDtype::F16 => Dtype::F16,
+        StDtype::BF16 => Dtype::BF16,
+        other => bail!("tensor `{name}` in {} has dtype {other:?}; a prompt must be F32, F16 or BF16", path.display()),
+    };
+    Ok((name, SourceTensor { dtype, shape: view.shape().to_vec(), data: view.data().to_vec() }))
 }
 
 /// A safetensors file with one tensor; metadata has at most one key, so the

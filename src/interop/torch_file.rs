@@ -2,9 +2,8 @@
 //! the restricted unpickler, and writing one tensor back so that
 //! `torch.load(path, weights_only=True)` accepts it.
 
-use std::collections::BTreeMap;
 use std::io::{Cursor, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -16,15 +15,29 @@ use crate::package::Dtype;
 const MAX_PICKLE: u64 = 64 * 1024 * 1024;
 /// Nesting depth explored when collecting tensors from dicts and lists.
 const MAX_DEPTH: usize = 8;
+/// Largest tensor materialised (1 GiB): far beyond any soft prompt.
+const MAX_TENSOR_BYTES: usize = 1 << 30;
 /// Tensors listed at most; more means this is not a prompt file.
 const MAX_TENSORS: usize = 100_000;
 
 /// What a checkpoint holds: one bare tensor, or named tensors from a
-/// (possibly nested) dict, keyed by dotted path (`state_dict.prompt`).
+/// (possibly nested) dict or list, keyed by dotted path (`state_dict.prompt`).
+/// Nothing is materialised until [`Checkpoint::load`] is asked for a tensor.
 #[derive(Debug)]
 pub enum TorchContents {
-    Single(SourceTensor),
-    Named(BTreeMap<String, SourceTensor>),
+    Single(TensorRef),
+    Named(Vec<(String, TensorRef)>),
+}
+
+/// `[100, 768] F32` (or the torch dtype name for dtypes a prompt cannot have).
+pub fn describe(t: &TensorRef) -> String {
+    let dtype = match t.storage.dtype {
+        StorageDtype::F32 => "F32",
+        StorageDtype::F16 => "F16",
+        StorageDtype::BF16 => "BF16",
+        StorageDtype::Other(name, _) => name,
+    };
+    format!("{:?} {dtype}", t.shape)
 }
 
 /// True when `bytes` start like a zip archive (the `torch.save` format since 1.6).
@@ -37,53 +50,87 @@ pub fn is_legacy_pickle(bytes: &[u8]) -> bool {
     bytes.len() >= 2 && bytes[0] == 0x80 && (2..=5).contains(&bytes[1])
 }
 
-/// Reads every tensor of a zip-format PyTorch checkpoint.
-pub fn read(path: &Path, bytes: &[u8]) -> Result<TorchContents> {
-    if !is_zip(bytes) {
-        if is_legacy_pickle(bytes) {
+/// An opened zip-format PyTorch checkpoint: its unpickled structure, and
+/// the archive to load tensor data from.
+pub struct Checkpoint<'a> {
+    path: PathBuf,
+    zip: zip::ZipArchive<Cursor<&'a [u8]>>,
+    prefix: String,
+    pub contents: TorchContents,
+}
+
+impl<'a> Checkpoint<'a> {
+    /// Reads the archive directory and `data.pkl` (restricted unpickler).
+    pub fn open(path: &Path, bytes: &'a [u8]) -> Result<Checkpoint<'a>> {
+        if !is_zip(bytes) {
+            if is_legacy_pickle(bytes) {
+                bail!(
+                    "{} uses the legacy (pre-1.6) torch.save format, which attempt-pkg does not read; \
+                     re-save it with a current PyTorch: torch.save(torch.load(path, weights_only=True), new_path)",
+                    path.display()
+                );
+            }
+            bail!("{} is not a PyTorch checkpoint (expected a zip archive written by torch.save)", path.display());
+        }
+        let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
+            .with_context(|| format!("{} is not a readable zip archive", path.display()))?;
+        let names: Vec<String> = zip
+            .file_names()
+            .map(|n| n.map(|n| n.into_owned()))
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{} has an unreadable file name in its zip directory", path.display()))?;
+        let pkl = names
+            .iter()
+            .find(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
+            .with_context(|| format!("{} has no `<archive>/data.pkl` record: not a torch.save checkpoint", path.display()))?
+            .clone();
+        let prefix = pkl.trim_end_matches("data.pkl").to_string();
+        if let Ok(order) = read_record(&mut zip, &format!("{prefix}byteorder"), 16) {
+            if order.trim_ascii() != b"little" {
+                bail!("{} was saved on a big-endian machine; only little-endian checkpoints are supported", path.display());
+            }
+        }
+        let pickle_bytes =
+            read_record(&mut zip, &pkl, MAX_PICKLE).with_context(|| format!("reading {pkl} in {}", path.display()))?;
+        let root = pickle::unpickle(&pickle_bytes).with_context(|| format!("reading {}", path.display()))?;
+        let contents = match &root {
+            Value::Tensor(t) => TorchContents::Single((**t).clone()),
+            Value::Dict(_) | Value::List(_) | Value::Tuple(_) => {
+                let mut found = Vec::new();
+                collect(&root, String::new(), 0, &mut found)?;
+                TorchContents::Named(found)
+            }
+            other => bail!("{} holds a {other:?}, not a tensor or a dict of tensors", path.display()),
+        };
+        Ok(Checkpoint { path: path.to_path_buf(), zip, prefix, contents })
+    }
+
+    /// Materialises one tensor as contiguous little-endian bytes.
+    pub fn load(&mut self, t: &TensorRef) -> Result<SourceTensor> {
+        let dtype = match t.storage.dtype {
+            StorageDtype::F32 => Dtype::F32,
+            StorageDtype::F16 => Dtype::F16,
+            StorageDtype::BF16 => Dtype::BF16,
+            StorageDtype::Other(name, _) => bail!(
+                "{}: the tensor has dtype {name}; a prompt must be float32, float16 or bfloat16 (convert it with .float())",
+                self.path.display()
+            ),
+        };
+        let elem = t.storage.dtype.size();
+        let storage_len = t.storage.numel.checked_mul(elem).context("storage size overflows")?;
+        let name = format!("{}data/{}", self.prefix, t.storage.key);
+        let storage = read_record(&mut self.zip, &name, storage_len as u64)
+            .with_context(|| format!("reading {}", self.path.display()))?;
+        if storage.len() != storage_len {
             bail!(
-                "{} uses the legacy (pre-1.6) torch.save format, which attempt-pkg does not read; \
-                 re-save it with a current PyTorch: torch.save(torch.load(path, weights_only=True), new_path)",
-                path.display()
+                "{}: storage `{name}` holds {} bytes; the pickle says {} elements of {elem} bytes",
+                self.path.display(),
+                storage.len(),
+                t.storage.numel
             );
         }
-        bail!("{} is not a PyTorch checkpoint (expected a zip archive written by torch.save)", path.display());
-    }
-    let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
-        .with_context(|| format!("{} is not a readable zip archive", path.display()))?;
-    let names: Vec<String> = zip
-        .file_names()
-        .map(|n| n.map(|n| n.into_owned()))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("{} has an unreadable file name in its zip directory", path.display()))?;
-    let pkl = names
-        .iter()
-        .find(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
-        .with_context(|| format!("{} has no `<archive>/data.pkl` record: not a torch.save checkpoint", path.display()))?
-        .clone();
-    let prefix = pkl.trim_end_matches("data.pkl").to_string();
-    if let Ok(order) = read_record(&mut zip, &format!("{prefix}byteorder"), 16) {
-        if order.trim_ascii() != b"little" {
-            bail!("{} was saved on a big-endian machine; only little-endian checkpoints are supported", path.display());
-        }
-    }
-    let pickle_bytes = read_record(&mut zip, &pkl, MAX_PICKLE).with_context(|| format!("reading {pkl} in {}", path.display()))?;
-    let root = pickle::unpickle(&pickle_bytes).with_context(|| format!("reading {}", path.display()))?;
-
-    let mut loader = StorageLoader { zip: &mut zip, prefix: &prefix, cache: BTreeMap::new() };
-    match &root {
-        Value::Tensor(t) => Ok(TorchContents::Single(loader.tensor(t).with_context(|| format!("in {}", path.display()))?)),
-        Value::Dict(_) | Value::List(_) | Value::Tuple(_) => {
-            let mut found = Vec::new();
-            collect(&root, String::new(), 0, &mut found)?;
-            let mut named = BTreeMap::new();
-            for (key, t) in found {
-                let tensor = loader.tensor(&t).with_context(|| format!("tensor `{key}` in {}", path.display()))?;
-                named.insert(key, tensor);
-            }
-            Ok(TorchContents::Named(named))
-        }
-        other => bail!("{} holds a {:?}, not a tensor or a dict of tensors", path.display(), other),
+        let data = gather(&storage, elem, t).with_context(|| format!("in {}", self.path.display()))?;
+        Ok(SourceTensor { dtype, shape: t.shape.clone(), data })
     }
 }
 
@@ -127,43 +174,15 @@ fn read_record<R: Read + std::io::Seek>(zip: &mut zip::ZipArchive<R>, name: &str
     Ok(out)
 }
 
-struct StorageLoader<'z, R: Read + std::io::Seek> {
-    zip: &'z mut zip::ZipArchive<R>,
-    prefix: &'z str,
-    cache: BTreeMap<String, Vec<u8>>,
-}
-
-impl<R: Read + std::io::Seek> StorageLoader<'_, R> {
-    /// Materialises a tensor view as contiguous little-endian bytes.
-    fn tensor(&mut self, t: &TensorRef) -> Result<SourceTensor> {
-        let dtype = match t.storage.dtype {
-            StorageDtype::F32 => Dtype::F32,
-            StorageDtype::F16 => Dtype::F16,
-            StorageDtype::BF16 => Dtype::BF16,
-            StorageDtype::Other(name, _) => {
-                bail!("the tensor has dtype {name}; a prompt must be float32, float16 or bfloat16 (convert it with .float())")
-            }
-        };
-        let elem = t.storage.dtype.size();
-        let storage_len = t.storage.numel.checked_mul(elem).context("storage size overflows")?;
-        if !self.cache.contains_key(&t.storage.key) {
-            let name = format!("{}data/{}", self.prefix, t.storage.key);
-            let bytes = read_record(self.zip, &name, storage_len as u64)?;
-            if bytes.len() != storage_len {
-                bail!("storage `{name}` holds {} bytes; the pickle says {} elements of {elem} bytes", bytes.len(), t.storage.numel);
-            }
-            self.cache.insert(t.storage.key.clone(), bytes);
-        }
-        let storage = &self.cache[&t.storage.key];
-        let data = gather(storage, elem, t)?;
-        Ok(SourceTensor { dtype, shape: t.shape.clone(), data })
-    }
-}
-
 /// Copies the elements of a strided view into row-major order, checking
 /// every index stays inside the storage.
 fn gather(storage: &[u8], elem: usize, t: &TensorRef) -> Result<Vec<u8>> {
     let numel = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).context("tensor size overflows")?;
+    // Stride-0 (expanded) views can describe far more elements than their
+    // storage holds; bound what is materialised.
+    if numel.checked_mul(elem).is_none_or(|n| n > MAX_TENSOR_BYTES) {
+        bail!("the tensor {:?} has {numel} elements, more than a prompt can hold", t.shape);
+    }
     if numel == 0 {
         return Ok(Vec::new());
     }
@@ -305,7 +324,9 @@ mod tests {
         let data: Vec<u8> = (0..6).flat_map(|i| (i as f32).to_le_bytes()).collect();
         let bytes = write_single(Dtype::F32, &[2, 3], &data).unwrap();
         assert_eq!(bytes, write_single(Dtype::F32, &[2, 3], &data).unwrap(), "deterministic");
-        let TorchContents::Single(t) = read(Path::new("x.pt"), &bytes).unwrap() else { panic!("not single") };
+        let mut ckpt = Checkpoint::open(Path::new("x.pt"), &bytes).unwrap();
+        let TorchContents::Single(t) = &ckpt.contents else { panic!("not single") };
+        let t = ckpt.load(&t.clone()).unwrap();
         assert_eq!((t.dtype, t.shape.as_slice(), t.data.as_slice()), (Dtype::F32, &[2usize, 3][..], &data[..]));
     }
 
