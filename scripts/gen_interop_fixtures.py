@@ -59,6 +59,8 @@ def main():
     # torch.save keeps the whole storage and the view's geometry.
     save(prompt(HIDDEN, 4).t(), "transposed.pt")
     save(prompt(6)[2:], "offset.pt")
+    # An expanded view (stride 0 along rows): every row is the same storage row.
+    save(prompt(1).expand(4, HIDDEN), "expanded.pt")
     # Dicts: several tensors (needs --tensor), and one tensor nested in a
     # training checkpoint next to plain numbers (picked automatically).
     save({"prompt": prompt(4), "other": prompt(2), "step": 100}, "dict.pt")

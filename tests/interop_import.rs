@@ -73,6 +73,10 @@ fn strided_views_and_storage_offsets_are_materialised() {
     import_to(&env, &fixture("offset.pt"), "o", &fp);
     let expected: Vec<f32> = (64..6 * 32).map(value).collect();
     assert_prompt(&built_prompt(&env.path("o")).1, Dtype::F32, 4, &expected);
+    // expanded.pt = base[1, 32].expand(4, 32): stride 0 repeats the one row.
+    import_to(&env, &fixture("expanded.pt"), "e", &fp);
+    let expected: Vec<f32> = (0..4).flat_map(|_| values(1)).collect();
+    assert_prompt(&built_prompt(&env.path("e")).1, Dtype::F32, 4, &expected);
 }
 
 #[test]

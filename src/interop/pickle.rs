@@ -584,6 +584,24 @@ mod tests {
     }
 
     #[test]
+    fn damaged_pickles_fail_cleanly() {
+        // Every truncation and every single-byte corruption of a real
+        // tensor pickle must give Ok or an error, never a panic or a hang.
+        let good = b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nq\x00((X\x07\x00\x00\x00storageq\x01ctorch\nFloatStorage\nq\x02X\x01\x00\x00\x000q\x03X\x03\x00\x00\x00cpuq\x04K\x06tq\x05QK\x00K\x02K\x03\x86q\x06K\x03K\x01\x86q\x07\x89ccollections\nOrderedDict\nq\x08)Rq\ttq\nRq\x0b.";
+        assert!(matches!(unpickle(good).unwrap(), Value::Tensor(_)));
+        for n in 0..good.len() {
+            assert!(unpickle(&good[..n]).is_err(), "prefix of {n} bytes accepted");
+        }
+        for i in 0..good.len() {
+            for b in [0x00, 0x2e, 0x28, 0x52, 0x68, 0x71, 0x93, 0xff] {
+                let mut bad = good.to_vec();
+                bad[i] = b;
+                let _ = unpickle(&bad);
+            }
+        }
+    }
+
+    #[test]
     fn long1_is_signed() {
         assert_eq!(long_from_le(&[0xff]).unwrap(), -1);
         assert_eq!(long_from_le(&[0x00, 0x01]).unwrap(), 256);
