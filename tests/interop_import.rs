@@ -340,3 +340,20 @@ fn official_attempt_prompt_imports_bit_exact() {
     let mean_abs = prompt.to_f32_vec().iter().map(|v| v.abs() as f64).sum::<f64>() / (100.0 * 768.0);
     assert!((mean_abs - 0.81).abs() < 0.01, "mean |x| = {mean_abs}");
 }
+
+#[test]
+fn other_architectures_are_bound_by_fingerprint_and_config_width() {
+    let env = Env::new();
+    let model = env.model_dir("tiny-llama");
+    fs::write(model.join("config.json"), r#"{"model_type": "llama", "hidden_size": 32, "_name_or_path": "org/tiny-llama"}"#).unwrap();
+    let m = model.to_string_lossy().into_owned();
+    import_to(&env, &fixture("tiny.pt"), "l", &["--base-model", &m]);
+    let manifest = Manifest::load(&env.path("l")).unwrap();
+    assert_eq!(manifest.base_model.name, "org/tiny-llama");
+    assert_eq!(manifest.base_model.hidden_size, 32);
+    assert_eq!(manifest.base_model.fingerprint.prefixed(), attempt_pkg::model::fingerprint::compute(&model).unwrap());
+
+    fs::write(model.join("config.json"), r#"{"model_type": "llama"}"#).unwrap();
+    let err = import_fails(&env, &fixture("tiny.pt"), "l2", &["--base-model", &m]);
+    assert!(err.contains("no hidden size"), "{err}");
+}

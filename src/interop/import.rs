@@ -193,11 +193,7 @@ pub fn resolve_base(home: &Home, spec: &BaseModelSpec, hidden_size: Option<u32>,
             Ok(ResolvedBase { name: name.map(str::to_string), known_names: Vec::new(), fingerprint: fp.clone(), hidden_size })
         }
         BaseModelSpec::Dir(dir) => {
-            let cfg = config::read_config(dir)?;
-            let model_hidden = cfg
-                .hidden_size()
-                .and_then(|h| u32::try_from(h).ok())
-                .with_context(|| format!("{}: config.json does not give the hidden size", dir.display()))?;
+            let model_hidden = model_hidden_size(dir)?;
             if let Some(h) = hidden_size.filter(|&h| h != model_hidden) {
                 bail!("--hidden-size {h} contradicts the model in {}, whose hidden size is {model_hidden}", dir.display());
             }
@@ -215,6 +211,27 @@ pub fn resolve_base(home: &Home, spec: &BaseModelSpec, hidden_size: Option<u32>,
             Ok(ResolvedBase { name, known_names, fingerprint, hidden_size: model_hidden })
         }
     }
+}
+
+/// The hidden size from `config.json`: through the model layer for the
+/// architectures attempt-pkg runs, else from the usual Hugging Face keys, so
+/// prompts for other backbones can still be packaged.
+fn model_hidden_size(dir: &Path) -> Result<u32> {
+    let known = config::read_config(dir).ok().and_then(|cfg| cfg.hidden_size());
+    let size = match known {
+        Some(h) => Some(h as u64),
+        None => {
+            let path = dir.join("config.json");
+            let text = fs::read_to_string(&path)
+                .with_context(|| format!("reading {}: a model directory needs a Hugging Face config.json", path.display()))?;
+            let value: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+            ["hidden_size", "d_model", "n_embd", "dim"].iter().find_map(|k| value.get(*k).and_then(|v| v.as_u64()))
+        }
+    };
+    size.and_then(|h| u32::try_from(h).ok()).filter(|&h| h > 0).with_context(|| {
+        format!("{}/config.json gives no hidden size (hidden_size or d_model); pass the fingerprint with --hidden-size", dir.display())
+    })
 }
 
 /// `_name_or_path` from `config.json`, which Hugging Face records on save.
