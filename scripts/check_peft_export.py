@@ -63,6 +63,23 @@ def check_peft(home, expected):
     print(f"peft: PeftModel.from_pretrained OK ({type(model).__name__}, prompt {tuple(weight.shape)}, forward {tuple(hidden.shape)})")
 
 
+def check_peft_seq2seq(home, expected):
+    """ATTEMPT's backbones are T5: the adapter must also drive a seq2seq model."""
+    from peft import PeftModel
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    out = os.path.join(home, "peft-s2s")
+    run(home, "export", "tiny-prompt@1.0.0", "--format", "peft", "--task-type", "SEQ_2_SEQ_LM", "--out", out)
+    base = T5ForConditionalGeneration(T5Config(vocab_size=50, d_model=expected.shape[1], d_kv=8, d_ff=37,
+                                               num_layers=1, num_heads=2, decoder_start_token_id=0))
+    model = PeftModel.from_pretrained(base, out)
+    assert torch.equal(model.prompt_encoder["default"].embedding.weight.detach(), expected)
+    ids = torch.tensor([[1, 2, 3]])
+    loss = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=torch.tensor([[4, 5]])).loss
+    assert torch.isfinite(loss), loss
+    print(f"peft: SEQ_2_SEQ_LM adapter loads on T5 ({type(model).__name__}) and trains (loss {loss.item():.3f})")
+
+
 def check_pt_and_safetensors(home, name, expected):
     pt = os.path.join(home, f"{name}-pt")
     run(home, "export", f"{name}@1.0.0", "--format", "pt", "--out", pt)
@@ -81,6 +98,7 @@ def main():
         expected = torch.load(FIXTURE, weights_only=True)
         publish(home, FIXTURE, "tiny-prompt", expected.shape[1], "tiny-bert")
         check_peft(home, expected)
+        check_peft_seq2seq(home, expected)
         check_pt_and_safetensors(home, "tiny-prompt", expected)
         for name in ("tiny_f16", "tiny_bf16"):
             path = os.path.join(ROOT, "tests", "fixtures", "interop", f"{name}.pt")
