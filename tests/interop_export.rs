@@ -57,8 +57,18 @@ fn pt_export_round_trips_bit_exact() {
 fn peft_export_has_the_fields_peft_reads() {
     let env = Env::new();
     publish(&env, "tiny.pt", "tiny-prompt", "1.0.0");
-    env.ok(&["export", "tiny-prompt@1.0.0", "--format", "peft", "--out", &env.p("peft"), "--task-type", "SEQ_2_SEQ_LM"]);
-    let cfg: serde_json::Value = serde_json::from_slice(&fs::read(env.path("peft/adapter_config.json")).unwrap()).unwrap();
+    env.ok(&[
+        "export",
+        "tiny-prompt@1.0.0",
+        "--format",
+        "peft",
+        "--out",
+        &env.p("peft"),
+        "--task-type",
+        "SEQ_2_SEQ_LM",
+    ]);
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.path("peft/adapter_config.json")).unwrap()).unwrap();
     assert_eq!(cfg["peft_type"], "PROMPT_TUNING");
     assert_eq!(cfg["num_virtual_tokens"], 4);
     assert_eq!(cfg["token_dim"], 32);
@@ -108,8 +118,16 @@ fn export_resolves_versions_and_refuses_damage() {
     assert!(out.contains("tiny-prompt@1.2.0"), "{out}");
     let out = env.ok(&["export", "tiny-prompt", "--format", "safetensors", "--out", &env.p("b")]);
     assert!(out.contains("tiny-prompt@2.0.0"), "{out}");
-    let json: serde_json::Value =
-        serde_json::from_str(&env.ok(&["--json", "export", "tiny-prompt@=1.0.0", "--format", "pt", "--out", &env.p("c")])).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "--json",
+        "export",
+        "tiny-prompt@=1.0.0",
+        "--format",
+        "pt",
+        "--out",
+        &env.p("c"),
+    ]))
+    .unwrap();
     assert_eq!(json["version"], "1.0.0");
 
     let err = env.fails(&["export", "tiny-prompt@1.1.0", "--format", "pt", "--out", &env.p("d")]);
@@ -126,7 +144,8 @@ fn export_resolves_versions_and_refuses_damage() {
     // A damaged blob is caught by the checksum before anything is written.
     let entries = registry_index::parse_index_file(
         "tiny-prompt",
-        &fs::read_to_string(env.registry().join("index").join(registry_index::index_path("tiny-prompt").unwrap())).unwrap(),
+        &fs::read_to_string(env.registry().join("index").join(registry_index::index_path("tiny-prompt").unwrap()))
+            .unwrap(),
     )
     .unwrap();
     let newest = entries.iter().find(|e| e.vers.to_string() == "2.0.0").unwrap();

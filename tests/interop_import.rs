@@ -33,7 +33,8 @@ fn tiny_pt_imports_exact_values_bound_to_the_model_dir() {
     let env = Env::new();
     let model = env.model_dir("tiny-bert");
     let m = model.to_string_lossy().into_owned();
-    let out = import_to(&env, &fixture("tiny.pt"), "pkg", &["--base-model", &m, "--description", "tiny", "--license", "MIT"]);
+    let out =
+        import_to(&env, &fixture("tiny.pt"), "pkg", &["--base-model", &m, "--description", "tiny", "--license", "MIT"]);
     assert!(out.contains("Imported imported@1.0.0 [4, 32] F32"), "{out}");
 
     let (artifact, prompt) = built_prompt(&env.path("pkg"));
@@ -142,7 +143,9 @@ fn malicious_pickles_are_refused_without_running_anything() {
     assert!(err.contains("nothing was executed"), "{err}");
 
     // builtins.eval via protocol 4's STACK_GLOBAL, tucked inside a dict.
-    let mut pickle = b"\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x06prompt\x94\x8c\x08builtins\x8c\x04eval\x93\x8c".to_vec();
+    let mut pickle =
+        b"\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x06prompt\x94\x8c\x08builtins\x8c\x04eval\x93\x8c"
+            .to_vec();
     let code = format!("__import__('os').system('{command}')");
     pickle.push(code.len() as u8);
     pickle.extend_from_slice(code.as_bytes());
@@ -230,7 +233,8 @@ fn edited_adapter(env: &Env, name: &str, edit: impl Fn(&mut serde_json::Value)) 
     fs::create_dir_all(&dir).unwrap();
     let src = fixture("peft_adapter");
     fs::copy(src.join("adapter_model.safetensors"), dir.join("adapter_model.safetensors")).unwrap();
-    let mut cfg: serde_json::Value = serde_json::from_slice(&fs::read(src.join("adapter_config.json")).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&fs::read(src.join("adapter_config.json")).unwrap()).unwrap();
     edit(&mut cfg);
     fs::write(dir.join("adapter_config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
     dir
@@ -256,7 +260,8 @@ fn seq2seq_adapter_imports_the_encoder_prompt() {
     let env = Env::new();
     let src = fixture("peft_seq2seq").to_string_lossy().into_owned();
     let out = env.p("s2s");
-    let args = Env::import_args(&src, "s2s", "0.1.0", &["--out", &out, "--base-model", FINGERPRINT, "--hidden-size", "32"]);
+    let args =
+        Env::import_args(&src, "s2s", "0.1.0", &["--out", &out, "--base-model", FINGERPRINT, "--hidden-size", "32"]);
     let notes = env.ok_stderr(&args);
     assert!(notes.contains("2 transformer submodules") && notes.contains("rows 0..3"), "{notes}");
     // The fixture's 6 rows are values(6); the encoder's are the first 3.
@@ -269,12 +274,18 @@ fn safetensors_import_picks_the_named_tensor() {
     let env = Env::new();
     let fp = ["--base-model", FINGERPRINT, "--hidden-size", "32", "--base-model-name", "tiny"];
     let err = import_fails(&env, &fixture("prompts.safetensors"), "s", &fp);
-    assert!(err.contains("--tensor KEY") && err.contains("`mnli` [4, 32] F32") && err.contains("`sst2` [5, 32] F32"), "{err}");
+    assert!(
+        err.contains("--tensor KEY") && err.contains("`mnli` [4, 32] F32") && err.contains("`sst2` [5, 32] F32"),
+        "{err}"
+    );
     let mut args = fp.to_vec();
     args.extend(["--tensor", "sst2"]);
     import_to(&env, &fixture("prompts.safetensors"), "s", &args);
     assert_prompt(&built_prompt(&env.path("s")).1, Dtype::F32, 5, &values(5));
-    assert_eq!(Manifest::load(&env.path("s")).unwrap().provenance["imported-from"], "safetensors prompts.safetensors [sst2]");
+    assert_eq!(
+        Manifest::load(&env.path("s")).unwrap().provenance["imported-from"],
+        "safetensors prompts.safetensors [sst2]"
+    );
 }
 
 #[test]
@@ -319,7 +330,8 @@ const OFFICIAL_RECORD_F32_SHA256: &str = "80f9480ccae72420a4404fe12b2695b3b5fe2e
 
 #[test]
 fn official_attempt_prompt_imports_bit_exact() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/official-attempt/record_prefix_embeddings.pt");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/official-attempt/record_prefix_embeddings.pt");
     if !path.exists() {
         eprintln!("note: skipping: the official ATTEMPT fixture {} is not present", path.display());
         return;
@@ -345,7 +357,11 @@ fn official_attempt_prompt_imports_bit_exact() {
 fn other_architectures_are_bound_by_fingerprint_and_config_width() {
     let env = Env::new();
     let model = env.model_dir("tiny-llama");
-    fs::write(model.join("config.json"), r#"{"model_type": "llama", "hidden_size": 32, "_name_or_path": "org/tiny-llama"}"#).unwrap();
+    fs::write(
+        model.join("config.json"),
+        r#"{"model_type": "llama", "hidden_size": 32, "_name_or_path": "org/tiny-llama"}"#,
+    )
+    .unwrap();
     let m = model.to_string_lossy().into_owned();
     import_to(&env, &fixture("tiny.pt"), "l", &["--base-model", &m]);
     let manifest = Manifest::load(&env.path("l")).unwrap();

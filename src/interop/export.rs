@@ -125,7 +125,10 @@ pub fn export(pkg: &LoadedPackage, opts: &ExportOptions) -> Result<Vec<PathBuf>>
             (peft::WEIGHTS_FILE, peft::weights_bytes(prompt)?),
         ],
         Format::Safetensors => {
-            vec![("prompt.safetensors", safetensors_io::write_one(PROMPT_TENSOR, prompt.dtype(), &shape, prompt.bytes(), None)?)]
+            vec![(
+                "prompt.safetensors",
+                safetensors_io::write_one(PROMPT_TENSOR, prompt.dtype(), &shape, prompt.bytes(), None)?,
+            )]
         }
         Format::Pt => vec![("prompt.pt", torch_file::write_single(prompt.dtype(), &shape, prompt.bytes())?)],
     };

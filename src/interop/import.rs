@@ -19,8 +19,7 @@ use super::{safetensors_io, SourceTensor};
 use crate::home::Home;
 use crate::model::{config, fingerprint};
 use crate::package::{
-    sha256, Artifact, BaseModel, Manifest, PackageMeta, PromptSection, PromptTensor, MANIFEST_FILE,
-    MANIFEST_FORMAT,
+    sha256, Artifact, BaseModel, Manifest, PackageMeta, PromptSection, PromptTensor, MANIFEST_FILE, MANIFEST_FORMAT,
 };
 
 /// File name of the tensor in the authoring directories `import` writes.
@@ -75,7 +74,8 @@ pub fn read_source(path: &Path, key: Option<&str>) -> Result<Source> {
             bail!("--tensor {k}: a PEFT adapter's prompt is always `{}`; drop --tensor", peft::PROMPT_KEY);
         }
         let adapter = peft::read_adapter(path)?;
-        let weights = [peft::WEIGHTS_FILE, peft::LEGACY_WEIGHTS_FILE].iter().map(|f| path.join(f)).find(|p| p.is_file());
+        let weights =
+            [peft::WEIGHTS_FILE, peft::LEGACY_WEIGHTS_FILE].iter().map(|f| path.join(f)).find(|p| p.is_file());
         let file_sha256 = match weights {
             Some(w) => sha256(&fs::read(&w).with_context(|| format!("reading {}", w.display()))?),
             None => bail!("{} has no adapter weights", path.display()),
@@ -107,7 +107,15 @@ pub fn read_source(path: &Path, key: Option<&str>) -> Result<Source> {
             }
         };
         let tensor = checkpoint.load(&chosen)?;
-        return Ok(Source { kind: SourceKind::PyTorch, path: path.to_path_buf(), key, tensor, peft: None, file_sha256, notes: Vec::new() });
+        return Ok(Source {
+            kind: SourceKind::PyTorch,
+            path: path.to_path_buf(),
+            key,
+            tensor,
+            peft: None,
+            file_sha256,
+            notes: Vec::new(),
+        });
     }
     if looks_like_safetensors(&bytes) {
         let (name, tensor) = safetensors_io::read_one(path, &bytes, key)?;
@@ -130,7 +138,8 @@ pub fn read_source(path: &Path, key: Option<&str>) -> Result<Source> {
 
 /// Chooses one tensor of a dict checkpoint: `key`, or the only one.
 fn pick(path: &Path, named: &[(String, TensorRef)], key: Option<&str>) -> Result<(String, TensorRef)> {
-    let listing = || named.iter().map(|(k, t)| format!("`{k}` {}", torch_file::describe(t))).collect::<Vec<_>>().join(", ");
+    let listing =
+        || named.iter().map(|(k, t)| format!("`{k}` {}", torch_file::describe(t))).collect::<Vec<_>>().join(", ");
     match (key, named) {
         (Some(k), _) => match named.iter().find(|(name, _)| name == k) {
             Some(found) => Ok(found.clone()),
@@ -184,18 +193,34 @@ pub struct ResolvedBase {
 }
 
 /// Resolves `--base-model` (+ `--hidden-size`, `--base-model-name`).
-pub fn resolve_base(home: &Home, spec: &BaseModelSpec, hidden_size: Option<u32>, name: Option<&str>) -> Result<ResolvedBase> {
+pub fn resolve_base(
+    home: &Home,
+    spec: &BaseModelSpec,
+    hidden_size: Option<u32>,
+    name: Option<&str>,
+) -> Result<ResolvedBase> {
     match spec {
         BaseModelSpec::Fingerprint(fp) => {
             let hidden_size = hidden_size.with_context(|| {
-                format!("--base-model is a fingerprint ({}); also pass --hidden-size (the model's hidden size)", fp.prefixed())
+                format!(
+                    "--base-model is a fingerprint ({}); also pass --hidden-size (the model's hidden size)",
+                    fp.prefixed()
+                )
             })?;
-            Ok(ResolvedBase { name: name.map(str::to_string), known_names: Vec::new(), fingerprint: fp.clone(), hidden_size })
+            Ok(ResolvedBase {
+                name: name.map(str::to_string),
+                known_names: Vec::new(),
+                fingerprint: fp.clone(),
+                hidden_size,
+            })
         }
         BaseModelSpec::Dir(dir) => {
             let model_hidden = model_hidden_size(dir)?;
             if let Some(h) = hidden_size.filter(|&h| h != model_hidden) {
-                bail!("--hidden-size {h} contradicts the model in {}, whose hidden size is {model_hidden}", dir.display());
+                bail!(
+                    "--hidden-size {h} contradicts the model in {}, whose hidden size is {model_hidden}",
+                    dir.display()
+                );
             }
             let fp = fingerprint::fingerprint(home, dir)?;
             let fingerprint = Checksum::parse(&fp).with_context(|| format!("fingerprint of {}", dir.display()))?;
@@ -222,15 +247,19 @@ fn model_hidden_size(dir: &Path) -> Result<u32> {
         Some(h) => Some(h as u64),
         None => {
             let path = dir.join("config.json");
-            let text = fs::read_to_string(&path)
-                .with_context(|| format!("reading {}: a model directory needs a Hugging Face config.json", path.display()))?;
+            let text = fs::read_to_string(&path).with_context(|| {
+                format!("reading {}: a model directory needs a Hugging Face config.json", path.display())
+            })?;
             let value: serde_json::Value =
                 serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
             ["hidden_size", "d_model", "n_embd", "dim"].iter().find_map(|k| value.get(*k).and_then(|v| v.as_u64()))
         }
     };
     size.and_then(|h| u32::try_from(h).ok()).filter(|&h| h > 0).with_context(|| {
-        format!("{}/config.json gives no hidden size (hidden_size or d_model); pass the fingerprint with --hidden-size", dir.display())
+        format!(
+            "{}/config.json gives no hidden size (hidden_size or d_model); pass the fingerprint with --hidden-size",
+            dir.display()
+        )
     })
 }
 
@@ -307,7 +336,10 @@ pub fn build(source: Source, base: &ResolvedBase, fields: &PackageFields) -> Res
         }
     }
     let base_name = base_name.or_else(|| base.name.clone()).with_context(|| {
-        format!("--base-model is a bare fingerprint ({}); name the model with --base-model-name", base.fingerprint.prefixed())
+        format!(
+            "--base-model is a bare fingerprint ({}); name the model with --base-model-name",
+            base.fingerprint.prefixed()
+        )
     })?;
 
     let shape = source.tensor.describe();
@@ -374,7 +406,8 @@ pub fn write_authoring_dir(imported: &Imported, out: &Path, force: bool) -> Resu
     )?;
     let toml = toml::to_string(imported.manifest()).context("serialising Prompt.toml")?;
     write_files(out, &[(PROMPT_FILE, &tensor), (MANIFEST_FILE, toml.as_bytes())])?;
-    let rebuilt = Artifact::build(out).with_context(|| format!("re-reading the written directory {}", out.display()))?;
+    let rebuilt =
+        Artifact::build(out).with_context(|| format!("re-reading the written directory {}", out.display()))?;
     if rebuilt.checksum() != imported.artifact.checksum() {
         bail!("internal error: {} does not rebuild to the imported artifact", out.display());
     }

@@ -82,7 +82,10 @@ pub fn read_adapter(dir: &Path) -> Result<Adapter> {
     }
     let submodules = config.submodules();
     if config.num_virtual_tokens == 0 || config.token_dim == 0 || submodules == 0 {
-        bail!("{}: num_virtual_tokens, token_dim and num_transformer_submodules must be positive", config_path.display());
+        bail!(
+            "{}: num_virtual_tokens, token_dim and num_transformer_submodules must be positive",
+            config_path.display()
+        );
     }
 
     let tensor = read_prompt_embeddings(dir)?;

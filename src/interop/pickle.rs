@@ -214,7 +214,8 @@ impl Machine<'_> {
         Ok(s)
     }
     fn sized(&mut self, len: u64) -> Result<&[u8]> {
-        let len = usize::try_from(len).ok().filter(|&l| l <= MAX_STRING).context("a string in the pickle is too long")?;
+        let len =
+            usize::try_from(len).ok().filter(|&l| l <= MAX_STRING).context("a string in the pickle is too long")?;
         self.take(len)
     }
     fn text(&mut self, len: u64) -> Result<String> {
@@ -499,7 +500,10 @@ fn long_from_le(bytes: &[u8]) -> Result<i64> {
 
 fn reduce(callable: Value, args: Value) -> Result<Value> {
     let Value::Global(global) = callable else {
-        bail!("refusing to load: the pickle calls a {} object; only tensor-rebuild functions are allowed", callable.kind());
+        bail!(
+            "refusing to load: the pickle calls a {} object; only tensor-rebuild functions are allowed",
+            callable.kind()
+        );
     };
     let Value::Tuple(args) = args else {
         bail!("malformed pickle: call arguments are a {}, not a tuple", args.kind());

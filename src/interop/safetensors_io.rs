@@ -46,7 +46,13 @@ pub fn read_one(path: &Path, bytes: &[u8], key: Option<&str>) -> Result<(String,
 
 /// A safetensors file with one tensor; metadata has at most one key, so the
 /// bytes are deterministic.
-pub fn write_one(name: &str, dtype: Dtype, shape: &[usize], data: &[u8], metadata: Option<(&str, &str)>) -> Result<Vec<u8>> {
+pub fn write_one(
+    name: &str,
+    dtype: Dtype,
+    shape: &[usize],
+    data: &[u8],
+    metadata: Option<(&str, &str)>,
+) -> Result<Vec<u8>> {
     let st_dtype = match dtype {
         Dtype::F32 => StDtype::F32,
         Dtype::F16 => StDtype::F16,

@@ -82,12 +82,17 @@ impl<'a> Checkpoint<'a> {
         let pkl = names
             .iter()
             .find(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
-            .with_context(|| format!("{} has no `<archive>/data.pkl` record: not a torch.save checkpoint", path.display()))?
+            .with_context(|| {
+                format!("{} has no `<archive>/data.pkl` record: not a torch.save checkpoint", path.display())
+            })?
             .clone();
         let prefix = pkl.trim_end_matches("data.pkl").to_string();
         if let Ok(order) = read_record(&mut zip, &format!("{prefix}byteorder"), 16) {
             if order.trim_ascii() != b"little" {
-                bail!("{} was saved on a big-endian machine; only little-endian checkpoints are supported", path.display());
+                bail!(
+                    "{} was saved on a big-endian machine; only little-endian checkpoints are supported",
+                    path.display()
+                );
             }
         }
         let pickle_bytes =
@@ -245,11 +250,14 @@ pub fn write_single(dtype: Dtype, shape: &[usize], data: &[u8]) -> Result<Vec<u8
     let numel = data.len() / dtype.size();
     let pickle = tensor_pickle(storage, shape, numel)?;
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored)
-        .with_alignment(64);
-    let records: [(&str, &[u8]); 4] =
-        [("archive/data.pkl", &pickle), ("archive/byteorder", b"little"), ("archive/data/0", data), ("archive/version", b"3\n")];
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored).with_alignment(64);
+    let records: [(&str, &[u8]); 4] = [
+        ("archive/data.pkl", &pickle),
+        ("archive/byteorder", b"little"),
+        ("archive/data/0", data),
+        ("archive/version", b"3\n"),
+    ];
     for (name, bytes) in records {
         zip.start_file(name, options).with_context(|| format!("writing record {name}"))?;
         zip.write_all(bytes).with_context(|| format!("writing record {name}"))?;
