@@ -321,6 +321,15 @@ fn existing_output_needs_force_and_publish_goes_to_the_registry() {
     let rel = registry_index::index_path("tiny-prompt").unwrap();
     let index = fs::read_to_string(env.registry().join("index").join(rel)).unwrap_or_default();
     assert!(index.contains(artifact.checksum().hex()), "index: {index}");
+
+    // Published versions are immutable: a second import of 2.0.0 is refused
+    // before its authoring directory is written.
+    let src16 = fixture("tiny_f16.pt").to_string_lossy().into_owned();
+    let pub2 = env.p("pub2");
+    let mut args = Env::import_args(&src16, "tiny-prompt", "2.0.0", &["--publish", "--out", &pub2]);
+    args.extend_from_slice(&fp);
+    env.fails(&args);
+    assert!(!env.path("pub2").exists(), "a refused publish must not leave a directory");
 }
 
 /// The real prompt released with the official ATTEMPT code (ReCoRD, T5-base).

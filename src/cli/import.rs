@@ -88,12 +88,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let manifest = imported.manifest();
     let prompt = imported.prompt();
     let shape = prompt.map(|p| format!("[{}, {}] {}", p.length(), p.hidden(), p.dtype().as_str())).unwrap_or_default();
-    if let Some(out) = &args.out {
-        import::write_authoring_dir(&imported, out, args.force)?;
-        if !ctx.global.json {
-            println!("Imported {} {shape} into {}", manifest.id(), out.display());
-        }
-    }
+    // Publish first: a refused publish (say, the version exists) then leaves
+    // no directory behind; the directory's own checks were done up front.
     let mut published = None;
     if args.publish {
         let registry = BlockingRegistry::open(&registry_dir(ctx.global.registry.as_deref(), &ctx.home)?)?;
@@ -102,6 +98,12 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
             println!("Published {}@{} ({})", p.name, p.version, p.cksum.prefixed());
         }
         published = Some(p);
+    }
+    if let Some(out) = &args.out {
+        import::write_authoring_dir(&imported, out, args.force)?;
+        if !ctx.global.json {
+            println!("Imported {} {shape} into {}", manifest.id(), out.display());
+        }
     }
     if ctx.global.json {
         let value = serde_json::json!({
