@@ -12,5 +12,6 @@ pub mod home;
 pub mod package;
 pub mod model;
 pub mod project;
+pub mod interop;
 pub mod registry;
 pub mod resolve;

@@ -11,7 +11,9 @@ use crate::home::Home;
 
 mod add;
 mod cache;
+mod export;
 mod fetch;
+mod import;
 mod info;
 mod init;
 mod list;
@@ -108,6 +110,10 @@ pub enum Command {
     /// Frozen base models: fetch, import, fingerprint, encode.
     #[command(subcommand)]
     Model(model::Command),
+    /// Import a prompt from a PyTorch file, a PEFT adapter or safetensors.
+    Import(import::Args),
+    /// Export a package as a PEFT adapter, safetensors or PyTorch file.
+    Export(export::Args),
 }
 
 /// What every command gets besides its own arguments.
@@ -145,5 +151,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Verify(a) => verify::run(a, &ctx),
         Command::Cache(c) => cache::run(c, &ctx),
         Command::Model(c) => model::run(c, &ctx),
+        Command::Import(a) => import::run(a, &ctx),
+        Command::Export(a) => export::run(a, &ctx),
     }
 }
