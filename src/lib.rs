@@ -9,9 +9,9 @@
 pub mod cache;
 pub mod cli;
 pub mod home;
-pub mod package;
-pub mod model;
-pub mod project;
 pub mod interop;
+pub mod model;
+pub mod package;
+pub mod project;
 pub mod registry;
 pub mod resolve;
