@@ -21,6 +21,8 @@ impl Formatter<'_, '_> {
                     format!("any version of {name}")
                 } else if let Some(v) = range.as_singleton() {
                     format!("{name}@{v}")
+                } else if let (None, Some(v)) = (self.provider.label(pkg, range), self.only_known_version(pkg, range)) {
+                    format!("{name}@{v}")
                 } else {
                     format!("{name} {}", self.range_text(pkg, range))
                 }
@@ -28,9 +30,25 @@ impl Formatter<'_, '_> {
         }
     }
 
-    /// The requirement text that produced `range` (`^1.2`), else the interval.
+    /// The requirement text that produced `range` (`^1.2`), else the
+    /// interval, simplified against the versions that exist.
     fn range_text(&self, pkg: &Pkg, range: &VersionRange) -> String {
-        self.provider.label(pkg, range).unwrap_or_else(|| range.to_string())
+        if let Some(label) = self.provider.label(pkg, range) {
+            return label;
+        }
+        let Pkg::Prompt(name) = pkg else { return range.to_string() };
+        let Ok(index) = self.provider.package(name) else { return range.to_string() };
+        let known: Vec<PkgVersion> = index.entries.iter().rev().map(|e| PkgVersion::Semver(e.vers.clone())).collect();
+        range.simplify(known.iter()).to_string()
+    }
+
+    /// The one published version `range` contains, if it is exactly one.
+    fn only_known_version(&self, pkg: &Pkg, range: &VersionRange) -> Option<PkgVersion> {
+        let Pkg::Prompt(name) = pkg else { return None };
+        let index = self.provider.package(name).ok()?;
+        let mut inside = index.entries.iter().map(|e| PkgVersion::Semver(e.vers.clone())).filter(|v| range.contains(v));
+        let first = inside.next()?;
+        inside.next().is_none().then_some(first)
     }
 
     fn model_range(&self, range: &VersionRange) -> String {
