@@ -33,12 +33,10 @@ fn confusable_names_are_refused() {
     let env = Env::new();
     assert!(publish_named(&env, "mnli-prompt").status.success());
     let before = env.snapshot();
-    for confusable in ["mnli_prompt"] {
-        let out = publish_named(&env, confusable);
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("too similar to the existing package `mnli-prompt`"), "{err}");
-    }
+    let out = publish_named(&env, "mnli_prompt");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("too similar to the existing package `mnli-prompt`"), "{err}");
     assert_eq!(env.snapshot(), before);
 
     // The other direction too, across several separators.

@@ -219,7 +219,7 @@ pub fn write(metadata: &BTreeMap<String, String>, tensors: &[TensorToWrite<'_>])
     }
     // Maps of strings and integers always serialise.
     let mut json = serde_json::to_string(&header).unwrap_or_default().into_bytes();
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + json.len() + offset);

@@ -37,6 +37,11 @@ use crate::package::{sha256, sync_dir, Artifact};
 const DB_FILE: &str = "registry.db";
 const GENERATION_FILE: &str = ".generation";
 const CONFIG_FILE: &str = "config.json";
+/// What [`version_from_row`] reads (the stored manifest JSON is left out: it
+/// is large and only needed to audit a version).
+const VERSION_COLUMNS: &str = "versions.version, versions.cksum, versions.size, versions.yanked, versions.task, \
+     versions.description, versions.license, versions.base_model_name, versions.base_model, versions.hidden_size, \
+     versions.prompt_length, versions.dtype, versions.deps, versions.published_at";
 
 /// A local registry directory, opened (created if needed) and consistent.
 #[derive(Debug, Clone)]
@@ -476,14 +481,16 @@ impl LocalRegistry {
     }
 
     async fn versions_of(&self, package_id: i64) -> Result<Vec<VersionInfo>> {
-        let rows = sqlx::query("SELECT * FROM versions WHERE package_id = ?").bind(package_id).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&format!("SELECT {VERSION_COLUMNS} FROM versions WHERE package_id = ?")).bind(package_id).fetch_all(&self.pool).await?;
         let mut versions = rows.iter().map(version_from_row).collect::<Result<Vec<_>>>()?;
         versions.sort_by(|a, b| a.version.cmp(&b.version));
         Ok(versions)
     }
 
     async fn all_versions(&self) -> Result<BTreeMap<String, Vec<VersionInfo>>> {
-        let rows = sqlx::query("SELECT p.name AS package_name, v.* FROM versions v JOIN packages p ON p.id = v.package_id")
+        let rows = sqlx::query(&format!(
+            "SELECT p.name AS package_name, {VERSION_COLUMNS} FROM versions JOIN packages p ON p.id = versions.package_id"
+        ))
             .fetch_all(&self.pool)
             .await?;
         let mut all: BTreeMap<String, Vec<VersionInfo>> = BTreeMap::new();
@@ -506,8 +513,18 @@ impl LocalRegistry {
         fs::read_to_string(self.root.join("index").join(GENERATION_FILE)).ok()?.trim().parse().ok()
     }
 
+    /// Records the generation the index now reflects. Written after the
+    /// index files are durable, and atomically, but without fsync: losing
+    /// this update in a crash only costs a needless rebuild on the next open.
     fn write_generation(&self, generation: i64) -> Result<()> {
-        write_via_tmp(&self.root.join("tmp"), &self.root.join("index").join(GENERATION_FILE), format!("{generation}\n").as_bytes())
+        let path = self.root.join("index").join(GENERATION_FILE);
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(self.root.join("tmp"))
+            .context("creating a temporary file in the registry's tmp/")?;
+        fs::write(tmp.path(), format!("{generation}\n")).with_context(|| format!("writing {}", tmp.path().display()))?;
+        tmp.persist(&path).map_err(|e| e.error).with_context(|| format!("moving a new file into {}", path.display()))?;
+        Ok(())
     }
 
     /// Caller holds the lock. Rebuilds the index if it lags the database.
