@@ -8,4 +8,5 @@
 
 pub mod cli;
 pub mod home;
+pub mod model;
 pub mod registry;
