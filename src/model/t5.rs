@@ -18,7 +18,10 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Storage, Tensor, D};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Shape, Storage, Tensor, D,
+};
+use rayon::prelude::*;
 use serde::Deserialize;
 
 use super::ops::rms_norm::rms_norm;
@@ -110,7 +113,7 @@ pub enum Activation {
 impl Activation {
     fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Activation::Relu => x.relu(),
+            Activation::Relu => relu(x),
             Activation::GeluNew => x.gelu(),
             Activation::Gelu => x.gelu_erf(),
             Activation::Silu => x.silu(),
@@ -205,7 +208,8 @@ impl T5Config {
     }
 
     pub fn decoder_start_token(&self) -> u32 {
-        self.decoder_start_token_id.unwrap_or_else(|| self.pad_token())
+        self.decoder_start_token_id
+            .unwrap_or_else(|| self.pad_token())
     }
 
     pub fn eos_tokens(&self) -> Vec<u32> {
@@ -218,7 +222,8 @@ impl T5Config {
 
     /// Whether decoder outputs are multiplied by d_model^-0.5 before the head.
     pub fn rescales_decoder_output(&self) -> bool {
-        self.scale_decoder_outputs.unwrap_or(self.tie_word_embeddings)
+        self.scale_decoder_outputs
+            .unwrap_or(self.tie_word_embeddings)
     }
 
     fn inner_dim(&self) -> usize {
@@ -247,7 +252,10 @@ impl T5Config {
             shapes.push((format!("{prefix}.DenseReluDense.wo.weight"), vec![d, ff]));
             shapes.push((format!("{prefix}.layer_norm.weight"), vec![d]));
         };
-        for (stack, layers) in [("encoder", self.num_layers), ("decoder", self.decoder_layers())] {
+        for (stack, layers) in [
+            ("encoder", self.num_layers),
+            ("decoder", self.decoder_layers()),
+        ] {
             for i in 0..layers {
                 let block = format!("{stack}.block.{i}.layer");
                 attention(&mut shapes, &format!("{block}.0.SelfAttention"));
@@ -287,7 +295,9 @@ struct WeightSource<'a> {
 impl WeightSource<'_> {
     fn get(&self, name: &str, shape: &[usize]) -> anyhow::Result<Tensor> {
         let t = self.weights.get(name).with_context(|| {
-            format!("T5 weight `{name}` is missing (is this a T5 checkpoint matching its config.json?)")
+            format!(
+                "T5 weight `{name}` is missing (is this a T5 checkpoint matching its config.json?)"
+            )
         })?;
         self.check(name, t, shape)
     }
@@ -299,7 +309,11 @@ impl WeightSource<'_> {
                 return self.check(name, t, shape);
             }
         }
-        anyhow::bail!("T5 weight `{}` is missing (also looked for {:?})", names[0], &names[1..])
+        anyhow::bail!(
+            "T5 weight `{}` is missing (also looked for {:?})",
+            names[0],
+            &names[1..]
+        )
     }
 
     fn check(&self, name: &str, t: &Tensor, shape: &[usize]) -> anyhow::Result<Tensor> {
@@ -337,7 +351,9 @@ impl FrozenLinear {
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 {
-            x.contiguous()?.apply_op1(FrozenLinearOp { weight: self.weight.clone() })
+            x.contiguous()?.apply_op1(FrozenLinearOp {
+                weight: self.weight.clone(),
+            })
         } else {
             x.broadcast_matmul(&self.weight.t()?)
         }
@@ -353,16 +369,20 @@ impl CustomOp1 for FrozenLinearOp {
         "t5-frozen-linear"
     }
 
-    fn cpu_fwd(&self, x: &CpuStorage, x_layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (out_dim, in_dim) = self.weight.dims2()?;
         let dims = x_layout.dims();
         let k = *dims.last().unwrap_or(&0);
         if k != in_dim {
             candle_core::bail!("frozen linear: input width {k} != weight input width {in_dim}")
         }
-        let (start, _) = x_layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("frozen linear: input must be contiguous".into()))?;
+        let (start, _) = x_layout.contiguous_offsets().ok_or_else(|| {
+            candle_core::Error::Msg("frozen linear: input must be contiguous".into())
+        })?;
         let rows = x_layout.shape().elem_count() / k.max(1);
         let lhs_layout = Layout::contiguous_with_offset((rows, k), start);
         let (w_storage, w_layout) = self.weight.storage_and_layout();
@@ -383,6 +403,150 @@ impl CustomOp1 for FrozenLinearOp {
         let rows = grad.elem_count() / out_dim;
         let dx = grad.reshape((rows, out_dim))?.matmul(&self.weight)?;
         Ok(Some(dx.reshape(x.shape())?))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Element-wise ops with lean backward passes
+// ---------------------------------------------------------------------------
+//
+// Candle's backward computes a gradient for every argument of a recorded op,
+// trainable or not, and its ReLU backward takes four passes. These run one
+// parallel pass each way and skip the frozen side.
+
+/// Elements handed to one rayon task.
+const MIN_ELEMS_PER_TASK: usize = 1 << 14;
+
+fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input must be contiguous")))?;
+    Ok(&storage.as_slice::<f32>()?[start..end])
+}
+
+fn fused_path(x: &Tensor) -> bool {
+    matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32
+}
+
+/// `x + bias` where `bias` (position bias + masks) is constant: no gradient
+/// is computed for it. `bias` must already have `x`'s shape.
+struct AddFrozenBias {
+    bias: Tensor,
+}
+
+fn add_frozen_bias(x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+    if fused_path(x) && fused_path(bias) && x.dims() == bias.dims() && bias.is_contiguous() {
+        x.contiguous()?
+            .apply_op1(AddFrozenBias { bias: bias.clone() })
+    } else {
+        x.broadcast_add(&bias.detach())
+    }
+}
+
+impl CustomOp1 for AddFrozenBias {
+    fn name(&self) -> &'static str {
+        "t5-add-frozen-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(x, x_layout, self.name())?;
+        let (b_storage, b_layout) = self.bias.storage_and_layout();
+        let Storage::Cpu(b) = &*b_storage else {
+            candle_core::bail!("{}: bias is not on the CPU", self.name())
+        };
+        let bias = contiguous_f32(b, b_layout, self.name())?;
+        if bias.len() != x.len() {
+            candle_core::bail!(
+                "{}: bias has {} elements, input {}",
+                self.name(),
+                bias.len(),
+                x.len()
+            )
+        }
+        let mut out = vec![0f32; x.len()];
+        out.par_iter_mut()
+            .zip(x.par_iter().zip(bias.par_iter()))
+            .with_min_len(MIN_ELEMS_PER_TASK)
+            .for_each(|(o, (x, b))| *o = x + b);
+        Ok((CpuStorage::F32(out), x_layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.clone()))
+    }
+}
+
+/// ReLU whose backward is one pass over (output, gradient).
+struct Relu;
+
+fn relu(x: &Tensor) -> candle_core::Result<Tensor> {
+    if fused_path(x) {
+        x.contiguous()?.apply_op1(Relu)
+    } else {
+        x.relu()
+    }
+}
+
+impl CustomOp1 for Relu {
+    fn name(&self) -> &'static str {
+        "t5-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(x, x_layout, self.name())?;
+        let mut out = vec![0f32; x.len()];
+        out.par_iter_mut()
+            .zip(x.par_iter())
+            .with_min_len(MIN_ELEMS_PER_TASK)
+            .for_each(|(o, x)| *o = x.max(0.0));
+        Ok((CpuStorage::F32(out), x_layout.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(res.apply_op2_no_bwd(&grad.contiguous()?, &ReluGrad)?))
+    }
+}
+
+/// dx = g where y > 0, else 0.
+struct ReluGrad;
+
+impl CustomOp2 for ReluGrad {
+    fn name(&self) -> &'static str {
+        "t5-relu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        y: &CpuStorage,
+        y_layout: &Layout,
+        g: &CpuStorage,
+        g_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let y = contiguous_f32(y, y_layout, self.name())?;
+        let g = contiguous_f32(g, g_layout, self.name())?;
+        let mut out = vec![0f32; y.len()];
+        out.par_iter_mut()
+            .zip(y.par_iter().zip(g.par_iter()))
+            .with_min_len(MIN_ELEMS_PER_TASK)
+            .for_each(|(o, (y, g))| *o = if *y > 0.0 { *g } else { 0.0 });
+        Ok((CpuStorage::F32(out), y_layout.shape().clone()))
     }
 }
 
@@ -416,21 +580,32 @@ impl Attention {
     /// [b, T, h·d_kv] -> [b, h, T, d_kv]
     fn split_heads(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        x.reshape((b, t, self.num_heads, self.d_kv))?.transpose(1, 2)?.contiguous()
+        x.reshape((b, t, self.num_heads, self.d_kv))?
+            .transpose(1, 2)?
+            .contiguous()
     }
 
     /// `x` [b, Tq, d] attends to `kv` [b, Tk, d] (itself when None). `bias`
-    /// (position bias + mask) broadcasts to [b, h, Tq, Tk].
-    fn forward(&self, x: &Tensor, kv: Option<&Tensor>, bias: &Tensor) -> candle_core::Result<Tensor> {
+    /// (position bias + mask) is [b, h, Tq, Tk].
+    fn forward(
+        &self,
+        x: &Tensor,
+        kv: Option<&Tensor>,
+        bias: &Tensor,
+    ) -> candle_core::Result<Tensor> {
         let (b, tq, _) = x.dims3()?;
         let src = kv.unwrap_or(x);
         let q = self.split_heads(&self.q.forward(x)?)?;
         let k = self.split_heads(&self.k.forward(src)?)?;
         let v = self.split_heads(&self.v.forward(src)?)?;
         // T5 folds the 1/sqrt(d_kv) scaling into its initialisation: none here.
-        let scores = q.matmul(&k.t()?)?.broadcast_add(bias)?;
+        let scores = add_frozen_bias(&q.matmul(&k.t()?)?, bias)?;
         let probs = softmax(&scores)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, tq, self.num_heads * self.d_kv))?;
+        let ctx =
+            probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .reshape((b, tq, self.num_heads * self.d_kv))?;
         self.o.forward(&ctx)
     }
 }
@@ -442,20 +617,35 @@ fn softmax(x: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 enum FeedForward {
-    Plain { wi: FrozenLinear, wo: FrozenLinear },
-    Gated { wi_0: FrozenLinear, wi_1: FrozenLinear, wo: FrozenLinear },
+    Plain {
+        wi: FrozenLinear,
+        wo: FrozenLinear,
+    },
+    Gated {
+        wi_0: FrozenLinear,
+        wi_1: FrozenLinear,
+        wo: FrozenLinear,
+    },
 }
 
 impl FeedForward {
     fn load(src: &WeightSource, prefix: &str, cfg: &T5Config, gated: bool) -> anyhow::Result<Self> {
         let (d, ff) = (cfg.d_model, cfg.d_ff);
         let w = |p: &str, shape: &[usize]| {
-            src.get(&format!("{prefix}.DenseReluDense.{p}.weight"), shape).map(FrozenLinear::new)
+            src.get(&format!("{prefix}.DenseReluDense.{p}.weight"), shape)
+                .map(FrozenLinear::new)
         };
         Ok(if gated {
-            FeedForward::Gated { wi_0: w("wi_0", &[ff, d])?, wi_1: w("wi_1", &[ff, d])?, wo: w("wo", &[d, ff])? }
+            FeedForward::Gated {
+                wi_0: w("wi_0", &[ff, d])?,
+                wi_1: w("wi_1", &[ff, d])?,
+                wo: w("wo", &[d, ff])?,
+            }
         } else {
-            FeedForward::Plain { wi: w("wi", &[ff, d])?, wo: w("wo", &[d, ff])? }
+            FeedForward::Plain {
+                wi: w("wi", &[ff, d])?,
+                wo: w("wo", &[d, ff])?,
+            }
         })
     }
 
@@ -535,7 +725,12 @@ impl Stack {
     }
 
     /// Position bias [1, h, q_len, k_len] (causal mask folded in for the decoder).
-    fn position_bias(&self, q_len: usize, k_len: usize, s: &StackSettings) -> candle_core::Result<Tensor> {
+    fn position_bias(
+        &self,
+        q_len: usize,
+        k_len: usize,
+        s: &StackSettings,
+    ) -> candle_core::Result<Tensor> {
         let device = self.relative_bias.device();
         let num_heads = self.relative_bias.dim(1)?;
         let mut buckets = Vec::with_capacity(q_len * k_len);
@@ -646,7 +841,11 @@ impl T5Model {
         let d = config.d_model;
         let vocab = [config.vocab_size, d];
         let shared = src.get_any(
-            &["shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"],
+            &[
+                "shared.weight",
+                "encoder.embed_tokens.weight",
+                "decoder.embed_tokens.weight",
+            ],
             &vocab,
         )?;
         // A present lm_head wins (untied v1.1 checkpoints; tied ones that store
@@ -714,9 +913,22 @@ impl T5Model {
             candle_core::bail!("decoder inputs have batch {db}, encoder outputs have batch {b}")
         }
         let x = self.embed_tokens(decoder_input_ids)?;
-        let self_bias = self.decoder.position_bias(t, t, &self.settings)?;
-        let cross_bias = self.mask_bias(encoder_mask, b, l)?;
-        self.decoder.forward(x, &self_bias, Some((encoder_hidden, &cross_bias)), &self.settings)
+        let h = self.config.num_heads;
+        let self_bias = self
+            .decoder
+            .position_bias(t, t, &self.settings)?
+            .broadcast_as((b, h, t, t))?
+            .contiguous()?;
+        let cross_bias = self
+            .mask_bias(encoder_mask, b, l)?
+            .broadcast_as((b, h, t, l))?
+            .contiguous()?;
+        self.decoder.forward(
+            x,
+            &self_bias,
+            Some((encoder_hidden, &cross_bias)),
+            &self.settings,
+        )
     }
 
     /// Teacher-forced decoder logits [b, T, vocab]. `decoder_input_ids` are
@@ -741,9 +953,15 @@ impl T5Model {
     pub fn shift_right(&self, labels: &Tensor) -> candle_core::Result<Tensor> {
         let (b, t) = labels.dims2()?;
         let labels = labels.to_dtype(DType::I64)?;
-        let pad = labels.zeros_like()?.affine(1.0, self.config.pad_token() as f64)?;
+        let pad = labels
+            .zeros_like()?
+            .affine(1.0, self.config.pad_token() as f64)?;
         let labels = labels.ge(0i64)?.where_cond(&labels, &pad)?;
-        let start = Tensor::full(self.config.decoder_start_token() as i64, (b, 1), labels.device())?;
+        let start = Tensor::full(
+            self.config.decoder_start_token() as i64,
+            (b, 1),
+            labels.device(),
+        )?;
         Tensor::cat(&[start, labels.narrow(1, 0, t.saturating_sub(1))?], 1)?.to_dtype(DType::U32)
     }
 
@@ -756,7 +974,8 @@ impl T5Model {
         labels: &Tensor,
     ) -> candle_core::Result<Tensor> {
         let labels = labels.to_dtype(DType::I64)?;
-        let logits = self.decoder_logits(encoder_hidden, encoder_mask, &self.shift_right(&labels)?)?;
+        let logits =
+            self.decoder_logits(encoder_hidden, encoder_mask, &self.shift_right(&labels)?)?;
         let (log_probs, valid) = label_log_probs(&logits, &labels)?;
         let count = valid.sum_all()?.to_scalar::<f32>()?;
         if count == 0.0 {
@@ -786,7 +1005,11 @@ impl T5Model {
             let t = step + 1;
             let ids = Tensor::from_vec(tokens.clone(), (b, t), &self.device)?;
             let logits = self.decoder_logits(&encoder_hidden, encoder_mask, &ids)?;
-            let next = logits.narrow(1, t - 1, 1)?.squeeze(1)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            let next = logits
+                .narrow(1, t - 1, 1)?
+                .squeeze(1)?
+                .argmax(D::Minus1)?
+                .to_vec1::<u32>()?;
             let mut grown = Vec::with_capacity(b * (t + 1));
             for (row, &tok) in next.iter().enumerate() {
                 let tok = if finished[row] { pad } else { tok };
@@ -820,8 +1043,15 @@ impl T5Model {
         if n == 0 || candidates.iter().any(|c| c.is_empty()) {
             candle_core::bail!("score_candidates: need at least one candidate, none of them empty")
         }
-        if let Some(bad) = candidates.iter().flatten().find(|&&t| t as usize >= self.config.vocab_size) {
-            candle_core::bail!("score_candidates: token id {bad} is outside the vocabulary ({})", self.config.vocab_size)
+        if let Some(bad) = candidates
+            .iter()
+            .flatten()
+            .find(|&&t| t as usize >= self.config.vocab_size)
+        {
+            candle_core::bail!(
+                "score_candidates: token id {bad} is outside the vocabulary ({})",
+                self.config.vocab_size
+            )
         }
         let t = candidates.iter().map(Vec::len).max().unwrap_or(0);
         let mut labels = Vec::with_capacity(b * n * t);
@@ -852,7 +1082,12 @@ fn label_log_probs(logits: &Tensor, labels: &Tensor) -> candle_core::Result<(Ten
     }
     let valid = labels.ge(0i64)?;
     let safe = valid.where_cond(labels, &labels.zeros_like()?)?;
-    if let Some(bad) = safe.flatten_all()?.to_vec1::<i64>()?.into_iter().find(|&x| x as usize >= v) {
+    if let Some(bad) = safe
+        .flatten_all()?
+        .to_vec1::<i64>()?
+        .into_iter()
+        .find(|&x| x as usize >= v)
+    {
         candle_core::bail!("label {bad} is outside the vocabulary ({v})")
     }
     let log_probs = candle_nn::ops::log_softmax(logits, D::Minus1)?;
@@ -867,10 +1102,19 @@ impl Encoder for T5Model {
     fn embed_tokens(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
         let (b, l) = ids.dims2()?;
         let flat = ids.flatten_all()?.to_dtype(DType::U32)?;
-        if let Some(bad) = flat.to_vec1::<u32>()?.into_iter().find(|&x| x as usize >= self.config.vocab_size) {
-            candle_core::bail!("token id {bad} is outside the vocabulary ({})", self.config.vocab_size)
+        if let Some(bad) = flat
+            .to_vec1::<u32>()?
+            .into_iter()
+            .find(|&x| x as usize >= self.config.vocab_size)
+        {
+            candle_core::bail!(
+                "token id {bad} is outside the vocabulary ({})",
+                self.config.vocab_size
+            )
         }
-        self.shared.index_select(&flat, 0)?.reshape((b, l, self.config.d_model))
+        self.shared
+            .index_select(&flat, 0)?
+            .reshape((b, l, self.config.d_model))
     }
 
     fn encode(&self, input_embeds: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
@@ -879,7 +1123,8 @@ impl Encoder for T5Model {
             .encoder
             .position_bias(l, l, &self.settings)?
             .broadcast_add(&self.mask_bias(mask, b, l)?)?;
-        self.encoder.forward(input_embeds.clone(), &bias, None, &self.settings)
+        self.encoder
+            .forward(input_embeds.clone(), &bias, None, &self.settings)
     }
 
     fn hidden_size(&self) -> usize {

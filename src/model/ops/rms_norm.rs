@@ -7,7 +7,9 @@
 //! parallel) and has a backward pass: the input gradient is always computed;
 //! the weight gradient only when the weight itself is being trained.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D};
+use candle_core::{
+    CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D,
+};
 use rayon::prelude::*;
 
 /// Rows handed to one rayon task; keeps task overhead small for narrow rows.
@@ -31,7 +33,8 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     if !fused {
         return rms_norm_composed(x, weight, eps);
     }
-    x.contiguous()?.apply_op2(&weight.contiguous()?, RmsNorm { eps: eps as f32 })
+    x.contiguous()?
+        .apply_op2(&weight.contiguous()?, RmsNorm { eps: eps as f32 })
 }
 
 /// The same normalisation from primitive candle ops (reference for tests and
@@ -47,9 +50,9 @@ struct RmsNorm {
 }
 
 fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
-    let (start, end) = layout.contiguous_offsets().ok_or_else(|| {
-        candle_core::Error::Msg(format!("rms_norm: {what} must be contiguous"))
-    })?;
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("rms_norm: {what} must be contiguous")))?;
     Ok(&storage.as_slice::<f32>()?[start..end])
 }
 
