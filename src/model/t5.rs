@@ -114,7 +114,7 @@ impl Activation {
     fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Activation::Relu => relu(x),
-            Activation::GeluNew => x.gelu(),
+            Activation::GeluNew => gelu_new(x),
             Activation::Gelu => x.gelu_erf(),
             Activation::Silu => x.silu(),
         }
@@ -521,6 +521,79 @@ impl CustomOp1 for Relu {
 
     fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(res.apply_op2_no_bwd(&grad.contiguous()?, &ReluGrad)?))
+    }
+}
+
+/// GELU, tanh approximation (`gelu_new`, the v1.1 / FLAN FFN), whose
+/// backward is one pass over (input, gradient).
+struct GeluNew;
+
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+const GELU_CUBIC: f32 = 0.044_715;
+
+fn gelu_new(x: &Tensor) -> candle_core::Result<Tensor> {
+    if fused_path(x) {
+        x.contiguous()?.apply_op1(GeluNew)
+    } else {
+        x.gelu()
+    }
+}
+
+impl CustomOp1 for GeluNew {
+    fn name(&self) -> &'static str {
+        "t5-gelu-new"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(x, x_layout, self.name())?;
+        let mut out = vec![0f32; x.len()];
+        out.par_iter_mut()
+            .zip(x.par_iter())
+            .with_min_len(MIN_ELEMS_PER_TASK)
+            .for_each(|(o, &x)| {
+                let t = (SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x)).tanh();
+                *o = 0.5 * x * (1.0 + t);
+            });
+        Ok((CpuStorage::F32(out), x_layout.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, &GeluNewGrad)?))
+    }
+}
+
+/// dx = g · (0.5(1+t) + 0.5x(1−t²)·k(1+3c·x²)), t = tanh(k(x+c·x³)).
+struct GeluNewGrad;
+
+impl CustomOp2 for GeluNewGrad {
+    fn name(&self) -> &'static str {
+        "t5-gelu-new-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        g: &CpuStorage,
+        g_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(x, x_layout, self.name())?;
+        let g = contiguous_f32(g, g_layout, self.name())?;
+        let mut out = vec![0f32; x.len()];
+        out.par_iter_mut()
+            .zip(x.par_iter().zip(g.par_iter()))
+            .with_min_len(MIN_ELEMS_PER_TASK)
+            .for_each(|(o, (&x, &g))| {
+                let x2 = x * x;
+                let t = (SQRT_2_OVER_PI * (x + GELU_CUBIC * x2 * x)).tanh();
+                let dt = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * x2);
+                *o = g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt);
+            });
+        Ok((CpuStorage::F32(out), x_layout.shape().clone()))
     }
 }
 
