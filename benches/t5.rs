@@ -191,6 +191,10 @@ fn main() -> Result<()> {
          target {TARGET}, f32, {threads} threads, {steps} steps"
     );
     let candle = bench_candle(steps)?;
+    println!(
+        "candle: forward {:.0} ms, forward+backward {:.0} ms, peak RSS {:.0} MB",
+        candle.forward_ms, candle.train_ms, candle.peak_rss_mb
+    );
     let torch = match std::env::var("ATTEMPT_BENCH_PYTHON") {
         Ok(python) => Some(bench_torch(&python, steps, threads)?),
         Err(_) => {

@@ -12,11 +12,20 @@ and prints one JSON line: {"forward_ms", "train_ms", "peak_rss_mb", ...}.
 """
 import argparse
 import json
-import resource
 import time
 
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
+
+
+def peak_rss_mb():
+    """VmHWM of this process. (getrusage's ru_maxrss survives exec, so under a
+    parent it reports the parent's peak when that is larger.)"""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
 
 
 def main():
@@ -74,7 +83,7 @@ def main():
 
     fwd = timed(forward)
     trn = timed(train)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak_mb = peak_rss_mb()
     print(json.dumps({
         "forward_ms": fwd, "train_ms": trn, "peak_rss_mb": peak_mb,
         "torch": torch.__version__, "threads": torch.get_num_threads(),
