@@ -489,6 +489,116 @@ impl CustomOp1 for AddFrozenBias {
     }
 }
 
+/// `softmax(x + bias)` over the last dimension with a constant `bias`
+/// (position bias + masks, same shape as `x`), fused: one pass forward; the
+/// backward reads only the output, dx = y·(g − Σ g·y), one pass. The composed
+/// version keeps five [b, h, Tq, Tk] intermediates alive for backward.
+struct BiasedSoftmax {
+    bias: Tensor,
+}
+
+/// Attention probabilities from raw scores and a constant additive bias.
+fn biased_softmax(scores: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+    if fused_path(scores)
+        && fused_path(bias)
+        && scores.dims() == bias.dims()
+        && bias.is_contiguous()
+    {
+        scores
+            .contiguous()?
+            .apply_op1(BiasedSoftmax { bias: bias.clone() })
+    } else {
+        candle_nn::ops::softmax(&add_frozen_bias(scores, bias)?, D::Minus1)
+    }
+}
+
+impl CustomOp1 for BiasedSoftmax {
+    fn name(&self) -> &'static str {
+        "t5-biased-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(x, x_layout, self.name())?;
+        let (b_storage, b_layout) = self.bias.storage_and_layout();
+        let Storage::Cpu(b) = &*b_storage else {
+            candle_core::bail!("{}: bias is not on the CPU", self.name())
+        };
+        let bias = contiguous_f32(b, b_layout, self.name())?;
+        let n = *x_layout.dims().last().unwrap_or(&1);
+        if bias.len() != x.len() || n == 0 {
+            candle_core::bail!(
+                "{}: bias has {} elements, input {}",
+                self.name(),
+                bias.len(),
+                x.len()
+            )
+        }
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(n)
+            .zip(x.par_chunks(n).zip(bias.par_chunks(n)))
+            .with_min_len(MIN_ELEMS_PER_TASK / n + 1)
+            .for_each(|(y, (x, b))| {
+                let mut max = f32::NEG_INFINITY;
+                for ((y, x), b) in y.iter_mut().zip(x).zip(b) {
+                    *y = x + b;
+                    max = max.max(*y);
+                }
+                let mut sum = 0f32;
+                for y in y.iter_mut() {
+                    *y = (*y - max).exp();
+                    sum += *y;
+                }
+                let inv = 1.0 / sum;
+                for y in y.iter_mut() {
+                    *y *= inv;
+                }
+            });
+        Ok((CpuStorage::F32(out), x_layout.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(
+            res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxGrad)?,
+        ))
+    }
+}
+
+/// dx = y·(g − Σ g·y) per row.
+struct SoftmaxGrad;
+
+impl CustomOp2 for SoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "t5-softmax-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        y: &CpuStorage,
+        y_layout: &Layout,
+        g: &CpuStorage,
+        g_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let y = contiguous_f32(y, y_layout, self.name())?;
+        let g = contiguous_f32(g, g_layout, self.name())?;
+        let n = (*y_layout.dims().last().unwrap_or(&1)).max(1);
+        let mut out = vec![0f32; y.len()];
+        out.par_chunks_mut(n)
+            .zip(y.par_chunks(n).zip(g.par_chunks(n)))
+            .with_min_len(MIN_ELEMS_PER_TASK / n + 1)
+            .for_each(|(dx, (y, g))| {
+                let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
+                for ((dx, y), g) in dx.iter_mut().zip(y).zip(g) {
+                    *dx = y * (g - dot);
+                }
+            });
+        Ok((CpuStorage::F32(out), y_layout.shape().clone()))
+    }
+}
+
 /// ReLU whose backward is one pass over (output, gradient).
 struct Relu;
 
@@ -672,8 +782,7 @@ impl Attention {
         let k = self.split_heads(&self.k.forward(src)?)?;
         let v = self.split_heads(&self.v.forward(src)?)?;
         // T5 folds the 1/sqrt(d_kv) scaling into its initialisation: none here.
-        let scores = add_frozen_bias(&q.matmul(&k.t()?)?, bias)?;
-        let probs = softmax(&scores)?;
+        let probs = biased_softmax(&q.matmul(&k.t()?)?, bias)?;
         let ctx =
             probs
                 .matmul(&v)?
@@ -681,12 +790,6 @@ impl Attention {
                 .reshape((b, tq, self.num_heads * self.d_kv))?;
         self.o.forward(&ctx)
     }
-}
-
-/// Softmax over the last dimension, differentiable (kept in one place so a
-/// fused op with a backward pass can replace it).
-fn softmax(x: &Tensor) -> candle_core::Result<Tensor> {
-    candle_nn::ops::softmax(x, D::Minus1)
 }
 
 enum FeedForward {
