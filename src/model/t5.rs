@@ -350,18 +350,33 @@ impl FrozenLinear {
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 {
+        if fused_path(x) {
             x.contiguous()?.apply_op1(FrozenLinearOp {
                 weight: self.weight.clone(),
+                relu: false,
             })
         } else {
             x.broadcast_matmul(&self.weight.t()?)
+        }
+    }
+
+    /// relu(x·Wᵀ) in one op: the pre-activation is never kept for backward.
+    fn forward_relu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if fused_path(x) {
+            x.contiguous()?.apply_op1(FrozenLinearOp {
+                weight: self.weight.clone(),
+                relu: true,
+            })
+        } else {
+            x.broadcast_matmul(&self.weight.t()?)?.relu()
         }
     }
 }
 
 struct FrozenLinearOp {
     weight: Tensor,
+    /// Apply ReLU to the output (backward masks the gradient by output > 0).
+    relu: bool,
 }
 
 impl CustomOp1 for FrozenLinearOp {
@@ -390,7 +405,16 @@ impl CustomOp1 for FrozenLinearOp {
             candle_core::bail!("frozen linear: weight is not on the CPU")
         };
         let rhs_layout = w_layout.transpose(0, 1)?;
-        let out = x.matmul(w, (1, rows, out_dim, k), &lhs_layout, &rhs_layout)?;
+        let mut out = x.matmul(w, (1, rows, out_dim, k), &lhs_layout, &rhs_layout)?;
+        if self.relu {
+            let CpuStorage::F32(values) = &mut out else {
+                candle_core::bail!("frozen linear: expected f32 output")
+            };
+            values
+                .par_iter_mut()
+                .with_min_len(MIN_ELEMS_PER_TASK)
+                .for_each(|v| *v = v.max(0.0));
+        }
         let mut out_dims = dims.to_vec();
         if let Some(last) = out_dims.last_mut() {
             *last = out_dim;
@@ -398,9 +422,14 @@ impl CustomOp1 for FrozenLinearOp {
         Ok((out, Shape::from(out_dims)))
     }
 
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(&self, x: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let (out_dim, _) = self.weight.dims2()?;
         let rows = grad.elem_count() / out_dim;
+        let grad = if self.relu {
+            res.apply_op2_no_bwd(&grad.contiguous()?, &ReluGrad)?
+        } else {
+            grad.clone()
+        };
         let dx = grad.reshape((rows, out_dim))?.matmul(&self.weight)?;
         Ok(Some(dx.reshape(x.shape())?))
     }
@@ -827,6 +856,9 @@ impl FeedForward {
 
     fn forward(&self, x: &Tensor, act: Activation) -> candle_core::Result<Tensor> {
         match self {
+            FeedForward::Plain { wi, wo } if act == Activation::Relu => {
+                wo.forward(&wi.forward_relu(x)?)
+            }
             FeedForward::Plain { wi, wo } => wo.forward(&act.apply(&wi.forward(x)?)?),
             FeedForward::Gated { wi_0, wi_1, wo } => {
                 let h = (act.apply(&wi_0.forward(x)?)? * wi_1.forward(x)?)?;
