@@ -85,18 +85,39 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn time_ms(steps: usize, mut step: impl FnMut() -> Result<()>) -> Result<f64> {
+/// CPU time (user + system, all threads) of this process in ms, from
+/// /proc/self/stat (clock ticks of 10 ms). Robust to other load on the machine,
+/// unlike wall time.
+fn cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (tick(11) + tick(12)) * 10.0
+}
+
+/// (wall ms, cpu ms) per step after one warm-up step.
+fn time_ms(steps: usize, mut step: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
     step()?; // warm-up
-    let t0 = Instant::now();
+    let (t0, c0) = (Instant::now(), cpu_ms());
     for _ in 0..steps {
         step()?;
     }
-    Ok(t0.elapsed().as_secs_f64() * 1e3 / steps as f64)
+    let n = steps as f64;
+    Ok((t0.elapsed().as_secs_f64() * 1e3 / n, (cpu_ms() - c0) / n))
 }
 
 struct Figures {
     forward_ms: f64,
     train_ms: f64,
+    forward_cpu_ms: f64,
+    train_cpu_ms: f64,
     peak_rss_mb: f64,
 }
 
@@ -119,12 +140,12 @@ fn bench_candle(steps: usize) -> Result<Figures> {
         let hidden = model.encode(&embeds, &mask)?;
         Ok(model.loss(&hidden, &mask, &labels)?)
     };
-    let forward_ms = time_ms(steps, || {
+    let (forward_ms, forward_cpu_ms) = time_ms(steps, || {
         let loss = loss_of(&prompt.as_tensor().detach())?;
         loss.to_scalar::<f32>()?;
         Ok(())
     })?;
-    let train_ms = time_ms(steps, || {
+    let (train_ms, train_cpu_ms) = time_ms(steps, || {
         let loss = loss_of(prompt.as_tensor())?;
         let grads = loss.backward()?;
         if grads.get(prompt.as_tensor()).is_none() {
@@ -135,6 +156,8 @@ fn bench_candle(steps: usize) -> Result<Figures> {
     Ok(Figures {
         forward_ms,
         train_ms,
+        forward_cpu_ms,
+        train_cpu_ms,
         peak_rss_mb: peak_rss_mb(),
     })
 }
@@ -175,6 +198,8 @@ fn bench_torch(python: &str, steps: usize, threads: usize) -> Result<Figures> {
     Ok(Figures {
         forward_ms: num("forward_ms")?,
         train_ms: num("train_ms")?,
+        forward_cpu_ms: num("forward_cpu_ms")?,
+        train_cpu_ms: num("train_cpu_ms")?,
         peak_rss_mb: num("peak_rss_mb")?,
     })
 }
@@ -192,8 +217,12 @@ fn main() -> Result<()> {
     );
     let candle = bench_candle(steps)?;
     println!(
-        "candle: forward {:.0} ms, forward+backward {:.0} ms, peak RSS {:.0} MB",
-        candle.forward_ms, candle.train_ms, candle.peak_rss_mb
+        "candle: forward {:.0} ms (cpu {:.0}), forward+backward {:.0} ms (cpu {:.0}), peak RSS {:.0} MB",
+        candle.forward_ms,
+        candle.forward_cpu_ms,
+        candle.train_ms,
+        candle.train_cpu_ms,
+        candle.peak_rss_mb
     );
     let torch = match std::env::var("ATTEMPT_BENCH_PYTHON") {
         Ok(python) => Some(bench_torch(&python, steps, threads)?),
@@ -226,6 +255,18 @@ fn main() -> Result<()> {
         "forward+backward",
         candle.train_ms,
         torch.as_ref().map(|t| t.train_ms),
+        "ms",
+    );
+    row(
+        "forward cpu",
+        candle.forward_cpu_ms,
+        torch.as_ref().map(|t| t.forward_cpu_ms),
+        "ms",
+    );
+    row(
+        "fwd+bwd cpu",
+        candle.train_cpu_ms,
+        torch.as_ref().map(|t| t.train_cpu_ms),
         "ms",
     );
     row(

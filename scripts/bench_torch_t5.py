@@ -75,17 +75,20 @@ def main():
         return loss.item()
 
     def timed(fn):
+        """(wall ms, process CPU ms) per step after one warm-up step."""
         fn()  # warm-up
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(a.steps):
             fn()
-        return (time.perf_counter() - t0) / a.steps * 1e3
+        n = a.steps
+        return (time.perf_counter() - t0) / n * 1e3, (time.process_time() - c0) / n * 1e3
 
-    fwd = timed(forward)
-    trn = timed(train)
+    fwd, fwd_cpu = timed(forward)
+    trn, trn_cpu = timed(train)
     peak_mb = peak_rss_mb()
     print(json.dumps({
         "forward_ms": fwd, "train_ms": trn, "peak_rss_mb": peak_mb,
+        "forward_cpu_ms": fwd_cpu, "train_cpu_ms": trn_cpu,
         "torch": torch.__version__, "threads": torch.get_num_threads(),
     }))
 
