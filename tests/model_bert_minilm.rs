@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use attempt_pkg::model::{load_model, Encoder};
+use attempt_pkg::model::load_model;
 use candle_core::{DType, Device, Tensor};
 
 fn minilm_dir() -> Option<PathBuf> {

@@ -15,6 +15,7 @@ pub mod config;
 pub mod fingerprint;
 pub mod ops;
 pub mod store;
+pub mod t5;
 pub mod tokenizer;
 pub mod weights;
 
@@ -34,12 +35,14 @@ pub trait Encoder {
 /// Any supported backbone.
 pub enum AnyModel {
     Bert(bert::Bert),
+    T5(t5::T5Model),
 }
 
 impl AnyModel {
     pub fn encoder(&self) -> &dyn Encoder {
         match self {
             AnyModel::Bert(m) => m,
+            AnyModel::T5(m) => m,
         }
     }
 }
@@ -62,7 +65,12 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
             let ws = Weights::load(dir, device)?;
             AnyModel::Bert(bert::Bert::from_weights(cfg, &ws).with_context(|| format!("loading {}", dir.display()))?)
         }
-        ModelConfig::T5(_) => bail!("{}: T5 support is not built yet", dir.display()),
+        ModelConfig::T5(raw) => {
+            let cfg = t5::T5Config::from_json_str(&raw.to_string())
+                .with_context(|| format!("{}: invalid T5 config", dir.join("config.json").display()))?;
+            let ws = Weights::load(dir, device)?;
+            AnyModel::T5(t5::T5Model::from_weights(&cfg, &*ws, device).with_context(|| format!("loading {}", dir.display()))?)
+        }
     };
     let tokenizer = if dir.join(tokenizer::TOKENIZER_FILE).is_file() {
         let vocab = config.vocab_size().unwrap_or(usize::MAX);

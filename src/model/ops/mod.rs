@@ -16,6 +16,7 @@ mod cpu;
 mod gelu;
 mod layer_norm;
 mod linear;
+pub mod rms_norm;
 mod softmax;
 
 pub use attention::attention;

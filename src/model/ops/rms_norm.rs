@@ -1,0 +1,174 @@
+//! T5's layer norm: mean-free RMS normalisation with a weight and no bias,
+//! `y = w · x / sqrt(mean(x²) + eps)` over the last dimension.
+//!
+//! `candle_nn::ops::rms_norm` returns a tensor detached from the graph (no
+//! gradient at all), so a prompt trained through it silently never moves. This
+//! op is fused for speed (one pass forward, one pass backward, rows in
+//! parallel) and has a backward pass: the input gradient is always computed;
+//! the weight gradient only when the weight itself is being trained.
+
+use candle_core::{
+    CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D,
+};
+use rayon::prelude::*;
+
+/// Rows handed to one rayon task; keeps task overhead small for narrow rows.
+const MIN_ROWS_PER_TASK: usize = 16;
+
+/// RMS-normalises `x` ([.., d]) over its last dimension and scales by `weight` ([d]).
+///
+/// f32 on CPU runs the fused op; other dtypes/devices fall back to composed
+/// candle ops (same maths, slower, also differentiable).
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    let d = x.dim(D::Minus1)?;
+    if weight.dims() != [d] {
+        candle_core::bail!(
+            "rms_norm: weight has shape {:?}, expected [{d}] to match the input's last dimension",
+            weight.dims()
+        )
+    }
+    let fused = matches!(x.device(), Device::Cpu)
+        && x.dtype() == DType::F32
+        && weight.dtype() == DType::F32;
+    if !fused {
+        return rms_norm_composed(x, weight, eps);
+    }
+    x.contiguous()?
+        .apply_op2(&weight.contiguous()?, RmsNorm { eps: eps as f32 })
+}
+
+/// The same normalisation from primitive candle ops (reference for tests and
+/// the fallback off CPU).
+pub fn rms_norm_composed(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    let variance = x.sqr()?.mean_keepdim(D::Minus1)?;
+    let inv_rms = (variance + eps)?.sqrt()?.recip()?;
+    x.broadcast_mul(&inv_rms)?.broadcast_mul(weight)
+}
+
+struct RmsNorm {
+    eps: f32,
+}
+
+fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("rms_norm: {what} must be contiguous")))?;
+    Ok(&storage.as_slice::<f32>()?[start..end])
+}
+
+/// Σ a·b with eight independent accumulators so the loop vectorises.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (a8, a_tail) = a.split_at(a.len() / 8 * 8);
+    let (b8, b_tail) = b.split_at(a8.len());
+    for (ca, cb) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += ca[i] * cb[i];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for (x, y) in a_tail.iter().zip(b_tail) {
+        sum += x * y;
+    }
+    sum
+}
+
+#[inline]
+fn inv_rms(row: &[f32], eps: f32) -> f32 {
+    let mean_sq = dot(row, row) / row.len() as f32;
+    1.0 / (mean_sq + eps).sqrt()
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "t5-rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xs_layout: &Layout,
+        ws: &CpuStorage,
+        ws_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(xs, xs_layout, "input")?;
+        let w = contiguous_f32(ws, ws_layout, "weight")?;
+        let d = w.len();
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(d)
+            .zip(x.par_chunks(d))
+            .with_min_len(MIN_ROWS_PER_TASK)
+            .for_each(|(y, x)| {
+                let r = inv_rms(x, self.eps);
+                for ((y, x), w) in y.iter_mut().zip(x).zip(w) {
+                    *y = x * r * w;
+                }
+            });
+        Ok((CpuStorage::F32(out), xs_layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = x.apply_op3_no_bwd(weight, &grad, &RmsNormInputGrad { eps: self.eps })?;
+        // Frozen weights (plain tensors) are not tracked: skip that reduction.
+        let dw = if weight.track_op() {
+            let d = weight.dim(0)?;
+            let variance = x.sqr()?.mean_keepdim(D::Minus1)?;
+            let x_hat = x.broadcast_mul(&(variance + self.eps as f64)?.sqrt()?.recip()?)?;
+            let rows = x.elem_count() / d;
+            Some((grad * x_hat)?.reshape((rows, d))?.sum(0)?)
+        } else {
+            None
+        };
+        Ok((Some(dx), dw))
+    }
+}
+
+/// dx = r·(ĝ − x·r²·mean(ĝ·x)), ĝ = g·w, r = 1/sqrt(mean(x²)+eps); recomputes r.
+struct RmsNormInputGrad {
+    eps: f32,
+}
+
+impl CustomOp3 for RmsNormInputGrad {
+    fn name(&self) -> &'static str {
+        "t5-rms-norm-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xs_layout: &Layout,
+        ws: &CpuStorage,
+        ws_layout: &Layout,
+        gs: &CpuStorage,
+        gs_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(xs, xs_layout, "input")?;
+        let w = contiguous_f32(ws, ws_layout, "weight")?;
+        let g = contiguous_f32(gs, gs_layout, "gradient")?;
+        let d = w.len();
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(d)
+            .zip(x.par_chunks(d).zip(g.par_chunks(d)))
+            .with_min_len(MIN_ROWS_PER_TASK)
+            .for_each(|(dx, (x, g))| {
+                let r = inv_rms(x, self.eps);
+                // dx temporarily holds ĝ = g·w.
+                for ((dx, g), w) in dx.iter_mut().zip(g).zip(w) {
+                    *dx = g * w;
+                }
+                let coef = r * r * r * dot(dx, x) / d as f32;
+                for (dx, x) in dx.iter_mut().zip(x) {
+                    *dx = r * *dx - coef * x;
+                }
+            });
+        Ok((CpuStorage::F32(out), xs_layout.shape().clone()))
+    }
+}
