@@ -9,3 +9,7 @@
 pub mod cli;
 pub mod home;
 pub mod registry;
+pub mod compose;
+pub mod data;
+pub mod model;
+pub mod train;
