@@ -1,0 +1,20 @@
+//! Training and evaluation of prompt models: source prompt tuning and
+//! ATTEMPT target training (single- or multi-task), with checkpoints and a
+//! run directory. The CLI commands are thin wrappers over `train`,
+//! `evaluate`, `predict` and the `export` functions.
+
+pub mod config;
+pub mod model;
+
+pub use config::TrainConfig;
+pub use model::{Forward, PromptModel, SourcePrompt};
+pub mod evaluate;
+pub mod optim;
+pub mod rundir;
+pub mod trainer;
+
+pub use evaluate::{evaluate, predict, EvalResult, PredictedLabel, Prediction};
+pub use rundir::{RunDir, RunProvenance, SourceRecord};
+pub use trainer::{train, TaskData, TrainOptions, TrainOutcome, TrainRequest};
+#[doc(hidden)]
+pub mod testing;
