@@ -18,3 +18,5 @@ pub use rundir::{RunDir, RunProvenance, SourceRecord};
 pub use trainer::{train, TaskData, TrainOptions, TrainOutcome, TrainRequest};
 #[doc(hidden)]
 pub mod testing;
+pub mod export;
+pub use export::{export_from_run, training_info, write_authoring_dir, PackageInfo, TrainingInfo};
