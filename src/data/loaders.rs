@@ -71,7 +71,7 @@ pub fn load_split(task: &TaskDef, split: &SplitFile, data_dir: &Path) -> Result<
         .enumerate()
         .map(|(i, row)| {
             to_example(row, &fields, &task.kind)
-                .with_context(|| format!("{}: row {} (task `{}`)", path.display(), i + 1, task.name))
+                .with_context(|| format!("{}: data row {} (task `{}`)", path.display(), i + 1, task.name))
         })
         .collect()
 }
