@@ -1,5 +1,6 @@
 //! The attention module G and the prompt mixture against an independent
 //! plain-Rust reference, gradient reachability and a finite-difference check.
+#![allow(clippy::needless_range_loop, clippy::useless_vec)]
 
 use attempt_pkg::compose::{AttentionConfig, AttentionModule, Method, PromptMixture};
 use candle_core::{Device, Tensor, Var};

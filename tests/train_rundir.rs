@@ -10,7 +10,7 @@ use attempt_pkg::data::{TextEncoder, WordTokenizer};
 use attempt_pkg::model::Encoder;
 use attempt_pkg::train::testing::TinyEncoder;
 use attempt_pkg::train::{
-    export_from_run, train, training_info, write_authoring_dir, PackageInfo, RunProvenance, SourcePrompt, TaskData,
+    export_from_run, load_run, predict, train, Backbone, PredictedLabel, training_info, write_authoring_dir, PackageInfo, RunProvenance, SourcePrompt, TaskData,
     TrainConfig, TrainOptions, TrainOutcome, TrainRequest,
 };
 use candle_core::{Device, Tensor};
@@ -199,4 +199,37 @@ fn source_training_exports_an_authoring_directory() {
     assert_eq!(t2["prompt"].dims(), &[M, D]);
     let err = export_from_run(&run, "topic", &dir.path().join("x"), &info(), &training, false).err().unwrap();
     assert!(err.to_string().contains("sentiment"), "{err}");
+}
+
+#[test]
+fn a_finished_run_reloads_for_eval_and_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let enc = encoder();
+    let tok = WordTokenizer::new(synthetic_vocabulary());
+    let o = go(&enc, cfg(Method::Attempt, 2), sources(), &TrainOptions { run_dir: Some(run.clone()), ..Default::default() }).unwrap();
+    let (model, record) = load_run(&run, &enc, &sources(), &Device::Cpu).unwrap();
+    assert_eq!(record.task_defs[0].name, "sentiment");
+    assert_eq!(model.state_dict().unwrap().len(), o.model.state_dict().unwrap().len());
+    let backbone = Backbone { encoder: &enc, tokenizer: &tok, device: &Device::Cpu };
+    let dev = &data("sentiment", 48).dev;
+    let again = attempt_pkg::train::evaluate(&model, backbone, 0, dev, 16, 16).unwrap();
+    assert_eq!(again.metrics, o.best_eval[0].metrics);
+    let p = predict(&model, backbone, "sentiment", &dev[0].text_a, None, 16).unwrap();
+    assert_eq!(p.label, o.best_eval[0].predictions[0]);
+    match &p.label {
+        PredictedLabel::Class { label, probabilities, .. } => {
+            assert!(label == "positive" || label == "negative");
+            assert!((probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+        other => panic!("expected a class, got {other:?}"),
+    }
+    let names: Vec<&str> = p.attention.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, vec!["s0@0.1.0", "s1@0.1.0", "target:sentiment"]);
+    // Other sources than the run's are refused, naming both sets.
+    let mut wrong = sources();
+    wrong.reverse();
+    let err = load_run(&run, &enc, &wrong, &Device::Cpu).err().unwrap();
+    assert!(err.to_string().contains("s0@0.1.0, s1@0.1.0"), "{err}");
+    assert!(predict(&model, backbone, "topic", "x", None, 16).is_err());
 }

@@ -99,8 +99,8 @@ fn to_example(row: &Row, fields: &FieldMap, kind: &TaskKind) -> Result<Example> 
 fn parse_rows(text: &str, format: FileFormat) -> Result<Vec<Row>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     match format {
-        FileFormat::Tsv => parse_delimited(text.lines().map(|l| split_tsv(l)), true),
-        FileFormat::TsvNoHeader => parse_delimited(text.lines().map(|l| split_tsv(l)), false),
+        FileFormat::Tsv => parse_delimited(text.lines().map(split_tsv), true),
+        FileFormat::TsvNoHeader => parse_delimited(text.lines().map(split_tsv), false),
         FileFormat::Csv => parse_delimited(parse_csv(text)?.into_iter(), true),
         FileFormat::Jsonl => text
             .lines()

@@ -32,6 +32,14 @@ pub enum PredictedLabel {
     Score { score: f32 },
 }
 
+/// The frozen side of a model: encoder, its tokenizer and the device.
+#[derive(Clone, Copy)]
+pub struct Backbone<'a> {
+    pub encoder: &'a dyn Encoder,
+    pub tokenizer: &'a dyn TextEncoder,
+    pub device: &'a Device,
+}
+
 /// Raw outputs for a set of examples.
 struct Outputs {
     labels: Vec<PredictedLabel>,
@@ -40,14 +48,13 @@ struct Outputs {
 
 fn run(
     model: &PromptModel,
-    encoder: &dyn Encoder,
-    tokenizer: &dyn TextEncoder,
+    backbone: Backbone<'_>,
     task: usize,
     examples: &[&Example],
     batch_size: usize,
     max_length: usize,
-    device: &Device,
 ) -> Result<Outputs> {
+    let Backbone { encoder, tokenizer, device } = backbone;
     let mut labels = Vec::with_capacity(examples.len());
     let mut weights = Vec::new();
     let names = model.tasks[task].task.labels().to_vec();
@@ -92,19 +99,16 @@ fn mean_rows(rows: &[Vec<f32>]) -> Option<Vec<f32>> {
 }
 
 /// Evaluate task number `task` on labelled `examples`.
-#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     model: &PromptModel,
-    encoder: &dyn Encoder,
-    tokenizer: &dyn TextEncoder,
+    backbone: Backbone<'_>,
     task: usize,
     examples: &[Example],
     batch_size: usize,
     max_length: usize,
-    device: &Device,
 ) -> Result<EvalResult> {
     let refs: Vec<&Example> = examples.iter().collect();
-    let out = run(model, encoder, tokenizer, task, &refs, batch_size, max_length, device)?;
+    let out = run(model, backbone, task, &refs, batch_size, max_length)?;
     let preds = match model.tasks[task].task.kind {
         TaskKind::Regression => Predictions::Scores(
             out.labels.iter().map(|p| if let PredictedLabel::Score { score } = p { *score } else { f32::NAN }).collect(),
@@ -137,17 +141,15 @@ pub struct Prediction {
 /// Predict one input of task `task` (by name).
 pub fn predict(
     model: &PromptModel,
-    encoder: &dyn Encoder,
-    tokenizer: &dyn TextEncoder,
+    backbone: Backbone<'_>,
     task: &str,
     text_a: &str,
     text_b: Option<&str>,
     max_length: usize,
-    device: &Device,
 ) -> Result<Prediction> {
     let t = model.task_index(task)?;
     let ex = Example { text_a: text_a.to_string(), text_b: text_b.map(str::to_string), label: Label::Class(0) };
-    let out = run(model, encoder, tokenizer, t, &[&ex], 1, max_length, device)?;
+    let out = run(model, backbone, t, &[&ex], 1, max_length)?;
     let label = out
         .labels
         .into_iter()

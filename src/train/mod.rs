@@ -13,9 +13,9 @@ pub mod optim;
 pub mod rundir;
 pub mod trainer;
 
-pub use evaluate::{evaluate, predict, EvalResult, PredictedLabel, Prediction};
+pub use evaluate::{evaluate, predict, Backbone, EvalResult, PredictedLabel, Prediction};
 pub use rundir::{RunDir, RunProvenance, SourceRecord};
-pub use trainer::{train, TaskData, TrainOptions, TrainOutcome, TrainRequest};
+pub use trainer::{load_run, train, TaskData, TrainOptions, TrainOutcome, TrainRequest};
 #[doc(hidden)]
 pub mod testing;
 pub mod export;

@@ -66,6 +66,9 @@ fn head_names(task: &str) -> (String, String) {
 }
 
 fn uniform_tensor(rng: &mut StdRng, shape: (usize, usize), bound: f32, device: &Device) -> Result<Tensor> {
+    if bound <= 0.0 || !bound.is_finite() {
+        return Ok(Tensor::zeros(shape, DType::F32, device)?);
+    }
     let data: Vec<f32> = (0..shape.0 * shape.1).map(|_| rng.gen_range(-bound..bound)).collect();
     Ok(Tensor::from_vec(data, shape, device)?)
 }

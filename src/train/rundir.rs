@@ -94,6 +94,13 @@ pub struct RunRecord {
     pub candle_version: String,
     pub config: TrainConfig,
     pub tasks: Vec<String>,
+    /// Full task definitions (labels, metrics) so `eval`/`predict` can
+    /// rebuild the model from the run alone.
+    pub task_defs: Vec<crate::data::tasks::TaskDef>,
+    /// Source prompt names in mixture order.
+    pub source_names: Vec<String>,
+    pub prompt_length: usize,
+    pub hidden_size: usize,
     pub provenance: RunProvenance,
     pub trainable_parameters: usize,
     pub trainable_percent_of_backbone: Option<f64>,
@@ -133,6 +140,12 @@ impl RunDir {
         let mut s = serde_json::to_string_pretty(value)?;
         s.push('\n');
         write_atomic(&self.file(name), s.as_bytes())
+    }
+    pub fn read_run_record(&self) -> Result<RunRecord> {
+        let p = self.file(RUN_RECORD);
+        let text = std::fs::read_to_string(&p)
+            .with_context(|| format!("{} is missing: is {} a finished training run?", p.display(), self.path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a valid run record", p.display()))
     }
     pub fn read_resume_state(&self) -> Result<ResumeState> {
         let p = self.file(RESUME_STATE);

@@ -22,7 +22,7 @@ use crate::data::{Example, Label};
 use crate::model::Encoder;
 
 use super::config::TrainConfig;
-use super::evaluate::{evaluate, EvalResult};
+use super::evaluate::{evaluate, Backbone, EvalResult};
 use super::model::{PromptModel, SourcePrompt};
 use super::optim::{clip_grad_norm, linear_schedule, Optimizers};
 use super::rundir::{
@@ -268,6 +268,10 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
                 candle_version: "0.11".to_string(),
                 config: config.clone(),
                 tasks: defs.iter().map(|t| t.name.clone()).collect(),
+                task_defs: defs.clone(),
+                source_names: model.source_names.clone(),
+                prompt_length: model.prompt_length,
+                hidden_size: model.hidden_size,
                 provenance: options.provenance.clone(),
                 trainable_parameters: trainable,
                 trainable_percent_of_backbone: (backbone > 0).then(|| 100.0 * trainable as f64 / backbone as f64),
@@ -338,7 +342,7 @@ fn evaluate_all(
         .enumerate()
         .map(|(i, t)| {
             let n = config.max_eval_examples.unwrap_or(t.dev.len()).min(t.dev.len());
-            evaluate(model, encoder, tokenizer, i, &t.dev[..n], config.eval_batch_size, config.max_length, device)
+            evaluate(model, Backbone { encoder, tokenizer, device }, i, &t.dev[..n], config.eval_batch_size, config.max_length)
         })
         .collect()
 }
@@ -351,4 +355,44 @@ fn selection_score(model: &PromptModel, evals: &[EvalResult]) -> f64 {
         .map(|(i, e)| e.metrics.get(model.tasks[i].task.primary_metric().as_str()).copied().unwrap_or(f64::NAN))
         .collect();
     vals.iter().sum::<f64>() / vals.len().max(1) as f64
+}
+
+/// Rebuild a trained model from a run directory (best checkpoint) for
+/// `eval`, `predict` or further packaging. `sources` must be the run's source
+/// prompts in the same order (as its lockfile resolves them).
+pub fn load_run(
+    run_dir: &std::path::Path,
+    encoder: &dyn Encoder,
+    sources: &[SourcePrompt],
+    device: &Device,
+) -> Result<(PromptModel, super::rundir::RunRecord)> {
+    let dir = RunDir { path: run_dir.to_path_buf() };
+    let record = dir.read_run_record()?;
+    if encoder.hidden_size() != record.hidden_size {
+        bail!(
+            "run {} was trained on a model with hidden size {}, this model has {}",
+            run_dir.display(),
+            record.hidden_size,
+            encoder.hidden_size()
+        );
+    }
+    let given: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
+    if given != record.source_names {
+        bail!(
+            "run {} was trained with sources [{}] but [{}] were given; use the lockfile the run was trained with",
+            run_dir.display(),
+            record.source_names.join(", "),
+            given.join(", ")
+        );
+    }
+    // Values are overwritten from the checkpoint: initialise cheaply.
+    let config = TrainConfig {
+        target_init: Some(crate::compose::TargetInit::Random { scale: 0.0 }),
+        prompt_length: record.prompt_length,
+        ..record.config.clone()
+    };
+    let mut rng = StdRng::seed_from_u64(0);
+    let model = PromptModel::new(encoder, sources, &record.task_defs, &config, 0, &mut rng, device)?;
+    model.load_state_dict(&load_tensors(&dir.file(CHECKPOINT), device)?)?;
+    Ok((model, record))
 }
