@@ -165,3 +165,20 @@ fn synthetic_tasks_are_deterministic_and_consistent() {
     }
     assert!(generate("nope", 1, 0).is_err());
 }
+
+#[test]
+fn tasks_resolve_user_first_then_builtin_then_synthetic() {
+    use attempt_pkg::data::{load_examples, resolve_task, SyntheticSizes, TaskOrigin};
+    use std::collections::BTreeMap;
+    let mut user = BTreeMap::new();
+    user.insert("rte".to_string(), toml::from_str::<TaskSpec>("train = \"t.jsonl\"\ntext-a = \"a\"\nlabel = \"l\"\nlabels = [\"x\"]\n").unwrap());
+    assert_eq!(resolve_task("rte", &user).unwrap().1, TaskOrigin::User);
+    assert_eq!(resolve_task("mrpc", &user).unwrap().1, TaskOrigin::Builtin);
+    let (def, origin) = resolve_task("synthetic-topic", &user).unwrap();
+    assert_eq!((def.name.as_str(), origin), ("topic", TaskOrigin::Synthetic));
+    let err = resolve_task("nope", &user).unwrap_err().to_string();
+    assert!(err.contains("[tasks.nope]") && err.contains("mnli") && err.contains("sentiment"), "{err}");
+    let s = load_examples(&def, origin, Path::new("/nonexistent"), SyntheticSizes { train: 30, dev: 10, seed: 4 }).unwrap();
+    assert_eq!((s.train.len(), s.dev.len()), (30, 10));
+    assert_eq!(s.train, generate("topic", 40, 4).unwrap()[..30].to_vec());
+}

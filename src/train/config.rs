@@ -31,6 +31,11 @@ pub struct TrainConfig {
     /// attempt/uniform/spot, vocabulary embeddings for pt).
     pub target_init: Option<TargetInit>,
     pub attention: AttentionConfig,
+    /// Token-id range `[start, end)` sampled for vocabulary init. Default:
+    /// ids 1000..6000 for vocabularies of 10,000+ (past BERT's special and
+    /// `[unused]` ids, among frequent word pieces, after Lester et al.'s
+    /// "5,000 most common tokens"), else every id but 0.
+    pub vocab_init_range: Option<[u32; 2]>,
     /// Evaluate at most this many dev examples per task (None = all).
     pub max_eval_examples: Option<usize>,
     pub eval_batch_size: usize,
@@ -53,6 +58,7 @@ impl Default for TrainConfig {
             seed: 42,
             target_init: None,
             attention: AttentionConfig::default(),
+            vocab_init_range: None,
             max_eval_examples: None,
             eval_batch_size: 64,
         }
@@ -67,6 +73,16 @@ impl TrainConfig {
             (None, crate::compose::Method::Pt, _) | (None, _, false) => TargetInit::Vocab,
             (None, _, true) => TargetInit::Source { index: 0 },
         }
+    }
+
+    /// The id range used for vocabulary init with a vocabulary of `vocab_size`.
+    pub fn vocab_range(&self, vocab_size: usize) -> anyhow::Result<std::ops::Range<u32>> {
+        let v = vocab_size as u32;
+        let [start, end] = self.vocab_init_range.unwrap_or(if v >= 10_000 { [1000, 6000] } else { [1, v] });
+        if start >= end || end > v {
+            anyhow::bail!("vocabulary init range {start}..{end} does not fit a vocabulary of {vocab_size} ids");
+        }
+        Ok(start..end)
     }
 
     /// Check values a user could get wrong.

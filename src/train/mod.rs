@@ -20,3 +20,4 @@ pub use trainer::{load_run, train, TaskData, TrainOptions, TrainOutcome, TrainRe
 pub mod testing;
 pub mod export;
 pub use export::{export_from_run, training_info, write_authoring_dir, PackageInfo, TrainingInfo};
+pub mod interrupt;

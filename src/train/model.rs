@@ -130,7 +130,8 @@ impl PromptModel {
                     if vocab_size < 2 {
                         bail!("vocabulary init needs a vocabulary; choose `random` init");
                     }
-                    let ids: Vec<u32> = (0..m).map(|_| rng.gen_range(1..vocab_size as u32)).collect();
+                    let range = config.vocab_range(vocab_size)?;
+                    let ids: Vec<u32> = (0..m).map(|_| rng.gen_range(range.clone())).collect();
                     let ids = Tensor::from_vec(ids, (1, m), device)?;
                     encoder.embed_tokens(&ids)?.squeeze(0)?.to_dtype(DType::F32)?.detach()
                 }
