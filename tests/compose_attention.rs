@@ -3,7 +3,7 @@
 #![allow(clippy::needless_range_loop, clippy::useless_vec)]
 
 use attempt_pkg::compose::{AttentionConfig, AttentionModule, Method, PromptMixture};
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, IndexOp, Tensor, Var};
 
 const B: usize = 2;
 const L: usize = 3;
@@ -207,4 +207,45 @@ fn target_gradient_matches_finite_differences() {
         let an = grad[i] as f64;
         assert!((fd - an).abs() <= 2e-2 * (1.0 + an.abs()), "element {i}: finite difference {fd}, analytic {an}");
     }
+}
+
+#[test]
+fn uniform_pt_and_spot_compose_as_defined() {
+    let f = fixture();
+    let b = build(&f, false);
+    let uniform = PromptMixture::new(Method::Uniform, Some(b.source_var.as_tensor().clone())).unwrap();
+    let out = uniform.compose(b.target.as_tensor(), None, &b.x, &b.mask).unwrap();
+    let got = out.prompt.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for bi in 0..B {
+        for i in 0..M * D {
+            let mean = (f.src[i] + f.src[M * D + i] + f.tgt[i]) as f64 / 3.0;
+            let want = f.tgt[i] as f64 + mean;
+            assert!((got[bi * M * D + i] as f64 - want).abs() < 1e-5);
+        }
+    }
+    assert_eq!(out.weights.unwrap().to_vec2::<f32>().unwrap(), vec![vec![1.0 / 3.0; 3]; B]);
+    for m in [Method::Pt, Method::Spot] {
+        let pt = PromptMixture::new(m, None).unwrap();
+        let out = pt.compose(b.target.as_tensor(), None, &b.x, &b.mask).unwrap();
+        assert!(out.weights.is_none());
+        assert_eq!(out.prompt.i(1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), f.tgt);
+    }
+    // ATTEMPT without G, or mixing methods without sources, are refused.
+    assert!(b.mixture.compose(b.target.as_tensor(), None, &b.x, &b.mask).is_err());
+    assert!(PromptMixture::new(Method::Uniform, None).is_err());
+    assert_eq!("SPOT".parse::<Method>().unwrap(), Method::Spot);
+    assert!("lora".parse::<Method>().is_err());
+}
+
+#[test]
+fn prompt_is_prepended_and_mask_extended() {
+    let dev = Device::Cpu;
+    let p = Tensor::ones((2, 3, 4), candle_core::DType::F32, &dev).unwrap();
+    let x = Tensor::zeros((2, 5, 4), candle_core::DType::F32, &dev).unwrap();
+    let mask = Tensor::new(&[[1f32, 1., 1., 0., 0.], [1., 1., 1., 1., 1.]], &dev).unwrap();
+    let (e, m) = attempt_pkg::compose::prepend_prompt(&p, &x, &mask).unwrap();
+    assert_eq!(e.dims(), &[2, 8, 4]);
+    assert_eq!(m.to_vec2::<f32>().unwrap()[0], vec![1., 1., 1., 1., 1., 1., 0., 0.]);
+    assert_eq!(e.i((0, 2, 0)).unwrap().to_scalar::<f32>().unwrap(), 1.0);
+    assert_eq!(e.i((0, 3, 0)).unwrap().to_scalar::<f32>().unwrap(), 0.0);
 }

@@ -233,3 +233,24 @@ fn a_finished_run_reloads_for_eval_and_predict() {
     assert!(err.to_string().contains("s0@0.1.0, s1@0.1.0"), "{err}");
     assert!(predict(&model, backbone, "topic", "x", None, 16).is_err());
 }
+
+#[test]
+fn train_source_prompt_writes_a_publishable_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let enc = encoder();
+    let tok = WordTokenizer::new(synthetic_vocabulary());
+    let out = dir.path().join("pkg");
+    let request = TrainRequest {
+        encoder: &enc,
+        tokenizer: &tok,
+        sources: vec![],
+        tasks: vec![data("sentiment", 48)],
+        config: cfg(Method::Attempt, 1), // forced to pt
+        device: Device::Cpu,
+    };
+    let o = attempt_pkg::train::train_source_prompt(request, &TrainOptions::default(), &info(), "synthetic:sentiment", &out, false).unwrap();
+    assert_eq!(o.model.method(), Method::Pt);
+    let text = std::fs::read_to_string(out.join("Prompt.toml")).unwrap();
+    assert!(text.contains("[base-model]") && text.contains("[training]") && text.contains("method = \"pt\""), "{text}");
+    assert!(out.join("prompt.safetensors").is_file());
+}

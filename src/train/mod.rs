@@ -21,3 +21,5 @@ pub mod testing;
 pub mod export;
 pub use export::{export_from_run, training_info, write_authoring_dir, PackageInfo, TrainingInfo};
 pub mod interrupt;
+pub mod source;
+pub use source::{parameter_summary, train_source_prompt};

@@ -97,7 +97,7 @@ impl PromptModel {
                     s.name
                 );
             }
-            if s.name != sources[0].name && sm != sources[0].tensor.dims()[0] {
+            if sm != sources[0].tensor.dims()[0] {
                 bail!("source prompts `{}` and `{}` have different lengths; ATTEMPT needs equal lengths", sources[0].name, s.name);
             }
             m = sm;
