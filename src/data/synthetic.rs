@@ -2,8 +2,11 @@
 //! over a small English vocabulary whose label depends on keywords, so a
 //! small frozen encoder plus a prompt can solve them. Deterministic from a seed.
 //!
-//! Sources and target are related on purpose: `agreement` (target) needs the
-//! polarity knowledge of `sentiment` and the pair comparison of `same-topic`.
+//! Sources and targets are related on purpose: `mood` (3-way, with a
+//! neutral class) shares its lexicon with `sentiment`; `agreement` needs the
+//! polarity knowledge of `sentiment` and the pair comparison of `same-topic`
+//! (pair tasks need a real encoder: a mean-pooled linear head on the tiny
+//! test encoder cannot solve them).
 
 use anyhow::{bail, Result};
 use rand::rngs::StdRng;
@@ -29,7 +32,7 @@ const FILLER: &[&str] = &[
 
 /// Names of the synthetic tasks.
 pub fn synthetic_task_names() -> &'static [&'static str] {
-    &["sentiment", "topic", "same-topic", "agreement"]
+    &["sentiment", "topic", "same-topic", "agreement", "mood"]
 }
 
 /// Every word the generator can emit (for a `WordTokenizer`).
@@ -48,6 +51,7 @@ pub fn synthetic_task(name: &str) -> Option<TaskDef> {
         "topic" => (TOPICS.iter().map(|(t, _)| *t).collect(), false),
         "same-topic" => (vec!["different", "same"], true),
         "agreement" => (vec!["disagree", "agree"], true),
+        "mood" => (vec!["negative", "neutral", "positive"], false),
         _ => return None,
     };
     Some(TaskDef {
@@ -117,6 +121,20 @@ pub fn generate(name: &str, n: usize, seed: u64) -> Result<Vec<Example>> {
                     text_b: Some(sentence(&mut rng, &[wb])),
                     label: Label::Class(agree as usize),
                 }
+            }
+            "mood" => {
+                let class = rng.gen_range(0..3usize);
+                let keyword = match class {
+                    0 => pick(&mut rng, NEGATIVE),
+                    2 => pick(&mut rng, POSITIVE),
+                    // Neutral sentences carry a topic word instead, so
+                    // length alone does not give the class away.
+                    _ => {
+                        let t = rng.gen_range(0..TOPICS.len());
+                        pick(&mut rng, TOPICS[t].1)
+                    }
+                };
+                Example { text_a: sentence(&mut rng, &[keyword]), text_b: None, label: Label::Class(class) }
             }
             other => bail!(
                 "unknown synthetic task `{other}`; available: {}",
