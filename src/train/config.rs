@@ -36,6 +36,9 @@ pub struct TrainConfig {
     /// `[unused]` ids, among frequent word pieces, after Lester et al.'s
     /// "5,000 most common tokens"), else every id but 0.
     pub vocab_init_range: Option<[u32; 2]>,
+    /// Train the per-task heads (default). When false they keep their seeded
+    /// random init, so only the prompts (and G) can fit the task.
+    pub train_heads: bool,
     /// Evaluate at most this many dev examples per task (None = all).
     pub max_eval_examples: Option<usize>,
     pub eval_batch_size: usize,
@@ -59,6 +62,7 @@ impl Default for TrainConfig {
             target_init: None,
             attention: AttentionConfig::default(),
             vocab_init_range: None,
+            train_heads: true,
             max_eval_examples: None,
             eval_batch_size: 64,
         }

@@ -143,7 +143,8 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
     let epochs = total_steps.div_ceil(steps_per_epoch);
     let warmup = (config.warmup_ratio * total_steps as f64).round() as usize;
     let prompt_vars: Vec<_> = model.prompt_vars().into_iter().map(|(_, v)| v).collect();
-    let other_vars: Vec<_> = model.other_vars().into_iter().map(|(_, v)| v).collect();
+    let is_trained = |name: &str| config.train_heads || !name.contains(".head.");
+    let other_vars: Vec<_> = model.other_vars().into_iter().filter(|(n, _)| is_trained(n)).map(|(_, v)| v).collect();
     let all_vars: Vec<_> = prompt_vars.iter().chain(&other_vars).cloned().collect();
     let mut optim = Optimizers::new(prompt_vars, other_vars, config.lr_prompt, config.lr_other, config.weight_decay)?;
 
@@ -172,7 +173,7 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
             // gradient and no error: refuse to train silently broken.
             for task in chunk.iter().map(|(t, _)| *t).collect::<std::collections::BTreeSet<_>>() {
                 if checked_gradients.insert(task) {
-                    for (name, var) in model.vars_for_task(task) {
+                    for (name, var) in model.vars_for_task(task).into_iter().filter(|(n, _)| is_trained(n)) {
                         if grads.get(&var).is_none() {
                             bail!("no gradient reached `{name}`: an operation in the encoder or composition path detaches its output");
                         }
@@ -257,7 +258,7 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
         model.load_state_dict(best)?;
     }
     let best_eval = evaluate_all(&model, encoder, tokenizer, &tasks, &config, &device)?;
-    let trainable = model.trainable_parameter_count();
+    let trainable: usize = model.named_vars().iter().filter(|(n, _)| is_trained(n)).map(|(_, v)| v.elem_count()).sum();
     if let Some(dir) = &run_dir {
         let backbone = options.provenance.backbone_parameters;
         dir.write_json(
