@@ -1,7 +1,22 @@
 //! Training and evaluation of prompt models: source prompt tuning and
 //! ATTEMPT target training (single- or multi-task), with checkpoints and a
-//! run directory. The CLI commands are thin wrappers over `train`,
-//! `evaluate`, `predict` and the `export` functions.
+//! run directory. The CLI commands are thin wrappers:
+//!
+//! - `train-source`: resolve the task (`data::resolve_task` +
+//!   `data::load_examples`, optionally `data::few_shot`), then
+//!   [`train_source_prompt`] with a [`TrainRequest`] (no sources) and a
+//!   [`PackageInfo`] carrying the model fingerprint → authoring directory.
+//! - `train`: after the lockfile is verified, pass each locked prompt as a
+//!   [`SourcePrompt`] (`name@version`, tensor `[m, d]`), the tasks and a
+//!   [`TrainConfig`] (method, seed…) to [`train`] with [`TrainOptions`]
+//!   (`run_dir`, `resume`, `progress`, `interrupt: Some(interrupt::ctrl_c_flag())`,
+//!   and a [`RunProvenance`] with fingerprint, lock checksum, sources and the
+//!   backbone's parameter count). Print [`parameter_summary`].
+//! - `eval` / `predict`: [`load_run`] with the run's sources in the same
+//!   order, then [`evaluate()`] / [`predict()`] with a [`Backbone`].
+//! - `package --from-run RUN --task T`: [`export_from_run`].
+//!
+//! Masks passed to `Encoder::encode` are f32 `[b, L]` (1.0 real, 0.0 pad).
 
 pub mod config;
 pub mod model;
