@@ -254,3 +254,21 @@ fn train_source_prompt_writes_a_publishable_directory() {
     assert!(text.contains("[base-model]") && text.contains("[training]") && text.contains("method = \"pt\""), "{text}");
     assert!(out.join("prompt.safetensors").is_file());
 }
+
+#[test]
+fn suggest_ranks_every_candidate_by_attention() {
+    let enc = encoder();
+    let tok = WordTokenizer::new(synthetic_vocabulary());
+    let mut srcs = sources();
+    srcs.push(SourcePrompt { name: "big@1.0.0".into(), tensor: (srcs[0].tensor.clone() * 4.0).unwrap() });
+    let request = TrainRequest { encoder: &enc, tokenizer: &tok, sources: srcs, tasks: vec![data("sentiment", 48)], config: cfg(Method::Pt, 1), device: Device::Cpu };
+    let s = attempt_pkg::train::suggest_sources(request, 5, Some(2)).unwrap();
+    assert_eq!(s.probe_steps, 5);
+    assert_eq!(s.ranking.len(), 3);
+    assert!(s.ranking.windows(2).all(|w| w[0].attention >= w[1].attention));
+    let total: f32 = s.ranking.iter().map(|r| r.attention).sum::<f32>() + s.target_attention;
+    assert!((total - 1.0).abs() < 1e-4, "{total}");
+    assert!(!s.keep.is_empty() && s.keep.len() <= 2);
+    assert_eq!(s.keep.len() + s.remove.len(), 3);
+    assert_eq!(s.keep[0], s.ranking[0].name);
+}

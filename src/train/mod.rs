@@ -38,3 +38,5 @@ pub use export::{export_from_run, training_info, write_authoring_dir, PackageInf
 pub mod interrupt;
 pub mod source;
 pub use source::{parameter_summary, train_source_prompt};
+pub mod suggest;
+pub use suggest::{suggest_sources, Suggestion};

@@ -136,7 +136,7 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
 
     let total_examples: usize = tasks.iter().map(|t| t.train.len()).sum();
     let steps_per_epoch = total_examples.div_ceil(config.batch_size);
-    let mut total_steps = steps_per_epoch * config.epochs;
+    let mut total_steps = steps_per_epoch.saturating_mul(config.epochs);
     if let Some(max) = config.max_steps {
         total_steps = if config.epochs == 0 { max } else { total_steps.min(max) };
     }
