@@ -36,14 +36,25 @@ pub struct HfTextEncoder {
 
 impl HfTextEncoder {
     /// Pad id from the tokenizer's padding config, `[PAD]`, `<pad>`, else 0.
-    pub fn new(tokenizer: tokenizers::Tokenizer) -> Self {
+    /// The file's own padding is switched off: batches are padded by
+    /// `collate`, which also builds the mask (a tokenizer.json that pads to a
+    /// fixed length would otherwise turn padding into attended tokens).
+    pub fn new(mut tokenizer: tokenizers::Tokenizer) -> Self {
         let pad_id = tokenizer
             .get_padding()
             .map(|p| p.pad_id)
             .or_else(|| tokenizer.token_to_id("[PAD]"))
             .or_else(|| tokenizer.token_to_id("<pad>"))
             .unwrap_or(0);
+        tokenizer.with_padding(None);
         Self { tokenizer, pad_id }
+    }
+
+    /// Load a `tokenizer.json`.
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        let t = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| anyhow!("{}: not a valid tokenizer.json: {e}", path.display()))?;
+        Ok(Self::new(t))
     }
 }
 
