@@ -7,7 +7,9 @@
 //! `cli` is a thin layer over all of them; the library is usable without it.
 
 pub mod cli;
+pub mod client;
 pub mod home;
 pub mod model;
 pub mod package;
 pub mod registry;
+pub mod server;
