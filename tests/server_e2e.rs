@@ -121,10 +121,10 @@ fn refused_writes_change_nothing() {
 
     assert_eq!(put_artifact(&server, None, &bytes).status(), 401);
     assert_eq!(put_artifact(&server, Some("apk_0000"), &bytes).status(), 401);
-    let resp = put_artifact(&server, Some(&yank_only), &bytes);
+    let resp = put_artifact(&server, Some(yank_only.as_str()), &bytes);
     assert_eq!(resp.status(), 403);
     assert!(resp.text().unwrap().contains("publish"));
-    assert_eq!(put_artifact(&server, Some(&other_pkg), &bytes).status(), 403);
+    assert_eq!(put_artifact(&server, Some(other_pkg.as_str()), &bytes).status(), 403);
     // Revoked tokens stop working.
     let revoked = server.token("gone", &[]);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_attempt-pkg"))
@@ -132,20 +132,20 @@ fn refused_writes_change_nothing() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(put_artifact(&server, Some(&revoked), &bytes).status(), 401);
+    assert_eq!(put_artifact(&server, Some(revoked.as_str()), &bytes).status(), 401);
     // Malformed bodies are 4xx with a message.
     let owner = server.token("owner", &[]);
-    let resp = put_artifact(&server, Some(&owner), b"definitely not safetensors");
+    let resp = put_artifact(&server, Some(owner.as_str()), b"definitely not safetensors");
     assert_eq!(resp.status(), 422);
     assert!(resp.text().unwrap().contains("invalid artifact"));
-    assert_eq!(put_artifact(&server, Some(&owner), b"").status(), 400);
+    assert_eq!(put_artifact(&server, Some(owner.as_str()), b"").status(), 400);
     assert_eq!(server.files(), before, "a refused publish wrote files");
 
     // The owner publishes; another user may not publish a new version or yank.
-    assert_eq!(put_artifact(&server, Some(&owner), &bytes).status(), 200);
+    assert_eq!(put_artifact(&server, Some(owner.as_str()), &bytes).status(), 200);
     let intruder = server.token("mallory", &[]);
     let next = artifact(&Prompt { version: "1.0.1".into(), seed: 9.0, ..p.clone() });
-    let resp = put_artifact(&server, Some(&intruder), next.bytes());
+    let resp = put_artifact(&server, Some(intruder.as_str()), next.bytes());
     assert_eq!(resp.status(), 403);
     assert!(resp.text().unwrap().contains("not an owner"));
     let resp = http()
@@ -162,15 +162,15 @@ fn refused_writes_change_nothing() {
         .send()
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(put_artifact(&server, Some(&intruder), next.bytes()).status(), 200);
+    assert_eq!(put_artifact(&server, Some(intruder.as_str()), next.bytes()).status(), 200);
 
     // Duplicate version: 409, the original untouched.
-    let dup = put_artifact(&server, Some(&owner), &bytes);
+    let dup = put_artifact(&server, Some(owner.as_str()), &bytes);
     assert_eq!(dup.status(), 409);
     assert!(dup.text().unwrap().contains("already published"));
     // A changed artifact under a published version is refused too.
     let changed = artifact(&Prompt { seed: 42.0, ..p.clone() });
-    assert_eq!(put_artifact(&server, Some(&owner), changed.bytes()).status(), 409);
+    assert_eq!(put_artifact(&server, Some(owner.as_str()), changed.bytes()).status(), 409);
     assert!(!server.blob_file(changed.checksum().hex()).exists());
 }
 
@@ -180,7 +180,7 @@ fn concurrent_publishes_of_one_version_have_one_winner() {
     let token = server.token("ci", &[]);
     let bytes = artifact(&Prompt::new("race-prompt", "1.0.0")).bytes().to_vec();
     let statuses: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..8).map(|_| s.spawn(|| put_artifact(&server, Some(&token), &bytes).status().as_u16())).collect();
+        let handles: Vec<_> = (0..8).map(|_| s.spawn(|| put_artifact(&server, Some(token.as_str()), &bytes).status().as_u16())).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
@@ -195,7 +195,7 @@ fn tampered_blob_is_refused_and_deleted() {
     let token = server.token("alice", &[]);
     let p = Prompt::new("mnli-prompt", "1.0.0");
     let built = artifact(&p);
-    assert_eq!(put_artifact(&server, Some(&token), built.bytes()).status(), 200);
+    assert_eq!(put_artifact(&server, Some(token.as_str()), built.bytes()).status(), 200);
     // The server's disk is corrupted (or an attacker swapped the file).
     let mut evil = built.bytes().to_vec();
     let last = evil.len() - 1;
@@ -225,7 +225,7 @@ fn interrupted_download_resumes_with_range_and_verifies() {
     let big = Prompt { hidden: 64, length: 64, ..Prompt::new("big-prompt", "1.0.0") };
     let built = artifact(&big);
     assert!(built.bytes().len() > 10_000);
-    assert_eq!(put_artifact(&server, Some(&token), built.bytes()).status(), 200);
+    assert_eq!(put_artifact(&server, Some(token.as_str()), built.bytes()).status(), 200);
 
     // The cut is real: a plain GET gets a short body.
     let short = http().get(format!("{}/blobs/sha256/{}", server.url, built.checksum().hex())).send().unwrap().bytes();
@@ -246,7 +246,7 @@ fn download_survives_a_server_restart() {
     let token = server.token("alice", &[]);
     let big = Prompt { hidden: 64, length: 64, ..Prompt::new("big-prompt", "1.0.0") };
     let built = artifact(&big);
-    assert_eq!(put_artifact(&server, Some(&token), built.bytes()).status(), 200);
+    assert_eq!(put_artifact(&server, Some(token.as_str()), built.bytes()).status(), 200);
     let env = Env::new();
     let home = Home::at(env.home.path().to_path_buf());
     let url = server.index_url();
@@ -276,7 +276,7 @@ fn ranges_and_blob_caching() {
     let server = Server::start(&[]);
     let token = server.token("alice", &[]);
     let built = artifact(&Prompt::new("mnli-prompt", "1.0.0"));
-    assert_eq!(put_artifact(&server, Some(&token), built.bytes()).status(), 200);
+    assert_eq!(put_artifact(&server, Some(token.as_str()), built.bytes()).status(), 200);
     let url = format!("{}/blobs/sha256/{}", server.url, built.checksum().hex());
     let part = http().get(&url).header("Range", "bytes=10-19").send().unwrap();
     assert_eq!(part.status(), 206);
@@ -323,10 +323,10 @@ fn oversized_upload_is_413_and_writes_nothing() {
     let token = server.token("alice", &[]);
     let big = artifact(&Prompt { hidden: 64, length: 64, ..Prompt::new("big-prompt", "1.0.0") });
     let before = server.files();
-    assert_eq!(put_artifact(&server, Some(&token), big.bytes()).status(), 413);
+    assert_eq!(put_artifact(&server, Some(token.as_str()), big.bytes()).status(), 413);
     assert_eq!(server.files(), before);
     // A small one still fits.
-    assert_eq!(put_artifact(&server, Some(&token), artifact(&Prompt::new("small-prompt", "1.0.0")).bytes()).status(), 200);
+    assert_eq!(put_artifact(&server, Some(token.as_str()), artifact(&Prompt::new("small-prompt", "1.0.0")).bytes()).status(), 200);
 }
 
 #[test]
@@ -373,7 +373,7 @@ fn mirror_replacement_keeps_the_original_source_id() {
     let mirror = Server::start(&[]);
     let token = mirror.token("alice", &[]);
     let p = Prompt::new("mnli-prompt", "1.0.0");
-    assert_eq!(put_artifact(&mirror, Some(&token), artifact(&p).bytes()).status(), 200);
+    assert_eq!(put_artifact(&mirror, Some(token.as_str()), artifact(&p).bytes()).status(), 200);
     let env = Env::new();
     fs::write(
         env.home.path().join("config.toml"),

@@ -299,7 +299,6 @@ impl HttpRegistry {
                             }
                             part.seek(io::SeekFrom::Start(start))?;
                             match copy_body(resp, part, bar) {
-                                Ok(0) if status == StatusCode::OK || have == 0 => return Ok(()),
                                 Ok(_) => return Ok(()),
                                 Err(e) => {
                                     part.flush()?;
@@ -585,7 +584,8 @@ fn hash_file(file: &mut fs::File) -> io::Result<Checksum> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(Checksum::from_digest(&hasher.finalize().into()))
+    let digest: [u8; 32] = hasher.finalize().into();
+    Ok(Checksum::from_digest(&digest))
 }
 
 /// Renames, or copies across file systems.

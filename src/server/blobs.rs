@@ -100,7 +100,7 @@ pub(crate) async fn blob(State(state): State<SharedState>, UrlPath(path): UrlPat
             "public, max-age=31536000, immutable"
         }),
     );
-    let matches_etag = |name| {
+    let matches_etag = |name: header::HeaderName| {
         headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).is_some_and(|v| {
             v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag.to_str().unwrap_or_default())
         })
