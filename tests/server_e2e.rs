@@ -6,7 +6,12 @@ mod common_registry;
 mod server_common;
 
 use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use attempt_pkg::client::{download_many, open_source, DownloadJob};
 use attempt_pkg::home::Home;
@@ -242,33 +247,119 @@ fn interrupted_download_resumes_with_range_and_verifies() {
 
 #[test]
 fn download_survives_a_server_restart() {
-    let mut server = Server::start_with_env(&[], &[("ATTEMPT_TEST_CUT_BLOB_AFTER", "3000")]);
+    // Client → proxy → server. The proxy cuts the first blob response after
+    // 4000 bytes and refuses connections until the test has killed the
+    // server and started a new one on the same directory; the client keeps
+    // retrying and then resumes with a Range request.
+    let server = Server::start(&[]);
     let token = server.token("alice", &[]);
     let big = Prompt { hidden: 64, length: 64, ..Prompt::new("big-prompt", "1.0.0") };
     let built = artifact(&big);
     assert_eq!(put_artifact(&server, Some(token.as_str()), built.bytes()).status(), 200);
+    let proxy = CuttingProxy::start(server.addr(), 4000);
+
     let env = Env::new();
     let home = Home::at(env.home.path().to_path_buf());
-    let url = server.index_url();
-    let source = open_source(Some(&url), &home, false).unwrap();
+    let index = format!("http://{}/index/", proxy.addr);
+    let source = open_source(Some(&index), &home, false).unwrap();
     let entry = source.versions("big-prompt").unwrap().remove(0);
-
-    // A first attempt against a server that is then killed leaves a partial file.
-    let partial = env.home.path().join("cache/partial").join(format!("{}.part", entry.cksum.hex()));
-    server.kill();
     let dest = env.home.path().join("big.safetensors");
-    assert!(source.download_blob(&entry.cksum, &dest).is_err());
-    fs::create_dir_all(partial.parent().unwrap()).unwrap();
-    fs::write(&partial, &built.bytes()[..5000]).unwrap();
 
-    // Restart on the same directory (a new port): recovery + resume from 5000.
-    let root = std::mem::replace(&mut server.root, tempfile::tempdir().unwrap());
-    let restarted = Server::start_at(root, &[], &[("ATTEMPT_TEST_CUT_BLOB_AFTER", "3000")]);
-    let source = open_source(Some(&restarted.index_url()), &home, false).unwrap();
-    source.versions("big-prompt").unwrap();
-    source.download_blob(&entry.cksum, &dest).unwrap();
+    std::thread::scope(|s| {
+        let download = s.spawn(|| source.download_blob(&entry.cksum, &dest));
+        // Wait for the cut, then restart the server while the client retries.
+        while !proxy.cut_done.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut server = server;
+        server.kill();
+        let root = std::mem::replace(&mut server.root, tempfile::tempdir().unwrap());
+        let restarted = Server::start_at(root, &[], &[]);
+        *proxy.backend.lock().unwrap() = Some(restarted.addr().to_string());
+        download.join().unwrap().unwrap();
+        drop(restarted);
+    });
     assert_eq!(fs::read(&dest).unwrap(), built.bytes());
-    assert!(!partial.exists());
+    let heads = proxy.requests.lock().unwrap();
+    let blob_requests: Vec<&String> = heads.iter().filter(|h| h.starts_with("GET /blobs/")).collect();
+    assert!(blob_requests.len() >= 2, "{heads:?}");
+    assert!(!blob_requests[0].to_ascii_lowercase().contains("range:"));
+    let resumed = blob_requests.last().unwrap().to_ascii_lowercase();
+    assert!(resumed.contains("range: bytes=4000-"), "resumed from the cut: {resumed}");
+}
+
+/// A test-only TCP proxy: forwards whole requests (adding `Connection:
+/// close`), cuts the first blob response after `cut_after` bytes, then drops
+/// connections until `backend` is set again.
+struct CuttingProxy {
+    addr: String,
+    backend: Arc<Mutex<Option<String>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+    cut_done: Arc<AtomicBool>,
+}
+
+impl CuttingProxy {
+    fn start(backend: &str, cut_after: usize) -> CuttingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let proxy = CuttingProxy {
+            addr,
+            backend: Arc::new(Mutex::new(Some(backend.to_string()))),
+            requests: Arc::new(Mutex::new(Vec::new())),
+            cut_done: Arc::new(AtomicBool::new(false)),
+        };
+        let (backend, requests, cut_done) = (proxy.backend.clone(), proxy.requests.clone(), proxy.cut_done.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut client) = conn else { continue };
+                let Some(upstream_addr) = backend.lock().unwrap().clone() else { continue };
+                let (requests, cut_done, backend) = (requests.clone(), cut_done.clone(), backend.clone());
+                std::thread::spawn(move || {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if client.read(&mut byte).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    requests.lock().unwrap().push(head.clone());
+                    let Ok(mut upstream) = TcpStream::connect(&upstream_addr) else { return };
+                    // `head` ends with the blank line; insert a header before it.
+                    let rewritten = format!("{}Connection: close\r\n\r\n", &head[..head.len() - 2]);
+                    if upstream.write_all(rewritten.as_bytes()).is_err() {
+                        return;
+                    }
+                    let cut = head.starts_with("GET /blobs/") && !cut_done.load(Ordering::SeqCst);
+                    if cut {
+                        // Headers plus `cut_after` body bytes, then drop both sides.
+                        let mut response = Vec::new();
+                        let mut buf = [0u8; 1024];
+                        loop {
+                            let n = upstream.read(&mut buf).unwrap_or(0);
+                            if n == 0 {
+                                break;
+                            }
+                            response.extend_from_slice(&buf[..n]);
+                            if let Some(pos) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+                                if response.len() >= pos + 4 + cut_after {
+                                    response.truncate(pos + 4 + cut_after);
+                                    break;
+                                }
+                            }
+                        }
+                        let _ = client.write_all(&response);
+                        *backend.lock().unwrap() = None;
+                        cut_done.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    let _ = std::io::copy(&mut upstream, &mut client);
+                });
+            }
+        });
+        proxy
+    }
 }
 
 #[test]
