@@ -498,3 +498,30 @@ fn per_token_rate_limit() {
     assert_eq!(yank("1.0.0"), 404);
     assert_eq!(yank("1.0.0"), 429);
 }
+
+#[test]
+fn server_killed_mid_publish_restarts_consistent() {
+    // The server process aborts (like kill -9) right after the database
+    // commit, before the index file is written.
+    let mut server = Server::start_with_env(&[], &[("ATTEMPT_TEST_CRASH_AT", "after-db")]);
+    let token = server.token("alice", &[]);
+    let built = artifact(&Prompt::new("mnli-prompt", "1.0.0"));
+    let mut req = http().put(format!("{}/api/v1/prompts/new", server.url)).body(built.bytes().to_vec());
+    req = req.header("Authorization", format!("Bearer {token}"));
+    assert!(req.send().is_err(), "the server should have died mid-request");
+    server.kill();
+
+    let root = std::mem::replace(&mut server.root, tempfile::tempdir().unwrap());
+    let restarted = Server::start_at(root, &[], &[]);
+    // Startup repaired the index: the committed version is visible, and immutable.
+    let index = http().get(format!("{}/index/mn/li/mnli-prompt", restarted.url)).send().unwrap();
+    assert_eq!(index.status(), 200);
+    assert_eq!(index.text().unwrap().lines().count(), 1);
+    assert_eq!(put_artifact(&restarted, Some(token.as_str()), built.bytes()).status(), 409);
+    // The publisher owns it: another user cannot claim it.
+    let other = restarted.token("mallory", &[]);
+    let next = artifact(&Prompt { version: "1.0.1".into(), seed: 7.0, ..Prompt::new("mnli-prompt", "1.0.0") });
+    assert_eq!(put_artifact(&restarted, Some(other.as_str()), next.bytes()).status(), 403);
+    let blob = http().get(format!("{}/blobs/sha256/{}", restarted.url, built.checksum().hex())).send().unwrap();
+    assert_eq!(blob.bytes().unwrap().as_ref(), built.bytes());
+}

@@ -70,10 +70,21 @@ pub(crate) async fn publish(State(state): State<SharedState>, headers: HeaderMap
             )));
         }
     }
-    let published = registry.publish(&artifact).await.map_err(classify_publish_error)?;
-    if owners::list(registry.pool(), &id.name).await?.is_empty() {
+    // Claim a new (or unowned) package before publishing, so a crash after
+    // the publish cannot leave it ownerless for someone else to claim.
+    let claimed = owners::list(registry.pool(), &id.name).await?.is_empty();
+    if claimed {
         owners::add(registry.pool(), &id.name, std::slice::from_ref(&token.owner)).await?;
     }
+    let published = match registry.publish(&artifact).await {
+        Ok(p) => p,
+        Err(e) => {
+            if claimed {
+                owners::remove(registry.pool(), &id.name, std::slice::from_ref(&token.owner)).await?;
+            }
+            return Err(classify_publish_error(e));
+        }
+    };
     tracing::info!("published {}@{} by {} (token {})", published.name, published.version, token.owner, token.name);
     Ok(Json(json!({ "published": published, "warnings": [] })))
 }

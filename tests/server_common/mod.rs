@@ -31,7 +31,7 @@ impl Server {
         cmd.args(["serve", "--root", root.path().to_str().expect("utf-8 path"), "--addr", "127.0.0.1:0"])
             .args(extra)
             .env("ATTEMPT_HOME", root.path().join("server-home"))
-            .env("ATTEMPT_LOG", "warn")
+            .env("ATTEMPT_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in env {
