@@ -152,9 +152,12 @@ impl Nginx {
         let conf = prefix.join("nginx.conf");
         // Comparable to the server: 2 workers, keep-alive, no access log, ETags on.
         let mut f = fs::File::create(&conf)?;
+        // As root, nginx workers would drop to `nobody`, who cannot read the temp dir.
+        // SAFETY: geteuid has no preconditions.
+        let user = if unsafe { libc::geteuid() } == 0 { "user root root;\n" } else { "" };
         write!(
             f,
-            "worker_processes 2;\nerror_log {prefix}/logs/error.log;\npid {prefix}/nginx.pid;\n\
+            "{user}worker_processes 2;\nerror_log {prefix}/logs/error.log;\npid {prefix}/nginx.pid;\n\
              events {{ worker_connections 1024; }}\n\
              http {{\n  access_log off;\n  sendfile on;\n  keepalive_requests 1000000;\n  etag on;\n\
                client_body_temp_path {prefix}/body;\n  proxy_temp_path {prefix}/proxy;\n  fastcgi_temp_path {prefix}/fcgi;\n\
