@@ -101,6 +101,8 @@ fn publish_fetch_search_yank_through_the_server() {
     let hits: serde_json::Value = http().get(format!("{}/api/v1/prompts?q=inference", server.url)).send().unwrap().json().unwrap();
     assert_eq!(hits["prompts"][0]["name"], "mnli-prompt");
     assert_eq!(hits["prompts"][0]["latest"], "1.1.0");
+    let out = env.ok(&["search", "inference", "--registry", &server.index_url()]);
+    assert!(out.starts_with("mnli-prompt@1.1.0  [mnli]  Natural language inference"), "{out}");
     let info: serde_json::Value = http().get(format!("{}/api/v1/prompts/mnli-prompt", server.url)).send().unwrap().json().unwrap();
     assert_eq!(info["owners"], serde_json::json!(["alice"]));
 
