@@ -140,6 +140,19 @@ fn refused_writes_change_nothing() {
         .unwrap();
     assert!(out.status.success());
     assert_eq!(put_artifact(&server, Some(revoked.as_str()), &bytes).status(), 401);
+    let list = std::process::Command::new(env!("CARGO_BIN_EXE_attempt-pkg"))
+        .args(["token", "list", "--root", server.root().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert!(list.lines().any(|l| l.starts_with("gone\t") && l.ends_with("revoked")), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("narrow\t") && l.contains("packages=other-prompt")), "{list}");
+    assert!(!list.contains(&revoked), "token list must not print secrets");
+    // Only hashes are stored.
+    let db = fs::read(server.root().join("registry.db")).unwrap();
+    let wal = fs::read(server.root().join("registry.db-wal")).unwrap_or_default();
+    let needle = revoked.as_bytes();
+    assert!(!db.windows(needle.len()).any(|w| w == needle) && !wal.windows(needle.len()).any(|w| w == needle));
     // Malformed bodies are 4xx with a message.
     let owner = server.token("owner", &[]);
     let resp = put_artifact(&server, Some(owner.as_str()), b"definitely not safetensors");
