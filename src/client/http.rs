@@ -148,17 +148,29 @@ impl HttpRegistry {
     /// Sends with bounded retries and exponential backoff on connection
     /// errors, timeouts, 5xx and 429. The last response is returned as is.
     fn send(&self, make: impl Fn() -> RequestBuilder) -> Result<Response> {
+        self.send_inner(make, true)
+    }
+
+    /// Like [`Self::send`], but a request that may have reached the server
+    /// (a publish) is retried only when the connection was never made, or
+    /// on 429, so a retry cannot turn a success into a confusing 409.
+    fn send_once_reached(&self, make: impl Fn() -> RequestBuilder) -> Result<Response> {
+        self.send_inner(make, false)
+    }
+
+    fn send_inner(&self, make: impl Fn() -> RequestBuilder, idempotent: bool) -> Result<Response> {
         let mut delay = FIRST_BACKOFF;
         for attempt in 1..=MAX_ATTEMPTS {
             let last = attempt == MAX_ATTEMPTS;
+            let retry_status = |s: StatusCode| s == StatusCode::TOO_MANY_REQUESTS || (idempotent && s.is_server_error());
             match make().send() {
-                Ok(resp) if !last && (resp.status().is_server_error() || resp.status() == StatusCode::TOO_MANY_REQUESTS) => {
+                Ok(resp) if !last && retry_status(resp.status()) => {
                     let wait = retry_after(&resp).unwrap_or(delay).min(Duration::from_secs(30));
                     tracing::debug!("{} answered {}; retrying in {wait:?}", self.opts.display, resp.status());
                     std::thread::sleep(wait);
                 }
                 Ok(resp) => return Ok(resp),
-                Err(e) if !last && is_transient(&e) => {
+                Err(e) if !last && (e.is_connect() || (idempotent && is_transient(&e))) => {
                     tracing::debug!("request to {} failed ({e}); retrying in {delay:?}", self.opts.display);
                     std::thread::sleep(delay);
                 }
@@ -365,7 +377,7 @@ impl HttpRegistry {
         self.require_token("publishing")?;
         let url = self.api_url("prompts/new")?;
         let body = artifact.to_vec();
-        let resp = self.send(|| {
+        let resp = self.send_once_reached(|| {
             self.authed(self.client.put(url.clone()))
                 .header(header::CONTENT_TYPE, "application/octet-stream")
                 .body(body.clone())
