@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 use super::Context;
 use crate::server::{serve, ServerConfig};
@@ -33,6 +33,9 @@ pub struct Args {
     /// Requests a token may make in a burst before the rate limit applies.
     #[arg(long, default_value_t = 60, value_name = "N")]
     pub rate_burst: u32,
+    /// Threads serving connections (default: one per CPU).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
 }
 
 pub fn run(args: Args, _ctx: &Context) -> Result<()> {
@@ -44,6 +47,7 @@ pub fn run(args: Args, _ctx: &Context) -> Result<()> {
         max_upload_bytes: args.max_upload_bytes,
         rate_per_minute: args.rate_limit,
         rate_burst: args.rate_burst,
+        workers: args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -51,6 +55,5 @@ pub fn run(args: Args, _ctx: &Context) -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-    runtime.block_on(serve(config))
+    serve(config)
 }

@@ -64,6 +64,8 @@ pub struct ServerConfig {
     /// Authenticated API requests per minute and token, on average.
     pub rate_per_minute: u32,
     pub rate_burst: u32,
+    /// Threads serving connections.
+    pub workers: usize,
 }
 
 /// Shared by every request.
@@ -160,13 +162,26 @@ pub(crate) fn router(state: SharedState) -> Router {
 
 /// Opens (and so repairs) the registry, binds, prints `Serving <root> on
 /// http://<addr>` on stdout, and serves until the process is stopped.
-pub async fn serve(config: ServerConfig) -> Result<()> {
-    let registry = LocalRegistry::open(&config.root).await?;
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
+///
+/// Connections are handled by `config.workers` threads, each with its own
+/// single-threaded runtime accepting from the shared socket (like nginx's
+/// worker processes): a connection stays on one thread, so requests cost no
+/// cross-thread wake-ups. The database pool and its background tasks live
+/// on a small shared runtime.
+pub fn serve(config: ServerConfig) -> Result<()> {
+    let shared = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("attempt-db")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let registry = shared.block_on(LocalRegistry::open(&config.root))?;
+    let listener = std::net::TcpListener::bind(config.addr)
         .with_context(|| format!("cannot listen on {}; is another server using the port?", config.addr))?;
+    listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     let cut_blob_after = std::env::var("ATTEMPT_TEST_CUT_BLOB_AFTER").ok().and_then(|v| v.parse().ok());
+    let workers = config.workers.max(1);
     let state = Arc::new(AppState {
         registry,
         limiter: RateLimiter::new(config.rate_per_minute, config.rate_burst),
@@ -179,6 +194,28 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     let app = router(state);
+    let mut threads = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let listener = listener.try_clone().context("sharing the listening socket")?;
+        let app = app.clone();
+        let thread = std::thread::Builder::new().name(format!("attempt-http-{i}")).spawn(move || -> Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(accept_loop(listener, app))
+        })?;
+        threads.push(thread);
+    }
+    for thread in threads {
+        match thread.join() {
+            Ok(result) => result?,
+            Err(_) => anyhow::bail!("a server thread panicked"),
+        }
+    }
+    drop(shared);
+    Ok(())
+}
+
+async fn accept_loop(listener: std::net::TcpListener, app: Router) -> Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(conn) => conn,
