@@ -54,8 +54,11 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let server = ServeProcess::start(&root)?;
     println!("attempt-pkg serve on {} ({} index files, 32 MiB blob)", server.addr, index_paths.len());
+    let cpu0 = cpu_seconds(&[server.child.id()]);
     let ours = runtime.block_on(load(&server.addr, &index_paths, opts.connections, opts.seconds))?;
+    let ours_cpu = (cpu_seconds(&[server.child.id()]) - cpu0) / ours.requests as f64;
     report("attempt-pkg serve: index GET", &ours);
+    println!("attempt-pkg serve: {:.1} µs of server CPU per index request", ours_cpu * 1e6);
     let ours_blob = runtime.block_on(blob_throughput(&server.addr, &blob_path, 4, opts.seconds))?;
     println!("attempt-pkg serve: blob download {ours_blob:.0} MB/s (4 connections)");
     drop(server);
@@ -63,13 +66,18 @@ fn main() -> Result<()> {
     match Nginx::start(&root, tmp.path())? {
         None => println!("nginx not found on PATH: comparison skipped (scripts/bench-server.sh installs it)"),
         Some(nginx) => {
+            let pids = nginx.pids();
+            let cpu0 = cpu_seconds(&pids);
             let theirs = runtime.block_on(load(&nginx.addr, &index_paths, opts.connections, opts.seconds))?;
+            let nginx_cpu = (cpu_seconds(&pids) - cpu0) / theirs.requests as f64;
             report("nginx (static files): index GET", &theirs);
+            println!("nginx (static files): {:.1} µs of server CPU per index request", nginx_cpu * 1e6);
             let nginx_blob = runtime.block_on(blob_throughput(&nginx.addr, &blob_path, 4, opts.seconds))?;
             println!("nginx (static files): blob download {nginx_blob:.0} MB/s (4 connections)");
             println!(
-                "ratio attempt-pkg/nginx: index throughput {:.2}x, p99 {:.2}x (lower is better), blob {:.2}x",
+                "ratio attempt-pkg/nginx: index throughput {:.2}x, CPU per request {:.2}x, p99 {:.2}x (lower is better), blob {:.2}x",
                 ours.rps / theirs.rps,
+                ours_cpu / nginx_cpu,
                 ours.p99.as_secs_f64() / theirs.p99.as_secs_f64(),
                 ours_blob / nginx_blob
             );
@@ -180,6 +188,31 @@ impl Nginx {
         }
         bail!("nginx did not start; see {}/logs/error.log", prefix.display())
     }
+}
+
+impl Nginx {
+    /// The master and its worker processes.
+    fn pids(&self) -> Vec<u32> {
+        let master = self.child.id();
+        let children = fs::read_to_string(format!("/proc/{master}/task/{master}/children")).unwrap_or_default();
+        std::iter::once(master).chain(children.split_whitespace().filter_map(|p| p.parse().ok())).collect()
+    }
+}
+
+/// User + system CPU seconds of processes so far (Linux /proc).
+fn cpu_seconds(pids: &[u32]) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    pids.iter()
+        .filter_map(|pid| fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the `(comm)`; utime and stime are the 12th and 13th.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?)
+        })
+        .sum::<f64>()
+        / ticks
 }
 
 impl Drop for Nginx {

@@ -178,7 +178,6 @@ pub fn serve(config: ServerConfig) -> Result<()> {
     let registry = shared.block_on(LocalRegistry::open(&config.root))?;
     let listener = std::net::TcpListener::bind(config.addr)
         .with_context(|| format!("cannot listen on {}; is another server using the port?", config.addr))?;
-    listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     let cut_blob_after = std::env::var("ATTEMPT_TEST_CUT_BLOB_AFTER").ok().and_then(|v| v.parse().ok());
     let workers = config.workers.max(1);
@@ -194,16 +193,40 @@ pub fn serve(config: ServerConfig) -> Result<()> {
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     let app = router(state);
+    // One acceptor hands connections round-robin to the workers: balanced
+    // even when many clients connect at once (a shared accept queue lets the
+    // first thread to wake take them all).
+    let mut senders = Vec::with_capacity(workers);
     let mut threads = Vec::with_capacity(workers);
     for i in 0..workers {
-        let listener = listener.try_clone().context("sharing the listening socket")?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
+        senders.push(tx);
         let app = app.clone();
         let thread = std::thread::Builder::new().name(format!("attempt-http-{i}")).spawn(move || -> Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(accept_loop(listener, app))
+            runtime.block_on(worker_loop(rx, app));
+            Ok(())
         })?;
         threads.push(thread);
     }
+    listener.set_nonblocking(false)?;
+    let mut next = 0usize;
+    for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => {
+                if senders[next % workers].send(stream).is_err() {
+                    break; // the worker died; its join below reports why
+                }
+                next = next.wrapping_add(1);
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    drop(senders);
     for thread in threads {
         match thread.join() {
             Ok(result) => result?,
@@ -214,18 +237,12 @@ pub fn serve(config: ServerConfig) -> Result<()> {
     Ok(())
 }
 
-async fn accept_loop(listener: std::net::TcpListener, app: Router) -> Result<()> {
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                // Out of file descriptors and the like: back off, keep serving.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+async fn worker_loop(mut connections: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>, app: Router) {
+    while let Some(stream) = connections.recv().await {
+        if stream.set_nonblocking(true).is_err() {
+            continue;
+        }
+        let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { continue };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
