@@ -80,15 +80,17 @@ fn publish_fetch_search_yank_through_the_server() {
     assert_eq!(fs::read(&dest).unwrap(), artifact(&mnli).bytes());
 
     // Bounded concurrent downloads.
-    let jobs: Vec<DownloadJob> = versions
+    // The same blob twice in one batch must work too (the two take turns).
+    let mut jobs: Vec<DownloadJob> = versions
         .iter()
         .map(|v| DownloadJob { cksum: v.cksum.clone(), dest: dest_dir.path().join(format!("{}.st", v.vers)) })
         .collect();
+    jobs.push(DownloadJob { cksum: versions[1].cksum.clone(), dest: dest_dir.path().join("again.st") });
     for r in download_many(source.as_ref(), &jobs, 4) {
         r.unwrap();
     }
-    for (job, v) in jobs.iter().zip(&versions) {
-        assert_eq!(sha256_hex(&fs::read(&job.dest).unwrap()), v.cksum.hex());
+    for job in &jobs {
+        assert_eq!(sha256_hex(&fs::read(&job.dest).unwrap()), job.cksum.hex());
     }
 
     // Offline: the index cache answers.
@@ -539,4 +541,28 @@ fn server_killed_mid_publish_restarts_consistent() {
     assert_eq!(put_artifact(&restarted, Some(other.as_str()), next.bytes()).status(), 403);
     let blob = http().get(format!("{}/blobs/sha256/{}", restarted.url, built.checksum().hex())).send().unwrap();
     assert_eq!(blob.bytes().unwrap().as_ref(), built.bytes());
+}
+
+#[test]
+fn client_configuration_errors_are_explained() {
+    let env = Env::new();
+    let dir = env.home.path().join("some-registry");
+    let err = env.fails(&["login", "--registry", dir.to_str().unwrap(), "--token", "apk_x"]);
+    assert!(err.contains("registry directory"), "{err}");
+    fs::write(
+        env.home.path().join("config.toml"),
+        "[registries.a]\nindex = \"http://127.0.0.1:9/\"\nreplace-with = \"b\"\n[registries.b]\nindex = \"http://127.0.0.1:9/\"\nreplace-with = \"a\"\n",
+    )
+    .unwrap();
+    let err = env.fails(&["login", "--registry", "a", "--token", "apk_x"]);
+    assert!(err.contains("loops"), "{err}");
+    fs::write(env.home.path().join("config.toml"), "[registries.a]\nindex = \"ftp://x/\"\n").unwrap();
+    let err = env.fails(&["login", "--registry", "a", "--token", "apk_x"]);
+    assert!(err.contains("http:// or https://"), "{err}");
+    assert!(!env.home.path().join("credentials.toml").exists());
+    // Nothing listens on port 9: a clear, bounded failure.
+    let p = Prompt::new("mnli-prompt", "1.0.0");
+    let src = p.write();
+    let err = env.fails(&["publish", src.path().to_str().unwrap(), "--registry", "http://127.0.0.1:9/", "--token", "apk_x"]);
+    assert!(err.contains("cannot reach registry"), "{err}");
 }

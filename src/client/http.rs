@@ -226,15 +226,7 @@ impl HttpRegistry {
         let partial_dir = self.opts.cache_root.join("partial");
         fs::create_dir_all(&partial_dir).with_context(|| format!("creating {}", partial_dir.display()))?;
         let part_path = partial_dir.join(format!("{}.part", cksum.hex()));
-        let mut part = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&part_path)
-            .with_context(|| format!("opening {}", part_path.display()))?;
-        // Two processes fetching the same blob take turns.
-        part.lock().with_context(|| format!("locking {}", part_path.display()))?;
+        let mut part = open_locked(&part_path)?;
 
         let bar = self.progress.add(ProgressBar::new(expected_size.unwrap_or(0)));
         bar.set_style(
@@ -249,8 +241,9 @@ impl HttpRegistry {
 
         let actual = hash_file(&mut part).with_context(|| format!("reading {}", part_path.display()))?;
         if &actual != cksum {
-            drop(part);
+            // Removed while still locked, so a waiting download starts afresh.
             let _ = fs::remove_file(&part_path);
+            drop(part);
             bail!(
                 "checksum mismatch for {what} from registry {}: expected {}, got {}; the download was deleted. \
                  The registry served corrupt or tampered data: tell its operator",
@@ -260,8 +253,11 @@ impl HttpRegistry {
             );
         }
         part.sync_all()?;
+        // Moved while still locked: a download waiting for the lock then
+        // finds the path gone and starts its own file.
+        let moved = move_file(&part_path, dest);
         drop(part);
-        move_file(&part_path, dest)
+        moved
     }
 
     fn download_into(
@@ -600,12 +596,42 @@ fn hash_file(file: &mut fs::File) -> io::Result<Checksum> {
     Ok(Checksum::from_digest(&digest))
 }
 
+/// Opens and locks the partial file. Two downloads of one blob take turns;
+/// if the first one finished (and moved the file away) while we waited, the
+/// handle we hold is stale, so open the path again.
+fn open_locked(part_path: &Path) -> Result<fs::File> {
+    use std::os::unix::fs::MetadataExt;
+    loop {
+        let part = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(part_path)
+            .with_context(|| format!("opening {}", part_path.display()))?;
+        part.lock().with_context(|| format!("locking {}", part_path.display()))?;
+        let same = match (fs::metadata(part_path), part.metadata()) {
+            (Ok(on_disk), Ok(held)) => on_disk.ino() == held.ino() && on_disk.dev() == held.dev(),
+            _ => false,
+        };
+        if same {
+            return Ok(part);
+        }
+    }
+}
+
 /// Renames, or copies across file systems.
 fn move_file(from: &Path, to: &Path) -> Result<()> {
     if fs::rename(from, to).is_ok() {
         return Ok(());
     }
-    fs::copy(from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    // Another file system: copy into a temp file beside `to`, then rename,
+    // so `to` never exists half-written.
+    let dir = to.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new().prefix(".download-").tempfile_in(dir).with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    fs::copy(from, tmp.path()).with_context(|| format!("copying {} to {}", from.display(), tmp.path().display()))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(to).map_err(|e| e.error).with_context(|| format!("moving the download to {}", to.display()))?;
     let _ = fs::remove_file(from);
     Ok(())
 }
