@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod cli;
+pub mod client;
 pub mod compose;
 pub mod data;
 pub mod home;
@@ -17,4 +18,5 @@ pub mod package;
 pub mod project;
 pub mod registry;
 pub mod resolve;
+pub mod server;
 pub mod train;

@@ -22,6 +22,9 @@ mod model;
 mod publish;
 mod remove;
 mod search;
+mod serve;
+mod login;
+mod token;
 mod tree;
 mod update;
 mod verify;
@@ -47,8 +50,9 @@ pub struct Cli {
 /// Options every command understands.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
-    /// Registry to use: a directory (default `$ATTEMPT_HOME/registry`).
-    #[arg(long, global = true, env = "ATTEMPT_REGISTRY", value_name = "DIR")]
+    /// Registry to use: a directory, an index URL (http://HOST/index/) or a name from
+    /// $ATTEMPT_HOME/config.toml (default: config.toml's default, else `$ATTEMPT_HOME/registry`).
+    #[arg(long, global = true, env = "ATTEMPT_REGISTRY", value_name = "DIR|URL|NAME")]
     pub registry: Option<String>,
     /// Fail if `attempt.lock` would have to change.
     #[arg(long, global = true)]
@@ -114,6 +118,13 @@ pub enum Command {
     Import(import::Args),
     /// Export a package as a PEFT adapter, safetensors or PyTorch file.
     Export(export::Args),
+    /// Serve a registry directory over HTTP.
+    Serve(serve::Args),
+    /// Manage the API tokens of a served registry.
+    #[command(subcommand)]
+    Token(token::Command),
+    /// Store a token for a remote registry in $ATTEMPT_HOME/credentials.toml.
+    Login(login::Args),
 }
 
 /// What every command gets besides its own arguments.
@@ -153,5 +164,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Model(c) => model::run(c, &ctx),
         Command::Import(a) => import::run(a, &ctx),
         Command::Export(a) => export::run(a, &ctx),
+        Command::Serve(a) => serve::run(a, &ctx),
+        Command::Token(c) => token::run(c, &ctx),
+        Command::Login(a) => login::run(a, &ctx),
     }
 }

@@ -16,6 +16,9 @@ pub struct Args {
     /// Authoring directory with `Prompt.toml` (default: the current directory).
     #[arg(value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// API token for a remote registry (overrides ATTEMPT_TOKEN and `attempt-pkg login`).
+    #[arg(long)]
+    pub token: Option<String>,
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
@@ -25,6 +28,17 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     };
     // Build and validate first: bad input must not even create a registry.
     let artifact = Artifact::build(&dir)?;
+    if let crate::client::RegistryTarget::Remote(target) = crate::client::resolve_target(ctx.global.registry.as_deref(), &ctx.home)? {
+        let remote = crate::client::open_remote(&target, args.token.as_deref(), &ctx.home, false)?;
+        let response = remote.publish(artifact.bytes())?;
+        if ctx.global.json {
+            println!("{}", serde_json::to_string_pretty(&response["published"])?);
+        } else {
+            let id = artifact.manifest().id();
+            println!("Published {id} ({}) to {}", artifact.checksum().prefixed(), remote.display());
+        }
+        return Ok(());
+    }
     let registry = BlockingRegistry::open(&registry_dir(ctx.global.registry.as_deref(), &ctx.home)?)?;
     let published = registry.publish(&artifact)?;
     if ctx.global.json {

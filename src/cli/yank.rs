@@ -15,6 +15,9 @@ pub struct Args {
     /// Unyank: make the version selectable again.
     #[arg(long)]
     pub undo: bool,
+    /// API token for a remote registry (overrides ATTEMPT_TOKEN and `attempt-pkg login`).
+    #[arg(long)]
+    pub token: Option<String>,
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
@@ -23,6 +26,17 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         .split_once('@')
         .with_context(|| format!("`{}` is not NAME@VERSION (e.g. mnli-prompt@1.0.1)", args.spec))?;
     let version = Version::parse(version).with_context(|| format!("`{version}` is not a semver version (e.g. 1.0.1)"))?;
+    if let crate::client::RegistryTarget::Remote(target) = crate::client::resolve_target(ctx.global.registry.as_deref(), &ctx.home)? {
+        let remote = crate::client::open_remote(&target, args.token.as_deref(), &ctx.home, false)?;
+        let changed = remote.set_yanked(name, &version, !args.undo)?;
+        let verb = if args.undo { "Unyanked" } else { "Yanked" };
+        if changed {
+            println!("{verb} {name}@{version} on {}", remote.display());
+        } else {
+            println!("{name}@{version} is already {}", if args.undo { "not yanked" } else { "yanked" });
+        }
+        return Ok(());
+    }
     let registry = BlockingRegistry::open_existing(&registry_dir(ctx.global.registry.as_deref(), &ctx.home)?)?;
     let outcome = registry.set_yanked(name, &version, !args.undo)?;
     let verb = if args.undo { "Unyanked" } else { "Yanked" };

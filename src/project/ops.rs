@@ -57,15 +57,21 @@ pub fn open_registries(registry: Option<&str>, home: &Home, offline: bool) -> Re
     if offline {
         return Ok(Vec::new());
     }
-    let dir = registry.filter(|r| !r.is_empty()).map(PathBuf::from).unwrap_or_else(|| home.default_registry());
-    if !dir.join("index").is_dir() {
-        bail!(
-            "{} is not a registry (it has no index/ directory); publish a package into it first \
-             (`attempt-pkg publish`) or pass --registry DIR",
-            dir.display()
-        );
+    match crate::client::resolve_target(registry, home)? {
+        crate::client::RegistryTarget::Remote(target) => {
+            Ok(vec![Box::new(crate::client::open_remote(&target, None, home, offline)?)])
+        }
+        crate::client::RegistryTarget::Dir(dir) => {
+            if !dir.join("index").is_dir() {
+                bail!(
+                    "{} is not a registry (it has no index/ directory); publish a package into it first \
+                     (`attempt-pkg publish`) or pass --registry DIR|URL|NAME",
+                    dir.display()
+                );
+            }
+            Ok(vec![Box::new(DirSource::new(dir))])
+        }
     }
-    Ok(vec![Box::new(DirSource::new(dir))])
 }
 
 /// Which locked versions `lock` may move.

@@ -1,0 +1,356 @@
+//! `attempt-pkg serve` throughput on loopback, compared in the same run with
+//! nginx serving the same registry directory as static files:
+//!
+//!     scripts/bench-server.sh                 # installs nginx if missing, then runs this
+//!     cargo bench --bench server -- --seconds 5 --connections 64
+//!
+//! Measures (a) index-file GETs: requests/s and p50/p99 latency at N
+//! concurrent keep-alive connections over a set of index files, and (b) blob
+//! download MB/s (one 32 MiB artifact, 4 connections). The load generator is
+//! a minimal HTTP/1.1 keep-alive client so it costs both servers the same.
+//! Without an `nginx` binary on PATH the comparison is skipped.
+
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use attempt_pkg::package::{Artifact, Manifest, PromptTensor};
+use attempt_pkg::registry::BlockingRegistry;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+const FINGERPRINT: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+
+struct Options {
+    seconds: f64,
+    connections: usize,
+    packages: usize,
+}
+
+fn main() -> Result<()> {
+    let mut opts = Options { seconds: 5.0, connections: 64, packages: 200 };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--seconds" => opts.seconds = args.next().context("--seconds S")?.parse()?,
+            "--connections" => opts.connections = args.next().context("--connections N")?.parse()?,
+            "--packages" => opts.packages = args.next().context("--packages N")?.parse()?,
+            "--bench" => {}
+            other => bail!("unknown argument {other}; use --seconds S --connections N --packages N"),
+        }
+    }
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path().join("registry");
+    let names = fill(&root, opts.packages)?;
+    let big = publish_big(&root)?;
+    let index_paths: Vec<String> =
+        names.iter().map(|n| format!("/index/{}", registry_index::index_path(n).unwrap_or_default())).collect();
+    let blob_path = format!("/blobs/sha256/{}/{}", &big[..2], big);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let server = ServeProcess::start(&root)?;
+    println!("attempt-pkg serve on {} ({} index files, 32 MiB blob)", server.addr, index_paths.len());
+    let cpu0 = cpu_seconds(&[server.child.id()]);
+    let ours = runtime.block_on(load(&server.addr, &index_paths, opts.connections, opts.seconds))?;
+    let ours_cpu = (cpu_seconds(&[server.child.id()]) - cpu0) / ours.requests as f64;
+    report("attempt-pkg serve: index GET", &ours);
+    println!("attempt-pkg serve: {:.1} µs of server CPU per index request", ours_cpu * 1e6);
+    let ours_blob = runtime.block_on(blob_throughput(&server.addr, &blob_path, 4, opts.seconds))?;
+    println!("attempt-pkg serve: blob download {ours_blob:.0} MB/s (4 connections)");
+    drop(server);
+
+    match Nginx::start(&root, tmp.path())? {
+        None => println!("nginx not found on PATH: comparison skipped (scripts/bench-server.sh installs it)"),
+        Some(nginx) => {
+            let pids = nginx.pids();
+            let cpu0 = cpu_seconds(&pids);
+            let theirs = runtime.block_on(load(&nginx.addr, &index_paths, opts.connections, opts.seconds))?;
+            let nginx_cpu = (cpu_seconds(&pids) - cpu0) / theirs.requests as f64;
+            report("nginx (static files): index GET", &theirs);
+            println!("nginx (static files): {:.1} µs of server CPU per index request", nginx_cpu * 1e6);
+            let nginx_blob = runtime.block_on(blob_throughput(&nginx.addr, &blob_path, 4, opts.seconds))?;
+            println!("nginx (static files): blob download {nginx_blob:.0} MB/s (4 connections)");
+            println!(
+                "ratio attempt-pkg/nginx: index throughput {:.2}x, CPU per request {:.2}x, p99 {:.2}x (lower is better), blob {:.2}x",
+                ours.rps / theirs.rps,
+                ours_cpu / nginx_cpu,
+                ours.p99.as_secs_f64() / theirs.p99.as_secs_f64(),
+                ours_blob / nginx_blob
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `packages` small packages, published through the library.
+fn fill(root: &Path, packages: usize) -> Result<Vec<String>> {
+    let registry = BlockingRegistry::open(root)?;
+    let mut names = Vec::with_capacity(packages);
+    for p in 0..packages {
+        let name = format!("bench-{p:05}");
+        for v in 0..3 {
+            registry.publish(&artifact(&name, &format!("1.{v}.0"), 20, 64, (p * 3 + v) as f32)?)?;
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+fn publish_big(root: &Path) -> Result<String> {
+    let registry = BlockingRegistry::open(root)?;
+    // 8192 × 1024 f32 = 32 MiB.
+    let published = registry.publish(&artifact("bench-big", "1.0.0", 8192, 1024, 0.5)?)?;
+    Ok(published.cksum.hex().to_string())
+}
+
+fn artifact(name: &str, version: &str, length: usize, hidden: usize, seed: f32) -> Result<Artifact> {
+    let manifest = Manifest::from_toml(&format!(
+        "[package]\nname = \"{name}\"\nversion = \"{version}\"\ntask = \"bench\"\n\
+         description = \"synthetic benchmark prompt\"\n[base-model]\nname = \"bench-model\"\n\
+         fingerprint = \"{FINGERPRINT}\"\nhidden-size = {hidden}\n[prompt]\nfile = \"prompt.safetensors\"\n"
+    ))?;
+    let values: Vec<f32> = (0..length * hidden).map(|i| seed + (i % 1000) as f32 * 1e-3).collect();
+    Artifact::from_parts(manifest, Some(PromptTensor::from_f32(length, hidden, &values)?))
+}
+
+struct ServeProcess {
+    child: Child,
+    addr: String,
+}
+
+impl ServeProcess {
+    fn start(root: &Path) -> Result<ServeProcess> {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_attempt-pkg"))
+            .args(["serve", "--root", &root.to_string_lossy(), "--addr", "127.0.0.1:0"])
+            .env("ATTEMPT_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting attempt-pkg serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line.trim().rsplit("http://").next().context("no address in the banner")?.to_string();
+        Ok(ServeProcess { child, addr })
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Nginx {
+    child: Child,
+    addr: String,
+}
+
+impl Nginx {
+    fn start(root: &Path, tmp: &Path) -> Result<Option<Nginx>> {
+        let Some(bin) = find_on_path("nginx") else { return Ok(None) };
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let prefix = tmp.join("nginx");
+        fs::create_dir_all(prefix.join("logs"))?;
+        let conf = prefix.join("nginx.conf");
+        // Comparable to the server: 2 workers, keep-alive, no access log, ETags on.
+        let mut f = fs::File::create(&conf)?;
+        // As root, nginx workers would drop to `nobody`, who cannot read the temp dir.
+        // SAFETY: geteuid has no preconditions.
+        let user = if unsafe { libc::geteuid() } == 0 { "user root root;\n" } else { "" };
+        write!(
+            f,
+            "{user}worker_processes 2;\nerror_log {prefix}/logs/error.log;\npid {prefix}/nginx.pid;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off;\n  sendfile on;\n  keepalive_requests 1000000;\n  etag on;\n\
+               client_body_temp_path {prefix}/body;\n  proxy_temp_path {prefix}/proxy;\n  fastcgi_temp_path {prefix}/fcgi;\n\
+               uwsgi_temp_path {prefix}/uwsgi;\n  scgi_temp_path {prefix}/scgi;\n\
+               server {{\n    listen 127.0.0.1:{port};\n    root {root};\n  }}\n}}\n",
+            prefix = prefix.display(),
+            root = root.display()
+        )?;
+        let child = Command::new(bin)
+            .args(["-p", &prefix.to_string_lossy(), "-c", &conf.to_string_lossy(), "-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting nginx")?;
+        let addr = format!("127.0.0.1:{port}");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return Ok(Some(Nginx { child, addr }));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("nginx did not start; see {}/logs/error.log", prefix.display())
+    }
+}
+
+impl Nginx {
+    /// The master and its worker processes.
+    fn pids(&self) -> Vec<u32> {
+        let master = self.child.id();
+        let children = fs::read_to_string(format!("/proc/{master}/task/{master}/children")).unwrap_or_default();
+        std::iter::once(master).chain(children.split_whitespace().filter_map(|p| p.parse().ok())).collect()
+    }
+}
+
+/// User + system CPU seconds of processes so far (Linux /proc).
+fn cpu_seconds(pids: &[u32]) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    pids.iter()
+        .filter_map(|pid| fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the `(comm)`; utime and stime are the 12th and 13th.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?)
+        })
+        .sum::<f64>()
+        / ticks
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_on_path(bin: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(bin))
+        .find(|p| p.is_file())
+}
+
+struct LoadResult {
+    requests: usize,
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn report(label: &str, r: &LoadResult) {
+    println!(
+        "{label}: {:.0} req/s ({} requests), p50 {:.2} ms, p99 {:.2} ms",
+        r.rps,
+        r.requests,
+        r.p50.as_secs_f64() * 1e3,
+        r.p99.as_secs_f64() * 1e3
+    );
+}
+
+/// `connections` keep-alive connections, each GETting the paths round-robin
+/// for `seconds`; every response must be 200.
+async fn load(addr: &str, paths: &[String], connections: usize, seconds: f64) -> Result<LoadResult> {
+    let paths = Arc::new(paths.to_vec());
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let paths = paths.clone();
+        let addr = addr.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(&addr).await?;
+            let mut latencies = Vec::new();
+            let mut i = c;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let (status, _) = conn.get(&paths[i % paths.len()]).await?;
+                if status != 200 {
+                    bail!("GET {} answered {status}", paths[i % paths.len()]);
+                }
+                latencies.push(t.elapsed());
+                i += connections;
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
+    Ok(LoadResult { requests: all.len(), rps: all.len() as f64 / elapsed, p50: pct(0.50), p99: pct(0.99) })
+}
+
+/// MB/s of whole-blob GETs over `connections` connections.
+async fn blob_throughput(addr: &str, path: &str, connections: usize, seconds: f64) -> Result<f64> {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let addr = addr.to_string();
+        let path = path.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(&addr).await?;
+            let mut bytes = 0usize;
+            while Instant::now() < deadline {
+                let (status, len) = conn.get(&path).await?;
+                if status != 200 {
+                    bail!("GET {path} answered {status}");
+                }
+                bytes += len;
+            }
+            Ok::<_, anyhow::Error>(bytes)
+        }));
+    }
+    let mut total = 0usize;
+    for t in tasks {
+        total += t.await??;
+    }
+    Ok(total as f64 / 1e6 / start.elapsed().as_secs_f64())
+}
+
+/// A minimal HTTP/1.1 keep-alive client (Content-Length bodies only).
+struct Conn {
+    stream: BufReader<tokio::net::TcpStream>,
+    body: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> Result<Conn> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn { stream: BufReader::with_capacity(256 * 1024, stream), body: Vec::new() })
+    }
+
+    async fn get(&mut self, path: &str) -> Result<(u16, usize)> {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
+        self.stream.get_mut().write_all(request.as_bytes()).await?;
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await?;
+        let status: u16 = line.split_whitespace().nth(1).context("bad status line")?.parse()?;
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).await?;
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse()?;
+                }
+            }
+        }
+        self.body.resize(length.min(1 << 20), 0);
+        let mut left = length;
+        while left > 0 {
+            let n = left.min(self.body.len());
+            self.stream.read_exact(&mut self.body[..n]).await?;
+            left -= n;
+        }
+        Ok((status, length))
+    }
+}
