@@ -8,6 +8,8 @@
 
 pub mod cache;
 pub mod cli;
+pub mod compose;
+pub mod data;
 pub mod home;
 pub mod interop;
 pub mod model;
@@ -15,3 +17,4 @@ pub mod package;
 pub mod project;
 pub mod registry;
 pub mod resolve;
+pub mod train;

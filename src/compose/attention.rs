@@ -1,0 +1,156 @@
+//! The attention module G of ATTEMPT (Asai et al., 2022, eq. 3–4):
+//! h = LayerNorm(W_up · SiLU(W_down · maxpool(X))), and the scores
+//! s_j = (maxpool(P_j) · h) / T.
+
+use candle_core::{DType, Device, Result, Tensor, Var, D};
+use rand::rngs::StdRng;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// Hyper-parameters of G.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AttentionConfig {
+    /// Width of the W_down/W_up bottleneck (the paper uses 100).
+    pub bottleneck: usize,
+    /// Softmax temperature; `None` means d·e as in the official code.
+    pub temperature: Option<f64>,
+    /// Max-pool the input over every position, padding included, as the
+    /// official implementation does. Off by default: padding is masked out.
+    pub unmasked_pooling: bool,
+    /// LayerNorm epsilon.
+    pub layer_norm_eps: f64,
+}
+
+impl Default for AttentionConfig {
+    fn default() -> Self {
+        Self { bottleneck: 100, temperature: None, unmasked_pooling: false, layer_norm_eps: 1e-5 }
+    }
+}
+
+impl AttentionConfig {
+    /// The temperature actually used for hidden size `d`.
+    pub fn temperature_for(&self, hidden_size: usize) -> f64 {
+        self.temperature.unwrap_or(hidden_size as f64 * std::f64::consts::E)
+    }
+}
+
+/// G's trainable weights. Linear weights are stored as `[out, in]` like
+/// PyTorch so checkpoints read naturally.
+#[derive(Debug, Clone)]
+pub struct AttentionModule {
+    pub w_down: Var,
+    pub w_up: Var,
+    pub ln_weight: Var,
+    pub ln_bias: Var,
+    pub config: AttentionConfig,
+    hidden_size: usize,
+}
+
+/// Tensor names in checkpoints.
+pub const W_DOWN: &str = "attention.w_down";
+pub const W_UP: &str = "attention.w_up";
+pub const LN_WEIGHT: &str = "attention.layer_norm.weight";
+pub const LN_BIAS: &str = "attention.layer_norm.bias";
+
+fn uniform_var(rng: &mut StdRng, shape: (usize, usize), bound: f32, device: &Device) -> Result<Var> {
+    let data: Vec<f32> = (0..shape.0 * shape.1).map(|_| rng.gen_range(-bound..bound)).collect();
+    Var::from_vec(data, shape, device)
+}
+
+impl AttentionModule {
+    /// Fresh G with PyTorch `nn.Linear`'s default init (uniform ±1/√fan_in),
+    /// LayerNorm weight 1 and bias 0.
+    pub fn new(hidden_size: usize, config: AttentionConfig, rng: &mut StdRng, device: &Device) -> Result<Self> {
+        let r = config.bottleneck;
+        let w_down = uniform_var(rng, (r, hidden_size), 1.0 / (hidden_size as f32).sqrt(), device)?;
+        let w_up = uniform_var(rng, (hidden_size, r), 1.0 / (r as f32).sqrt(), device)?;
+        let ln_weight = Var::ones(hidden_size, DType::F32, device)?;
+        let ln_bias = Var::zeros(hidden_size, DType::F32, device)?;
+        Ok(Self { w_down, w_up, ln_weight, ln_bias, config, hidden_size })
+    }
+
+    /// G from given weights (checkpoint restore, tests). Shapes are checked.
+    pub fn from_tensors(
+        w_down: &Tensor,
+        w_up: &Tensor,
+        ln_weight: &Tensor,
+        ln_bias: &Tensor,
+        config: AttentionConfig,
+    ) -> Result<Self> {
+        let (r, d) = w_down.dims2()?;
+        if w_up.dims2()? != (d, r) || ln_weight.dims1()? != d || ln_bias.dims1()? != d {
+            candle_core::bail!(
+                "attention module shapes disagree: w_down {:?}, w_up {:?}, layer norm {:?}/{:?}",
+                w_down.shape(),
+                w_up.shape(),
+                ln_weight.shape(),
+                ln_bias.shape()
+            );
+        }
+        let config = AttentionConfig { bottleneck: r, ..config };
+        Ok(Self {
+            w_down: Var::from_tensor(&w_down.to_dtype(DType::F32)?)?,
+            w_up: Var::from_tensor(&w_up.to_dtype(DType::F32)?)?,
+            ln_weight: Var::from_tensor(&ln_weight.to_dtype(DType::F32)?)?,
+            ln_bias: Var::from_tensor(&ln_bias.to_dtype(DType::F32)?)?,
+            config,
+            hidden_size: d,
+        })
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    /// Trainable variables with their checkpoint names.
+    pub fn named_vars(&self) -> Vec<(String, Var)> {
+        vec![
+            (W_DOWN.to_string(), self.w_down.clone()),
+            (W_UP.to_string(), self.w_up.clone()),
+            (LN_WEIGHT.to_string(), self.ln_weight.clone()),
+            (LN_BIAS.to_string(), self.ln_bias.clone()),
+        ]
+    }
+
+    pub fn parameter_count(&self) -> usize {
+        self.named_vars().iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    /// h = LN(W_up · SiLU(W_down · maxpool(X))): `[b, L, d]`, mask `[b, L]` → `[b, d]`.
+    pub fn instance_representation(&self, input_embeds: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let pooled = max_pool(input_embeds, mask, self.config.unmasked_pooling)?;
+        let x = pooled.matmul(&self.w_down.as_tensor().t()?)?.silu()?;
+        let x = x.matmul(&self.w_up.as_tensor().t()?)?;
+        layer_norm(&x, self.ln_weight.as_tensor(), self.ln_bias.as_tensor(), self.config.layer_norm_eps)
+    }
+
+    /// Attention scores before the softmax: `h [b, d]` against pooled prompts
+    /// `[k, d]` → `[b, k]`, divided by the temperature.
+    pub fn scores(&self, h: &Tensor, pooled_prompts: &Tensor) -> Result<Tensor> {
+        let t = self.config.temperature_for(self.hidden_size);
+        h.matmul(&pooled_prompts.t()?)? / t
+    }
+}
+
+/// Max over the sequence axis of `[b, L, d]`. Unless `unmasked`, positions
+/// whose mask is 0 are set to -inf first so padding never wins.
+pub fn max_pool(x: &Tensor, mask: &Tensor, unmasked: bool) -> Result<Tensor> {
+    if unmasked {
+        return x.max(1);
+    }
+    let (b, l, d) = x.dims3()?;
+    let keep = mask.to_dtype(DType::U8)?.reshape((b, l, 1))?.broadcast_as((b, l, d))?;
+    let neg_inf = Tensor::full(f32::NEG_INFINITY, (b, l, d), x.device())?.to_dtype(x.dtype())?;
+    keep.where_cond(x, &neg_inf)?.max(1)
+}
+
+/// Layer norm over the last axis from composed ops (gradients reach x, weight
+/// and bias; candle-nn's fused kernels would detach them).
+pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let centered = x.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = centered.broadcast_div(&(var + eps)?.sqrt()?)?;
+    normed.broadcast_mul(weight)?.broadcast_add(bias)
+}

@@ -1,0 +1,212 @@
+//! The run directory: checkpoints, `metrics.json`, attention weights (CSV and
+//! SVG), `run.json` and the resume state. Every file is written atomically.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::config::TrainConfig;
+
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+pub const LAST_CHECKPOINT: &str = "last.safetensors";
+pub const METRICS: &str = "metrics.json";
+pub const RUN_RECORD: &str = "run.json";
+pub const RESUME_STATE: &str = "resume.json";
+
+/// Write `bytes` to `path` through a temporary file in the same directory,
+/// fsync, then rename, so readers never see a half-written file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.as_file().sync_all().with_context(|| format!("cannot sync {}", path.display()))?;
+    tmp.persist(path).with_context(|| format!("cannot move the new file into place at {}", path.display()))?;
+    Ok(())
+}
+
+/// Save tensors as safetensors, atomically.
+pub fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
+    let tmp = tempfile::Builder::new()
+        .suffix(".safetensors")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    candle_core::safetensors::save(tensors, tmp.path()).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::File::open(tmp.path()).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", path.display()))?;
+    tmp.persist(path).with_context(|| format!("cannot move the new file into place at {}", path.display()))?;
+    Ok(())
+}
+
+pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    candle_core::safetensors::load(path, device)
+        .with_context(|| format!("cannot read checkpoint {} (is it a safetensors file?)", path.display()))
+}
+
+/// Metrics of one evaluation of one task.
+pub type TaskMetrics = BTreeMap<String, f64>;
+
+/// One line of `metrics.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub step: usize,
+    pub train_loss: f64,
+    pub tasks: BTreeMap<String, TaskMetrics>,
+    /// Mean over tasks of each task's primary metric (selection score).
+    pub score: f64,
+    pub seconds: f64,
+}
+
+/// Where a run came from; everything needed to reproduce it. The CLI fills
+/// what the library cannot know (fingerprint, lock checksum, sources).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunProvenance {
+    pub model_name: String,
+    pub model_fingerprint: String,
+    pub lock_checksum: Option<String>,
+    /// Frozen backbone parameter count (for the trainable-% figure).
+    pub backbone_parameters: usize,
+    /// Source prompts as `name@version` with their blob checksums.
+    pub sources: Vec<SourceRecord>,
+    /// Anything else worth recording (data paths, command line…).
+    pub extra: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    pub name: String,
+    pub version: String,
+    pub checksum: String,
+}
+
+/// `run.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub tool: String,
+    pub tool_version: String,
+    pub candle_version: String,
+    pub config: TrainConfig,
+    pub tasks: Vec<String>,
+    /// Full task definitions (labels, metrics) so `eval`/`predict` can
+    /// rebuild the model from the run alone.
+    pub task_defs: Vec<crate::data::tasks::TaskDef>,
+    /// Source prompt names in mixture order.
+    pub source_names: Vec<String>,
+    pub prompt_length: usize,
+    pub hidden_size: usize,
+    pub provenance: RunProvenance,
+    pub trainable_parameters: usize,
+    pub trainable_percent_of_backbone: Option<f64>,
+    pub steps: usize,
+    pub best_epoch: Option<usize>,
+    pub best_score: Option<f64>,
+    pub interrupted: bool,
+}
+
+/// Resume bookkeeping (`resume.json`) next to `last.safetensors`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResumeState {
+    /// Epochs fully done.
+    pub epochs_done: usize,
+    pub step: usize,
+    pub best_score: Option<f64>,
+    pub best_epoch: Option<usize>,
+    pub history: Vec<EpochRecord>,
+}
+
+/// A run directory.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    pub fn create(path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        std::fs::create_dir_all(&path).with_context(|| format!("cannot create run directory {}", path.display()))?;
+        Ok(Self { path })
+    }
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        let mut s = serde_json::to_string_pretty(value)?;
+        s.push('\n');
+        write_atomic(&self.file(name), s.as_bytes())
+    }
+    pub fn read_run_record(&self) -> Result<RunRecord> {
+        let p = self.file(RUN_RECORD);
+        let text = std::fs::read_to_string(&p)
+            .with_context(|| format!("{} is missing: is {} a finished training run?", p.display(), self.path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a valid run record", p.display()))
+    }
+    pub fn read_resume_state(&self) -> Result<ResumeState> {
+        let p = self.file(RESUME_STATE);
+        let text = std::fs::read_to_string(&p).with_context(|| format!("cannot resume: {} is missing", p.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("cannot resume: {} is not a valid resume state", p.display()))
+    }
+    /// `attention-<task>.csv` and `.svg`.
+    pub fn write_attention(&self, task: &str, names: &[String], weights: &[f32]) -> Result<()> {
+        let mut csv = String::from("prompt,weight\n");
+        for (n, w) in names.iter().zip(weights) {
+            csv.push_str(&format!("{},{w:.6}\n", csv_field(n)));
+        }
+        write_atomic(&self.file(&format!("attention-{task}.csv")), csv.as_bytes())?;
+        let svg = attention_svg(&format!("Attention over prompts — {task}"), names, weights);
+        write_atomic(&self.file(&format!("attention-{task}.svg")), svg.as_bytes())
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A horizontal bar chart of weights in [0, 1], as standalone SVG.
+pub fn attention_svg(title: &str, names: &[String], weights: &[f32]) -> String {
+    let label_w = 12.0 * names.iter().map(|n| n.chars().count()).max().unwrap_or(4).min(40) as f32 * 0.62 + 20.0;
+    let bar_max = 360.0;
+    let row_h = 26.0;
+    let width = label_w + bar_max + 80.0;
+    let height = 50.0 + row_h * names.len() as f32 + 10.0;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+<text x=\"10\" y=\"22\" font-size=\"14\" font-weight=\"bold\">{}</text>\n",
+        xml_escape(title)
+    );
+    for (i, (n, w)) in names.iter().zip(weights).enumerate() {
+        let y = 40.0 + row_h * i as f32;
+        let len = bar_max * w.clamp(0.0, 1.0);
+        let colour = if n.starts_with("target:") { "#d95f02" } else { "#1b9e77" };
+        s.push_str(&format!(
+            "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{}</text>\n\
+<rect x=\"{:.0}\" y=\"{:.0}\" width=\"{len:.1}\" height=\"{:.0}\" fill=\"{colour}\"/>\n\
+<text x=\"{:.1}\" y=\"{:.0}\">{w:.3}</text>\n",
+            label_w - 8.0,
+            y + 15.0,
+            xml_escape(n),
+            label_w,
+            y + 3.0,
+            row_h - 8.0,
+            label_w + len + 6.0,
+            y + 15.0,
+        ));
+    }
+    s.push_str("</svg>\n");
+    s
+}

@@ -1,0 +1,399 @@
+//! The training loop shared by source prompt tuning and ATTEMPT target
+//! training: mixed-task mini-batches, AdamW with warm-up/decay and clipping,
+//! per-epoch dev evaluation with best-on-dev selection, checkpoints, resume
+//! and interruption.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use crate::data::tasks::TaskDef;
+use crate::data::tokenize::{collate, TextEncoder};
+use crate::data::{Example, Label};
+use crate::model::Encoder;
+
+use super::config::TrainConfig;
+use super::evaluate::{evaluate, Backbone, EvalResult};
+use super::model::{PromptModel, SourcePrompt};
+use super::optim::{clip_grad_norm, linear_schedule, Optimizers};
+use super::rundir::{
+    load_tensors, save_tensors, EpochRecord, ResumeState, RunDir, RunProvenance, RunRecord, CHECKPOINT,
+    LAST_CHECKPOINT, METRICS, RESUME_STATE, RUN_RECORD,
+};
+
+/// Train and dev examples of one task.
+#[derive(Debug, Clone)]
+pub struct TaskData {
+    pub task: TaskDef,
+    pub train: Vec<Example>,
+    pub dev: Vec<Example>,
+}
+
+/// Everything a run trains on.
+pub struct TrainRequest<'a> {
+    pub encoder: &'a dyn Encoder,
+    pub tokenizer: &'a dyn TextEncoder,
+    /// Frozen source prompts (empty for source prompt tuning).
+    pub sources: Vec<SourcePrompt>,
+    pub tasks: Vec<TaskData>,
+    pub config: TrainConfig,
+    pub device: Device,
+}
+
+/// How a run is recorded and controlled.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Where checkpoints, metrics and the run record go (none: in memory only).
+    pub run_dir: Option<PathBuf>,
+    /// Continue from `last.safetensors` + `resume.json` in `run_dir`. The
+    /// AdamW moments are not saved: they restart from zero on resume.
+    pub resume: bool,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    pub provenance: RunProvenance,
+    /// Set (e.g. by a Ctrl-C handler) to stop after the current step; the
+    /// loop then saves `last.safetensors` so `resume` can continue.
+    pub interrupt: Option<Arc<AtomicBool>>,
+}
+
+/// What a run produced.
+pub struct TrainOutcome {
+    /// The model in its best-on-dev state.
+    pub model: PromptModel,
+    pub history: Vec<EpochRecord>,
+    pub best_epoch: Option<usize>,
+    pub best_score: Option<f64>,
+    /// Dev evaluation of the best state, per task (in task order).
+    pub best_eval: Vec<EvalResult>,
+    /// Loss of the last optimiser step taken.
+    pub final_loss: f32,
+    pub steps: usize,
+    pub trainable_parameters: usize,
+    pub interrupted: bool,
+    /// Mean wall time of a training step, in seconds.
+    pub mean_step_seconds: f64,
+}
+
+fn shuffle_order(tasks: &[TaskData], seed: u64, epoch: usize) -> Vec<(usize, usize)> {
+    let mut order: Vec<(usize, usize)> = tasks
+        .iter()
+        .enumerate()
+        .flat_map(|(t, d)| (0..d.train.len()).map(move |i| (t, i)))
+        .collect();
+    // One stream per epoch, so a resumed run sees the same order.
+    let mut rng = StdRng::seed_from_u64(seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(epoch as u64 + 1)));
+    order.shuffle(&mut rng);
+    order
+}
+
+fn progress_bar(enabled: bool, total: usize) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64);
+    if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps {msg} eta {eta}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// Train `request.tasks` with `request.config`. Returns the best-on-dev model.
+pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainOutcome> {
+    let TrainRequest { encoder, tokenizer, sources, tasks, config, device } = request;
+    config.validate()?;
+    for t in &tasks {
+        if t.train.is_empty() {
+            bail!("task `{}` has no training examples", t.task.name);
+        }
+        if t.dev.is_empty() {
+            bail!("task `{}` has no dev examples to select the best checkpoint with", t.task.name);
+        }
+    }
+    let defs: Vec<TaskDef> = tasks.iter().map(|t| t.task.clone()).collect();
+    let mut init_rng = StdRng::seed_from_u64(config.seed);
+    let model = PromptModel::new(encoder, &sources, &defs, &config, tokenizer.vocab_size(), &mut init_rng, &device)?;
+    let run_dir = options.run_dir.as_ref().map(RunDir::create).transpose()?;
+
+    let mut state = ResumeState { epochs_done: 0, step: 0, best_score: None, best_epoch: None, history: Vec::new() };
+    let mut best_state = None;
+    if options.resume {
+        let dir = run_dir.as_ref().context("--resume needs a run directory")?;
+        state = dir.read_resume_state()?;
+        model.load_state_dict(&load_tensors(&dir.file(LAST_CHECKPOINT), &device)?)?;
+        if dir.file(CHECKPOINT).exists() {
+            best_state = Some(load_tensors(&dir.file(CHECKPOINT), &device)?);
+        }
+    }
+
+    let total_examples: usize = tasks.iter().map(|t| t.train.len()).sum();
+    let steps_per_epoch = total_examples.div_ceil(config.batch_size);
+    let mut total_steps = steps_per_epoch.saturating_mul(config.epochs);
+    if let Some(max) = config.max_steps {
+        total_steps = if config.epochs == 0 { max } else { total_steps.min(max) };
+    }
+    let epochs = total_steps.div_ceil(steps_per_epoch);
+    let warmup = (config.warmup_ratio * total_steps as f64).round() as usize;
+    let prompt_vars: Vec<_> = model.prompt_vars().into_iter().map(|(_, v)| v).collect();
+    let is_trained = |name: &str| config.train_heads || !name.contains(".head.");
+    let other_vars: Vec<_> = model.other_vars().into_iter().filter(|(n, _)| is_trained(n)).map(|(_, v)| v).collect();
+    let all_vars: Vec<_> = prompt_vars.iter().chain(&other_vars).cloned().collect();
+    let mut optim = Optimizers::new(prompt_vars, other_vars, config.lr_prompt, config.lr_other, config.weight_decay)?;
+
+    let bar = progress_bar(options.progress, total_steps);
+    bar.set_position(state.step as u64);
+    let mut step = state.step;
+    let mut final_loss = f32::NAN;
+    let mut checked_gradients = std::collections::BTreeSet::new();
+    let mut step_time = 0f64;
+    let mut steps_timed = 0usize;
+    let mut interrupted = false;
+
+    'epochs: for epoch in state.epochs_done..epochs {
+        bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
+        let started = Instant::now();
+        let order = shuffle_order(&tasks, config.seed, epoch);
+        let (mut loss_sum, mut loss_n) = (0f64, 0usize);
+        for chunk in order.chunks(config.batch_size) {
+            if step >= total_steps {
+                break;
+            }
+            let t0 = Instant::now();
+            let loss = batch_loss(&model, encoder, tokenizer, &tasks, chunk, config.max_length, &device)?;
+            let mut grads = loss.backward()?;
+            // A detaching op anywhere in the path leaves a Var without a
+            // gradient and no error: refuse to train silently broken.
+            for task in chunk.iter().map(|(t, _)| *t).collect::<std::collections::BTreeSet<_>>() {
+                if checked_gradients.insert(task) {
+                    for (name, var) in model.vars_for_task(task).into_iter().filter(|(n, _)| is_trained(n)) {
+                        if grads.get(&var).is_none() {
+                            bail!("no gradient reached `{name}`: an operation in the encoder or composition path detaches its output");
+                        }
+                    }
+                }
+            }
+            clip_grad_norm(&mut grads, &all_vars, config.max_grad_norm)?;
+            optim.step(&grads, linear_schedule(step, warmup, total_steps))?;
+            final_loss = loss.to_scalar::<f32>()?;
+            if !final_loss.is_finite() {
+                bail!("training diverged (loss {final_loss}) at step {step}; lower the learning rate");
+            }
+            loss_sum += final_loss as f64 * chunk.len() as f64;
+            loss_n += chunk.len();
+            step += 1;
+            let dt = t0.elapsed().as_secs_f64();
+            step_time += dt;
+            steps_timed += 1;
+            bar.set_message(format!("loss {:.4} {:.1} ex/s", loss_sum / loss_n as f64, chunk.len() as f64 / dt.max(1e-9)));
+            bar.inc(1);
+            if options.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
+                interrupted = true;
+                if let Some(dir) = &run_dir {
+                    // Mid-epoch: the resumed run restarts this epoch from its start.
+                    save_tensors(&dir.file(LAST_CHECKPOINT), &model.state_dict()?)?;
+                    dir.write_json(RESUME_STATE, &state)?;
+                }
+                break 'epochs;
+            }
+        }
+
+        // Evaluate, select, record.
+        let mut record = EpochRecord {
+            epoch: epoch + 1,
+            step,
+            train_loss: if loss_n > 0 { loss_sum / loss_n as f64 } else { f64::NAN },
+            tasks: BTreeMap::new(),
+            score: 0.0,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        let evals = evaluate_all(&model, encoder, tokenizer, &tasks, &config, &device)?;
+        record.score = selection_score(&model, &evals);
+        for e in &evals {
+            record.tasks.insert(e.task.clone(), e.metrics.clone());
+        }
+        bar.println(format!(
+            "epoch {}: loss {:.4}, dev {}",
+            epoch + 1,
+            record.train_loss,
+            evals.iter().map(|e| format!("{} {}", e.task, fmt_metrics(&e.metrics))).collect::<Vec<_>>().join("; ")
+        ));
+        let better = state.best_score.is_none_or(|b| record.score > b || (b.is_nan() && !record.score.is_nan()));
+        if better {
+            state.best_score = Some(record.score);
+            state.best_epoch = Some(epoch + 1);
+            let snapshot = model.state_dict()?;
+            if let Some(dir) = &run_dir {
+                save_tensors(&dir.file(CHECKPOINT), &snapshot)?;
+                for (i, e) in evals.iter().enumerate() {
+                    if let Some(w) = &e.mean_attention {
+                        dir.write_attention(&model.tasks[i].task.name, &e.mixture_names, w)?;
+                    }
+                }
+            }
+            best_state = Some(snapshot);
+        }
+        state.history.push(record);
+        state.epochs_done = epoch + 1;
+        state.step = step;
+        if let Some(dir) = &run_dir {
+            dir.write_json(METRICS, &state.history)?;
+            save_tensors(&dir.file(LAST_CHECKPOINT), &model.state_dict()?)?;
+            dir.write_json(RESUME_STATE, &state)?;
+        }
+        if step >= total_steps {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+
+    if let Some(best) = &best_state {
+        model.load_state_dict(best)?;
+    }
+    let best_eval = evaluate_all(&model, encoder, tokenizer, &tasks, &config, &device)?;
+    let trainable: usize = model.named_vars().iter().filter(|(n, _)| is_trained(n)).map(|(_, v)| v.elem_count()).sum();
+    if let Some(dir) = &run_dir {
+        let backbone = options.provenance.backbone_parameters;
+        dir.write_json(
+            RUN_RECORD,
+            &RunRecord {
+                tool: env!("CARGO_PKG_NAME").to_string(),
+                tool_version: env!("CARGO_PKG_VERSION").to_string(),
+                candle_version: "0.11".to_string(),
+                config: config.clone(),
+                tasks: defs.iter().map(|t| t.name.clone()).collect(),
+                task_defs: defs.clone(),
+                source_names: model.source_names.clone(),
+                prompt_length: model.prompt_length,
+                hidden_size: model.hidden_size,
+                provenance: options.provenance.clone(),
+                trainable_parameters: trainable,
+                trainable_percent_of_backbone: (backbone > 0).then(|| 100.0 * trainable as f64 / backbone as f64),
+                steps: step,
+                best_epoch: state.best_epoch,
+                best_score: state.best_score,
+                interrupted,
+            },
+        )?;
+    }
+    Ok(TrainOutcome {
+        model,
+        history: state.history,
+        best_epoch: state.best_epoch,
+        best_score: state.best_score,
+        best_eval,
+        final_loss,
+        steps: step,
+        trainable_parameters: trainable,
+        interrupted,
+        mean_step_seconds: if steps_timed > 0 { step_time / steps_timed as f64 } else { 0.0 },
+    })
+}
+
+fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
+    m.iter().map(|(k, v)| format!("{k}={v:.4}")).collect::<Vec<_>>().join(" ")
+}
+
+/// Loss of a mixed-task batch: each task's examples go through their own
+/// target prompt and head; losses are weighted by the task's share.
+fn batch_loss(
+    model: &PromptModel,
+    encoder: &dyn Encoder,
+    tokenizer: &dyn TextEncoder,
+    tasks: &[TaskData],
+    chunk: &[(usize, usize)],
+    max_length: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let mut by_task: BTreeMap<usize, Vec<&Example>> = BTreeMap::new();
+    for &(t, i) in chunk {
+        by_task.entry(t).or_default().push(&tasks[t].train[i]);
+    }
+    let mut total: Option<Tensor> = None;
+    for (t, examples) in by_task {
+        let batch = collate(&examples, tokenizer, max_length, device)?;
+        let fwd = model.forward(encoder, t, &batch)?;
+        let labels: Vec<Label> = examples.iter().map(|e| e.label).collect();
+        let loss = (model.loss(t, &fwd.outputs, &labels)? * (examples.len() as f64 / chunk.len() as f64))?;
+        total = Some(match total {
+            Some(acc) => (acc + loss)?,
+            None => loss,
+        });
+    }
+    total.context("empty batch")
+}
+
+fn evaluate_all(
+    model: &PromptModel,
+    encoder: &dyn Encoder,
+    tokenizer: &dyn TextEncoder,
+    tasks: &[TaskData],
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<Vec<EvalResult>> {
+    tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let n = config.max_eval_examples.unwrap_or(t.dev.len()).min(t.dev.len());
+            evaluate(model, Backbone { encoder, tokenizer, device }, i, &t.dev[..n], config.eval_batch_size, config.max_length)
+        })
+        .collect()
+}
+
+/// Mean over tasks of each task's primary metric.
+fn selection_score(model: &PromptModel, evals: &[EvalResult]) -> f64 {
+    let vals: Vec<f64> = evals
+        .iter()
+        .enumerate()
+        .map(|(i, e)| e.metrics.get(model.tasks[i].task.primary_metric().as_str()).copied().unwrap_or(f64::NAN))
+        .collect();
+    vals.iter().sum::<f64>() / vals.len().max(1) as f64
+}
+
+/// Rebuild a trained model from a run directory (best checkpoint) for
+/// `eval`, `predict` or further packaging. `sources` must be the run's source
+/// prompts in the same order (as its lockfile resolves them).
+pub fn load_run(
+    run_dir: &std::path::Path,
+    encoder: &dyn Encoder,
+    sources: &[SourcePrompt],
+    device: &Device,
+) -> Result<(PromptModel, super::rundir::RunRecord)> {
+    let dir = RunDir { path: run_dir.to_path_buf() };
+    let record = dir.read_run_record()?;
+    if encoder.hidden_size() != record.hidden_size {
+        bail!(
+            "run {} was trained on a model with hidden size {}, this model has {}",
+            run_dir.display(),
+            record.hidden_size,
+            encoder.hidden_size()
+        );
+    }
+    let given: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
+    if given != record.source_names {
+        bail!(
+            "run {} was trained with sources [{}] but [{}] were given; use the lockfile the run was trained with",
+            run_dir.display(),
+            record.source_names.join(", "),
+            given.join(", ")
+        );
+    }
+    // Values are overwritten from the checkpoint: initialise cheaply.
+    let config = TrainConfig {
+        target_init: Some(crate::compose::TargetInit::Random { scale: 0.0 }),
+        prompt_length: record.prompt_length,
+        ..record.config.clone()
+    };
+    let mut rng = StdRng::seed_from_u64(0);
+    let model = PromptModel::new(encoder, sources, &record.task_defs, &config, 0, &mut rng, device)?;
+    model.load_state_dict(&load_tensors(&dir.file(CHECKPOINT), device)?)?;
+    Ok((model, record))
+}

@@ -1,0 +1,274 @@
+//! Run directory contents, resume, interruption, the gradient-flow guard and
+//! export of trained prompts as authoring directories.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use attempt_pkg::compose::Method;
+use attempt_pkg::data::synthetic::{generate, synthetic_task, synthetic_vocabulary};
+use attempt_pkg::data::{TextEncoder, WordTokenizer};
+use attempt_pkg::model::Encoder;
+use attempt_pkg::train::testing::TinyEncoder;
+use attempt_pkg::train::{
+    export_from_run, load_run, predict, train, Backbone, PredictedLabel, training_info, write_authoring_dir, PackageInfo, RunProvenance, SourcePrompt, TaskData,
+    TrainConfig, TrainOptions, TrainOutcome, TrainRequest,
+};
+use candle_core::{Device, Tensor};
+
+const D: usize = 16;
+const M: usize = 3;
+
+fn data(name: &str, n: usize) -> TaskData {
+    let all = generate(name, n + 40, 3).unwrap();
+    TaskData { task: synthetic_task(name).unwrap(), train: all[..n].to_vec(), dev: all[n..].to_vec() }
+}
+
+fn cfg(method: Method, epochs: usize) -> TrainConfig {
+    TrainConfig { method, prompt_length: M, epochs, batch_size: 8, max_length: 16, lr_other: 0.03, seed: 9, ..TrainConfig::default() }
+}
+
+fn sources() -> Vec<SourcePrompt> {
+    (0..2)
+        .map(|i| SourcePrompt {
+            name: format!("s{i}@0.1.0"),
+            tensor: Tensor::from_vec((0..M * D).map(|k| ((k * (i + 3)) % 7) as f32 / 7.0 - 0.5).collect(), (M, D), &Device::Cpu).unwrap(),
+        })
+        .collect()
+}
+
+fn go(enc: &dyn Encoder, cfg: TrainConfig, srcs: Vec<SourcePrompt>, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
+    let tok = WordTokenizer::new(synthetic_vocabulary());
+    train(TrainRequest { encoder: enc, tokenizer: &tok, sources: srcs, tasks: vec![data("sentiment", 48)], config: cfg, device: Device::Cpu }, opts)
+}
+
+fn encoder() -> TinyEncoder {
+    let tok = WordTokenizer::new(synthetic_vocabulary());
+    TinyEncoder::new(tok.vocab_size(), D, 1, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn run_directory_holds_checkpoint_metrics_attention_and_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let enc = encoder();
+    let opts = TrainOptions {
+        run_dir: Some(run.clone()),
+        provenance: RunProvenance { model_fingerprint: format!("sha256:{}", "a".repeat(64)), backbone_parameters: enc.parameter_count(), ..Default::default() },
+        ..Default::default()
+    };
+    let o = go(&enc, cfg(Method::Attempt, 2), sources(), &opts).unwrap();
+    for f in ["checkpoint.safetensors", "last.safetensors", "metrics.json", "run.json", "resume.json", "attention-sentiment.csv", "attention-sentiment.svg"] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics.as_array().unwrap().len(), 2);
+    assert!(metrics[1]["tasks"]["sentiment"]["accuracy"].is_number());
+    let csv = std::fs::read_to_string(run.join("attention-sentiment.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "prompt,weight");
+    assert_eq!(rows.len(), 4, "{csv}");
+    assert!(rows[3].starts_with("target:sentiment,"));
+    let total: f64 = rows[1..].iter().map(|r| r.rsplit(',').next().unwrap().parse::<f64>().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-4);
+    assert!(std::fs::read_to_string(run.join("attention-sentiment.svg")).unwrap().contains("<svg"));
+    let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["trainable_parameters"], o.trainable_parameters);
+    assert_eq!(record["config"]["method"], "attempt");
+    let pct = record["trainable_percent_of_backbone"].as_f64().unwrap();
+    assert!((pct - 100.0 * o.trainable_parameters as f64 / enc.parameter_count() as f64).abs() < 1e-9);
+    // The checkpoint has exactly the trainable tensors.
+    let ck = candle_core::safetensors::load(run.join("checkpoint.safetensors"), &Device::Cpu).unwrap();
+    let mut names: Vec<_> = ck.keys().cloned().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            "attention.layer_norm.bias", "attention.layer_norm.weight", "attention.w_down", "attention.w_up",
+            "task.sentiment.head.bias", "task.sentiment.head.weight", "task.sentiment.prompt"
+        ]
+    );
+}
+
+#[test]
+fn resume_continues_where_the_run_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let enc = encoder();
+    let opts = TrainOptions { run_dir: Some(run.clone()), ..Default::default() };
+    let first = go(&enc, cfg(Method::Pt, 2), vec![], &opts).unwrap();
+    assert_eq!(first.history.len(), 2);
+    let resumed = go(&enc, cfg(Method::Pt, 4), vec![], &TrainOptions { resume: true, ..opts }).unwrap();
+    assert_eq!(resumed.history.len(), 4);
+    assert_eq!(resumed.history[..2], first.history[..2]);
+    assert_eq!(resumed.steps, 4 * 6);
+    // Resuming without a run directory is refused.
+    let err = go(&enc, cfg(Method::Pt, 1), vec![], &TrainOptions { resume: true, ..Default::default() }).err().unwrap();
+    assert!(err.to_string().contains("run directory"), "{err}");
+}
+
+#[test]
+fn interruption_stops_and_leaves_a_resumable_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let enc = encoder();
+    let flag = Arc::new(AtomicBool::new(true));
+    let o = go(&enc, cfg(Method::Pt, 3), vec![], &TrainOptions { run_dir: Some(run.clone()), interrupt: Some(flag), ..Default::default() }).unwrap();
+    assert!(o.interrupted);
+    assert_eq!(o.steps, 1);
+    assert!(run.join("last.safetensors").is_file());
+    let resumed = go(&enc, cfg(Method::Pt, 1), vec![], &TrainOptions { run_dir: Some(run), resume: true, ..Default::default() }).unwrap();
+    assert!(!resumed.interrupted);
+    assert_eq!(resumed.history.len(), 1);
+}
+
+/// Encoder whose output is cut off from its input, as candle's fused
+/// kernels do silently.
+struct Detaching(TinyEncoder);
+impl Encoder for Detaching {
+    fn embed_tokens(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        self.0.embed_tokens(ids)
+    }
+    fn encode(&self, x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        Ok(self.0.encode(x, mask)?.detach())
+    }
+    fn hidden_size(&self) -> usize {
+        self.0.hidden_size()
+    }
+}
+
+#[test]
+fn a_detached_path_is_refused_on_the_first_step() {
+    let err = go(&Detaching(encoder()), cfg(Method::Attempt, 1), sources(), &TrainOptions::default()).err().unwrap();
+    let msg = err.to_string();
+    assert!(msg.contains("no gradient reached `task.sentiment.prompt`"), "{msg}");
+}
+
+#[test]
+fn mismatched_source_width_is_refused() {
+    let bad = vec![SourcePrompt { name: "wide@1.0.0".into(), tensor: Tensor::zeros((M, D + 1), candle_core::DType::F32, &Device::Cpu).unwrap() }];
+    let err = go(&encoder(), cfg(Method::Attempt, 1), bad, &TrainOptions::default()).err().unwrap();
+    assert!(err.to_string().contains("wide@1.0.0"), "{err}");
+}
+
+fn info() -> PackageInfo {
+    PackageInfo {
+        name: "sentiment-prompt".into(),
+        version: "0.1.0".into(),
+        task: "sentiment".into(),
+        description: "Synthetic \"sentiment\" prompt".into(),
+        license: "Apache-2.0".into(),
+        base_model_name: "tiny".into(),
+        base_model_fingerprint: format!("sha256:{}", "0123456789abcdef".repeat(4)),
+    }
+}
+
+#[test]
+fn source_training_exports_an_authoring_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let enc = encoder();
+    let config = cfg(Method::Pt, 2);
+    let o = go(&enc, config.clone(), vec![], &TrainOptions { run_dir: Some(run.clone()), ..Default::default() }).unwrap();
+    let training = training_info(&o, &config, 0, "synthetic:sentiment").unwrap();
+    let out = dir.path().join("sentiment-prompt");
+    write_authoring_dir(&out, &info(), &training, o.model.tasks[0].target.as_tensor(), false).unwrap();
+
+    let manifest: toml::Value = toml::from_str(&std::fs::read_to_string(out.join("Prompt.toml")).unwrap()).unwrap();
+    assert_eq!(manifest["package"]["name"].as_str(), Some("sentiment-prompt"));
+    assert_eq!(manifest["package"]["description"].as_str(), Some("Synthetic \"sentiment\" prompt"));
+    assert_eq!(manifest["base-model"]["hidden-size"].as_integer(), Some(D as i64));
+    assert_eq!(manifest["base-model"]["fingerprint"].as_str(), Some(info().base_model_fingerprint.as_str()));
+    assert_eq!(manifest["prompt"]["file"].as_str(), Some("prompt.safetensors"));
+    assert_eq!(manifest["training"]["method"].as_str(), Some("pt"));
+    assert_eq!(manifest["training"]["steps"].as_integer(), Some(o.steps as i64));
+    assert_eq!(manifest["training"]["metric"].as_str(), Some("accuracy"));
+    let t = candle_core::safetensors::load(out.join("prompt.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(t["prompt"].dims(), &[M, D]);
+    assert_eq!(t["prompt"].to_vec2::<f32>().unwrap(), o.model.tasks[0].target.as_tensor().to_vec2::<f32>().unwrap());
+
+    // Existing manifests are not replaced silently; bad fingerprints are refused.
+    assert!(write_authoring_dir(&out, &info(), &training, o.model.tasks[0].target.as_tensor(), false).is_err());
+    let bad = PackageInfo { base_model_fingerprint: "sha256:xyz".into(), ..info() };
+    assert!(write_authoring_dir(&dir.path().join("other"), &bad, &training, o.model.tasks[0].target.as_tensor(), false).is_err());
+    assert!(!dir.path().join("other").exists());
+
+    // package --from-run: the best checkpoint's target prompt.
+    let out2 = dir.path().join("from-run");
+    export_from_run(&run, "sentiment", &out2, &info(), &training, false).unwrap();
+    let t2 = candle_core::safetensors::load(out2.join("prompt.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(t2["prompt"].dims(), &[M, D]);
+    let err = export_from_run(&run, "topic", &dir.path().join("x"), &info(), &training, false).err().unwrap();
+    assert!(err.to_string().contains("sentiment"), "{err}");
+}
+
+#[test]
+fn a_finished_run_reloads_for_eval_and_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let enc = encoder();
+    let tok = WordTokenizer::new(synthetic_vocabulary());
+    let o = go(&enc, cfg(Method::Attempt, 2), sources(), &TrainOptions { run_dir: Some(run.clone()), ..Default::default() }).unwrap();
+    let (model, record) = load_run(&run, &enc, &sources(), &Device::Cpu).unwrap();
+    assert_eq!(record.task_defs[0].name, "sentiment");
+    assert_eq!(model.state_dict().unwrap().len(), o.model.state_dict().unwrap().len());
+    let backbone = Backbone { encoder: &enc, tokenizer: &tok, device: &Device::Cpu };
+    let dev = &data("sentiment", 48).dev;
+    let again = attempt_pkg::train::evaluate(&model, backbone, 0, dev, 16, 16).unwrap();
+    assert_eq!(again.metrics, o.best_eval[0].metrics);
+    let p = predict(&model, backbone, "sentiment", &dev[0].text_a, None, 16).unwrap();
+    assert_eq!(p.label, o.best_eval[0].predictions[0]);
+    match &p.label {
+        PredictedLabel::Class { label, probabilities, .. } => {
+            assert!(label == "positive" || label == "negative");
+            assert!((probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+        other => panic!("expected a class, got {other:?}"),
+    }
+    let names: Vec<&str> = p.attention.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, vec!["s0@0.1.0", "s1@0.1.0", "target:sentiment"]);
+    // Other sources than the run's are refused, naming both sets.
+    let mut wrong = sources();
+    wrong.reverse();
+    let err = load_run(&run, &enc, &wrong, &Device::Cpu).err().unwrap();
+    assert!(err.to_string().contains("s0@0.1.0, s1@0.1.0"), "{err}");
+    assert!(predict(&model, backbone, "topic", "x", None, 16).is_err());
+}
+
+#[test]
+fn train_source_prompt_writes_a_publishable_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let enc = encoder();
+    let tok = WordTokenizer::new(synthetic_vocabulary());
+    let out = dir.path().join("pkg");
+    let request = TrainRequest {
+        encoder: &enc,
+        tokenizer: &tok,
+        sources: vec![],
+        tasks: vec![data("sentiment", 48)],
+        config: cfg(Method::Attempt, 1), // forced to pt
+        device: Device::Cpu,
+    };
+    let o = attempt_pkg::train::train_source_prompt(request, &TrainOptions::default(), &info(), "synthetic:sentiment", &out, false).unwrap();
+    assert_eq!(o.model.method(), Method::Pt);
+    let text = std::fs::read_to_string(out.join("Prompt.toml")).unwrap();
+    assert!(text.contains("[base-model]") && text.contains("[training]") && text.contains("method = \"pt\""), "{text}");
+    assert!(out.join("prompt.safetensors").is_file());
+}
+
+#[test]
+fn suggest_ranks_every_candidate_by_attention() {
+    let enc = encoder();
+    let tok = WordTokenizer::new(synthetic_vocabulary());
+    let mut srcs = sources();
+    srcs.push(SourcePrompt { name: "big@1.0.0".into(), tensor: (srcs[0].tensor.clone() * 4.0).unwrap() });
+    let request = TrainRequest { encoder: &enc, tokenizer: &tok, sources: srcs, tasks: vec![data("sentiment", 48)], config: cfg(Method::Pt, 1), device: Device::Cpu };
+    let s = attempt_pkg::train::suggest_sources(request, 5, Some(2)).unwrap();
+    assert_eq!(s.probe_steps, 5);
+    assert_eq!(s.ranking.len(), 3);
+    assert!(s.ranking.windows(2).all(|w| w[0].attention >= w[1].attention));
+    let total: f32 = s.ranking.iter().map(|r| r.attention).sum::<f32>() + s.target_attention;
+    assert!((total - 1.0).abs() < 1e-4, "{total}");
+    assert!(!s.keep.is_empty() && s.keep.len() <= 2);
+    assert_eq!(s.keep.len() + s.remove.len(), 3);
+    assert_eq!(s.keep[0], s.ranking[0].name);
+}
