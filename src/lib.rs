@@ -18,3 +18,4 @@ pub mod project;
 pub mod registry;
 pub mod resolve;
 pub mod train;
+pub mod workflow;
