@@ -7,6 +7,7 @@ pub mod backbone;
 pub mod project;
 pub mod quickstart;
 pub mod settings;
+pub mod source;
 pub mod sources;
 
 pub use backbone::Backbone;

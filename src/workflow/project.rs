@@ -20,6 +20,9 @@ use crate::train::{
     interrupt, parameter_summary, train, RunProvenance, TaskData, TrainOptions, TrainOutcome, TrainRequest,
 };
 
+/// Key of the effective `[train]` values in a run's `provenance.extra`.
+pub const TRAIN_SECTION_KEY: &str = "train-section";
+
 pub struct PreparedProject {
     pub ws: Workspace,
     pub backbone: Backbone,
@@ -116,11 +119,16 @@ impl PreparedProject {
             config,
             device: self.device.clone(),
         };
+        let mut provenance = self.provenance();
+        // What `eval` needs to rebuild the same dev data.
+        let mut recorded = section.clone();
+        recorded.data_dir = section.data_dir.as_ref().map(|d| self.ws.dir.join(d));
+        provenance.extra.insert(TRAIN_SECTION_KEY.to_string(), serde_json::to_string(&recorded)?);
         let options = TrainOptions {
             run_dir: Some(run_dir.to_path_buf()),
             resume,
             progress,
-            provenance: self.provenance(),
+            provenance,
             interrupt: Some(interrupt::ctrl_c_flag()),
         };
         train(request, &options)
@@ -138,4 +146,12 @@ pub fn next_run_dir(project_dir: &Path) -> PathBuf {
         .map(|i| runs.join(format!("run-{i:03}")))
         .find(|p| !p.exists())
         .unwrap_or_else(|| runs.join("run"))
+}
+
+/// The `[train]` values a run was trained with (from its run.json).
+pub fn recorded_section(record: &crate::train::rundir::RunRecord) -> Result<TrainSection> {
+    match record.provenance.extra.get(TRAIN_SECTION_KEY) {
+        Some(text) => serde_json::from_str(text).context("run.json: unreadable train-section"),
+        None => Ok(TrainSection { tasks: record.tasks.clone(), seed: Some(record.config.seed), ..TrainSection::default() }),
+    }
 }

@@ -26,14 +26,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::compose::Method;
 use crate::data::{few_shot, load_examples, resolve_task, SyntheticSizes, TaskOrigin, TaskSpec};
 use crate::train::{TaskData, TrainConfig};
 
 /// `[train]`: every key optional; command-line flags win.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct TrainSection {
     pub tasks: Vec<String>,
