@@ -251,7 +251,7 @@ fn train_source_prompt_writes_a_publishable_directory() {
     let o = attempt_pkg::train::train_source_prompt(request, &TrainOptions::default(), &info(), "synthetic:sentiment", &out, false).unwrap();
     assert_eq!(o.model.method(), Method::Pt);
     let text = std::fs::read_to_string(out.join("Prompt.toml")).unwrap();
-    assert!(text.contains("[base-model]") && text.contains("[training]") && text.contains("method = \"pt\""), "{text}");
+    assert!(text.contains("[base-model]") && text.contains("[provenance]") && text.contains("training-method = \"pt\""), "{text}");
     assert!(out.join("prompt.safetensors").is_file());
 }
 
