@@ -52,6 +52,7 @@ for seed in $SEEDS; do
   # Source prompts of this seed, published as version 0.<seed>.0.
   for src in $SOURCES; do
     dir="$OUT/sources/seed$seed/$src"
+    mkdir -p "$(dirname "$dir")"
     log "source $src (seed $seed)"
     "$BIN" train-source --model "$MODEL" --task "$src" --data-dir "$DATA_DIR" --name "$src-prompt" \
       --version "0.$seed.0" --out "$dir" --force --seed "$seed" --prompt-length "$PROMPT_LEN" \
