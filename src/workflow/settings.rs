@@ -177,3 +177,38 @@ pub fn load_tasks(sel: &TaskSelection<'_>) -> Result<Vec<TaskData>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_train_and_tasks_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("attempt.toml");
+        std::fs::write(
+            &path,
+            "[project]\nname = \"p\"\n[train]\ntasks = [\"mine\"]\nmethod = \"spot\"\nmax-steps = 7\nlr = 0.1\n\
+             [tasks.mine]\ntrain = \"t.jsonl\"\ndev = \"d.jsonl\"\ntext-a = \"text\"\nlabel = \"y\"\nlabels = [\"a\", \"b\"]\n",
+        )
+        .unwrap();
+        let (train, tasks) = read_sections(&path).unwrap();
+        assert_eq!(train.tasks, ["mine"]);
+        assert_eq!(train.method, Some(Method::Spot));
+        assert!(tasks.contains_key("mine"));
+        let over = TrainSection { method: Some(Method::Attempt), seed: Some(3), ..TrainSection::default() };
+        let merged = train.overridden_by(&over);
+        let c = merged.config();
+        assert_eq!((c.method, c.max_steps, c.lr_prompt, c.seed), (Method::Attempt, Some(7), 0.1, 3));
+        assert_eq!(merged.tasks, ["mine"]);
+    }
+
+    #[test]
+    fn unknown_train_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("attempt.toml");
+        std::fs::write(&path, "[project]\nname = \"p\"\n[train]\nlearning-rate = 0.3\n").unwrap();
+        let err = format!("{:#}", read_sections(&path).unwrap_err());
+        assert!(err.contains("[train]") && err.contains("learning-rate"), "{err}");
+    }
+}
