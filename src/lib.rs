@@ -20,3 +20,4 @@ pub mod registry;
 pub mod resolve;
 pub mod server;
 pub mod train;
+pub mod workflow;

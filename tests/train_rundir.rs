@@ -179,9 +179,11 @@ fn source_training_exports_an_authoring_directory() {
     assert_eq!(manifest["base-model"]["hidden-size"].as_integer(), Some(D as i64));
     assert_eq!(manifest["base-model"]["fingerprint"].as_str(), Some(info().base_model_fingerprint.as_str()));
     assert_eq!(manifest["prompt"]["file"].as_str(), Some("prompt.safetensors"));
-    assert_eq!(manifest["training"]["method"].as_str(), Some("pt"));
-    assert_eq!(manifest["training"]["steps"].as_integer(), Some(o.steps as i64));
-    assert_eq!(manifest["training"]["metric"].as_str(), Some("accuracy"));
+    assert_eq!(manifest["provenance"]["training-method"].as_str(), Some("pt"));
+    assert_eq!(manifest["provenance"]["training-steps"].as_str(), Some(o.steps.to_string().as_str()));
+    assert!(manifest["metrics"]["accuracy"].as_float().is_some_and(|a| (0.0..=1.0).contains(&a)), "{manifest}");
+    // What train-source writes is what publish accepts.
+    attempt_pkg::package::Artifact::build(&out).unwrap();
     let t = candle_core::safetensors::load(out.join("prompt.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(t["prompt"].dims(), &[M, D]);
     assert_eq!(t["prompt"].to_vec2::<f32>().unwrap(), o.model.tasks[0].target.as_tensor().to_vec2::<f32>().unwrap());
@@ -251,7 +253,7 @@ fn train_source_prompt_writes_a_publishable_directory() {
     let o = attempt_pkg::train::train_source_prompt(request, &TrainOptions::default(), &info(), "synthetic:sentiment", &out, false).unwrap();
     assert_eq!(o.model.method(), Method::Pt);
     let text = std::fs::read_to_string(out.join("Prompt.toml")).unwrap();
-    assert!(text.contains("[base-model]") && text.contains("[training]") && text.contains("method = \"pt\""), "{text}");
+    assert!(text.contains("[base-model]") && text.contains("[provenance]") && text.contains("training-method = \"pt\""), "{text}");
     assert!(out.join("prompt.safetensors").is_file());
 }
 

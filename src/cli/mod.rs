@@ -29,6 +29,13 @@ mod tree;
 mod update;
 mod verify;
 mod yank;
+mod train;
+mod train_source;
+mod eval;
+mod predict;
+mod package;
+mod suggest;
+mod quickstart;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -125,6 +132,20 @@ pub enum Command {
     Token(token::Command),
     /// Store a token for a remote registry in $ATTEMPT_HOME/credentials.toml.
     Login(login::Args),
+    /// Train ATTEMPT (or pt/spot/uniform) on the project's locked prompts.
+    Train(train::Args),
+    /// Prompt-tune one source prompt into a publishable directory.
+    TrainSource(train_source::Args),
+    /// Evaluate a training run on dev data.
+    Eval(eval::Args),
+    /// Predict one input with a training run; shows the attention over sources.
+    Predict(predict::Args),
+    /// Turn a run's trained target prompt into a publishable package.
+    Package(package::Args),
+    /// Rank registry prompts for the project's target task; propose add/remove.
+    Suggest(suggest::Args),
+    /// The whole flow on synthetic tasks: model, registry, sources, project, ATTEMPT vs PT.
+    Quickstart(quickstart::Args),
 }
 
 /// What every command gets besides its own arguments.
@@ -167,5 +188,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(a) => serve::run(a, &ctx),
         Command::Token(c) => token::run(c, &ctx),
         Command::Login(a) => login::run(a, &ctx),
+        Command::Train(a) => train::run(a, &ctx),
+        Command::TrainSource(a) => train_source::run(a, &ctx),
+        Command::Eval(a) => eval::run(a, &ctx),
+        Command::Predict(a) => predict::run(a, &ctx),
+        Command::Package(a) => package::run(a, &ctx),
+        Command::Suggest(a) => suggest::run(a, &ctx),
+        Command::Quickstart(a) => quickstart::run(a, &ctx),
     }
 }

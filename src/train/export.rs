@@ -29,7 +29,7 @@ pub struct PackageInfo {
     pub base_model_fingerprint: String,
 }
 
-/// Training provenance written under `[training]`.
+/// Training facts, written as `[provenance]` strings and a `[metrics]` value.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct TrainingInfo {
@@ -47,7 +47,10 @@ struct Manifest<'a> {
     #[serde(rename = "base-model")]
     base_model: BaseModelTable<'a>,
     prompt: PromptTable<'a>,
-    training: &'a TrainingInfo,
+    /// The package format has free-form string `[provenance]` and finite
+    /// `[metrics]`; training facts go there.
+    provenance: std::collections::BTreeMap<&'static str, String>,
+    metrics: std::collections::BTreeMap<String, f64>,
 }
 
 #[derive(Serialize)]
@@ -84,7 +87,18 @@ pub fn manifest_toml(info: &PackageInfo, hidden_size: usize, training: &Training
         },
         base_model: BaseModelTable { name: &info.base_model_name, fingerprint: &info.base_model_fingerprint, hidden_size },
         prompt: PromptTable { file: PROMPT_FILE },
-        training,
+        provenance: [
+            ("training-method", training.method.clone()),
+            ("training-steps", training.steps.to_string()),
+            ("training-seed", training.seed.to_string()),
+            ("dataset", training.dataset.clone()),
+        ]
+        .into(),
+        metrics: if training.metric_value.is_finite() {
+            [(training.metric.clone(), training.metric_value)].into()
+        } else {
+            Default::default()
+        },
     };
     Ok(toml::to_string(&manifest)?)
 }

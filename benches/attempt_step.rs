@@ -1,0 +1,99 @@
+//! One ATTEMPT training step on MiniLM shapes (6 layers, d = 384), to compare
+//! with `scripts/bench_attempt_torch.py` (the same step in PyTorch):
+//! batch 16, 64 input tokens, 4 frozen source prompts of 100 rows, target
+//! prompt + G + head trainable, AdamW. Prints mean step time and peak RSS.
+//!
+//! `cargo bench --bench attempt_step` (model: $ATTEMPT_BENCH_MODEL, else
+//! $ATTEMPT_HOME/models/all-MiniLM-L6-v2; `attempt-pkg model fetch minilm`).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use attempt_pkg::compose::Method;
+use attempt_pkg::data::synthetic::{generate, synthetic_task};
+use attempt_pkg::data::TextEncoder;
+use attempt_pkg::model::load_model;
+use attempt_pkg::train::{train, SourcePrompt, TaskData, TrainConfig, TrainOptions, TrainRequest};
+use candle_core::{Device, Tensor};
+
+const BATCH: usize = 16;
+const TOKENS: usize = 64;
+const PROMPT: usize = 100;
+const SOURCES: usize = 4;
+
+/// Exactly `max_len` ids per input, derived from the text, so both
+/// implementations see the same shapes.
+struct FixedLength;
+impl TextEncoder for FixedLength {
+    fn encode(&self, text_a: &str, _b: Option<&str>, max_len: usize) -> Result<Vec<u32>> {
+        let mut h = text_a.bytes().fold(1469598103u64, |h, b| (h ^ b as u64).wrapping_mul(1099511628211));
+        Ok((0..max_len)
+            .map(|_| {
+                h = h.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                1000 + (h >> 33) as u32 % 20000
+            })
+            .collect())
+    }
+    fn pad_id(&self) -> u32 {
+        0
+    }
+    fn vocab_size(&self) -> usize {
+        30522
+    }
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn main() -> Result<()> {
+    let dir = std::env::var_os("ATTEMPT_BENCH_MODEL").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("ATTEMPT_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".attempt"));
+        home.join("models/all-MiniLM-L6-v2")
+    });
+    if !dir.join("config.json").is_file() {
+        eprintln!("attempt_step: no model at {} (set ATTEMPT_BENCH_MODEL); skipped", dir.display());
+        return Ok(());
+    }
+    let steps: usize = std::env::var("BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let device = Device::Cpu;
+    let model = load_model(&dir, &device)?;
+    let d = model.model.encoder().hidden_size();
+    let sources = (0..SOURCES)
+        .map(|i| Ok(SourcePrompt { name: format!("s{i}@1.0.0"), tensor: (Tensor::randn(0f32, 1.0, (PROMPT, d), &device)? * 0.5)? }))
+        .collect::<Result<Vec<_>>>()?;
+    let def = synthetic_task("sentiment").ok_or_else(|| anyhow::anyhow!("no synthetic task"))?;
+    let examples = generate("sentiment", BATCH * (steps + 2) + 16, 1)?;
+    let (train_ex, dev) = examples.split_at(BATCH * (steps + 2));
+    let config = TrainConfig {
+        method: Method::Attempt,
+        prompt_length: PROMPT,
+        epochs: 1,
+        max_steps: Some(steps + 1),
+        batch_size: BATCH,
+        max_length: TOKENS,
+        max_eval_examples: Some(16),
+        ..TrainConfig::default()
+    };
+    let request = TrainRequest {
+        encoder: model.model.encoder(),
+        tokenizer: &FixedLength,
+        sources,
+        tasks: vec![TaskData { task: def, train: train_ex.to_vec(), dev: dev.to_vec() }],
+        config,
+        device,
+    };
+    let outcome = train(request, &TrainOptions::default())?;
+    println!(
+        "{{\"impl\": \"candle\", \"steps\": {}, \"mean_step_ms\": {:.1}, \"peak_rss_mb\": {:.0}, \"trainable\": {}}}",
+        outcome.steps,
+        1000.0 * outcome.mean_step_seconds,
+        peak_rss_mb(),
+        outcome.trainable_parameters
+    );
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! `attempt-pkg package --from-run`: a trained target prompt becomes a publishable package.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+use super::Context;
+use crate::train::rundir::{EpochRecord, RunDir, METRICS};
+use crate::train::{export_from_run, PackageInfo, TrainingInfo};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Writes OUT/Prompt.toml + OUT/prompt.safetensors from the run's best checkpoint, \
+with the run's base-model fingerprint, method, steps, seed and dev metric. Publish it with \
+`attempt-pkg publish OUT`: trained targets become sources for later runs.\n\nExamples:\n  \
+attempt-pkg package --from-run runs/run-001 --task rte --name rte-attempt --version 0.1.0 --out ./rte-attempt")]
+pub struct Args {
+    /// Run directory written by `attempt-pkg train`.
+    #[arg(long, value_name = "DIR")]
+    pub from_run: PathBuf,
+    /// Which of the run's tasks.
+    #[arg(long)]
+    pub task: String,
+    #[arg(long)]
+    pub name: String,
+    #[arg(long, default_value = "0.1.0")]
+    pub version: String,
+    #[arg(long)]
+    pub description: Option<String>,
+    #[arg(long, default_value = "MIT")]
+    pub license: String,
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Replace an existing Prompt.toml in --out.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(args: Args, ctx: &Context) -> Result<()> {
+    let dir = RunDir { path: args.from_run.clone() };
+    let record = dir.read_run_record()?;
+    let Some(def) = record.task_defs.iter().find(|t| t.name == args.task) else {
+        bail!("run {} has no task `{}`; it trained: {}", args.from_run.display(), args.task, record.tasks.join(", "));
+    };
+    let metric = def.primary_metric().as_str().to_string();
+    let history: Vec<EpochRecord> = match std::fs::read_to_string(dir.file(METRICS)) {
+        Ok(text) => serde_json::from_str(&text).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let best = history.iter().find(|e| Some(e.epoch) == record.best_epoch).or(history.last());
+    let Some(metric_value) = best.and_then(|e| e.tasks.get(&args.task)).and_then(|m| m.get(&metric)).copied() else {
+        bail!("run {} has no dev {metric} for `{}` in {METRICS}; was it trained to the end of an epoch?", args.from_run.display(), args.task);
+    };
+    let info = PackageInfo {
+        name: args.name.clone(),
+        version: args.version.clone(),
+        task: args.task.clone(),
+        description: args.description.clone().unwrap_or_else(|| {
+            format!("{} target prompt ({} over {} source prompt(s))", args.task, record.config.method, record.source_names.len())
+        }),
+        license: args.license.clone(),
+        base_model_name: record.provenance.model_name.clone(),
+        base_model_fingerprint: record.provenance.model_fingerprint.clone(),
+    };
+    let training = TrainingInfo {
+        method: record.config.method.as_str().to_string(),
+        steps: record.steps,
+        seed: record.config.seed,
+        metric,
+        metric_value,
+        dataset: args.task.clone(),
+    };
+    export_from_run(&args.from_run, &args.task, &args.out, &info, &training, args.force)?;
+    if ctx.global.json {
+        println!("{}", serde_json::json!({"out": args.out, "name": args.name, "version": args.version}));
+    } else {
+        println!("Wrote {}@{} to {} (publish it with `attempt-pkg publish {}`)", args.name, args.version, args.out.display(), args.out.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! `attempt-pkg train`: ATTEMPT (or a baseline) on the project's locked prompts.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use candle_core::Device;
+
+use super::Context;
+use crate::compose::Method;
+use crate::train::{EvalResult, TrainOutcome};
+use crate::workflow::project::{next_run_dir, prepare, PreparedProject};
+use crate::workflow::TrainSection;
+
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TrainFlags {
+    /// Task to train (repeatable; replaces [train] tasks): built-in, synthetic or [tasks.NAME].
+    #[arg(long = "task", value_name = "NAME")]
+    pub tasks: Vec<String>,
+    /// Directory with the built-in tasks' files (GLUE layout, e.g. ../shared/data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// attempt | pt | spot | uniform.
+    #[arg(long)]
+    pub method: Option<Method>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Stop after this many optimiser steps.
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Learning rate of the prompts (default 0.3).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Learning rate of G and the heads.
+    #[arg(long)]
+    pub lr_other: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Prompt length when there are no sources (with sources it is theirs).
+    #[arg(long)]
+    pub prompt_length: Option<usize>,
+    /// Maximum input tokens per example.
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Train on k examples per class.
+    #[arg(long, value_name = "K")]
+    pub few_shot: Option<usize>,
+    /// Use at most N training examples per task.
+    #[arg(long, value_name = "N")]
+    pub max_train_examples: Option<usize>,
+    /// Evaluate on at most N dev examples per task.
+    #[arg(long, value_name = "N")]
+    pub max_eval_examples: Option<usize>,
+    /// Examples generated per synthetic task for training.
+    #[arg(long, value_name = "N")]
+    pub synthetic_train: Option<usize>,
+    /// Examples generated per synthetic task for dev.
+    #[arg(long, value_name = "N")]
+    pub synthetic_dev: Option<usize>,
+}
+
+impl TrainFlags {
+    pub fn section(&self) -> TrainSection {
+        TrainSection {
+            tasks: self.tasks.clone(),
+            data_dir: self.data_dir.clone(),
+            method: self.method,
+            epochs: self.epochs,
+            max_steps: self.max_steps,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            lr_other: self.lr_other,
+            seed: self.seed,
+            prompt_length: self.prompt_length,
+            max_length: self.max_length,
+            few_shot: self.few_shot,
+            max_train_examples: self.max_train_examples,
+            max_eval_examples: self.max_eval_examples,
+            synthetic_train: self.synthetic_train,
+            synthetic_dev: self.synthetic_dev,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Reads attempt.toml ([model], [sources], [train], [tasks.*]) and attempt.lock, verifies \
+every locked prompt's sha256, checks that the local model's fingerprint equals the lock's and every \
+prompt's, then trains the target prompt(s) and G with the source prompts frozen. Flags override [train].\n\n\
+Examples:\n  attempt-pkg train\n  attempt-pkg train --task rte --data-dir ../shared/data --method attempt --epochs 5\n  \
+attempt-pkg train --method pt --run-dir runs/pt-baseline\n  attempt-pkg train --frozen     # CI: lock must be current, no registry")]
+pub struct Args {
+    #[command(flatten)]
+    pub flags: TrainFlags,
+    /// Where the run goes (default runs/run-NNN in the project).
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// Continue an interrupted run in --run-dir.
+    #[arg(long, requires = "run_dir")]
+    pub resume: bool,
+    /// Model directory or imported model name (default: [model] path).
+    #[arg(long, value_name = "DIR|NAME")]
+    pub model: Option<String>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub(super) fn open_project(ctx: &Context, model: Option<&str>) -> Result<PreparedProject> {
+    let ws = ctx.workspace()?;
+    let registries = if ctx.global.offline() { Vec::new() } else { ctx.registries().unwrap_or_default() };
+    prepare(&ctx.home, ws, &registries, ctx.flags(), model, &Device::Cpu)
+}
+
+pub fn run(args: Args, ctx: &Context) -> Result<()> {
+    let project = open_project(ctx, args.model.as_deref())?;
+    let run_dir = args.run_dir.clone().unwrap_or_else(|| next_run_dir(&project.ws.dir));
+    let names: Vec<String> = project.sources.sources.iter().map(|s| s.name.clone()).collect();
+    eprintln!(
+        "Training with {} on model {} ({}), {} source prompt(s){}",
+        project.section.overridden_by(&args.flags.section()).config().method,
+        project.backbone.name,
+        project.backbone.fingerprint,
+        names.len(),
+        if names.is_empty() { String::new() } else { format!(": {}", names.join(", ")) }
+    );
+    let outcome = project.train(&args.flags.section(), &run_dir, !args.quiet && !ctx.global.json, args.resume)?;
+    report(ctx, &project, &outcome, &run_dir)
+}
+
+pub(super) fn report(ctx: &Context, project: &PreparedProject, outcome: &TrainOutcome, run_dir: &std::path::Path) -> Result<()> {
+    if ctx.global.json {
+        let tasks: Vec<_> = outcome.best_eval.iter().map(eval_json).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "run_dir": run_dir, "steps": outcome.steps, "best_epoch": outcome.best_epoch,
+                "trainable_parameters": outcome.trainable_parameters, "backbone_parameters": project.backbone.parameters,
+                "mean_step_seconds": outcome.mean_step_seconds, "interrupted": outcome.interrupted, "tasks": tasks,
+            }))?
+        );
+        return Ok(());
+    }
+    if outcome.interrupted {
+        println!("Interrupted after {} steps; continue with `attempt-pkg train --resume --run-dir {}`", outcome.steps, run_dir.display());
+    }
+    println!("Run {} ({} steps, {:.1} ms/step)", run_dir.display(), outcome.steps, 1000.0 * outcome.mean_step_seconds);
+    println!("{}", project.parameter_summary(outcome.trainable_parameters));
+    for e in &outcome.best_eval {
+        print_eval(e);
+    }
+    Ok(())
+}
+
+pub(super) fn eval_json(e: &EvalResult) -> serde_json::Value {
+    let attention: Option<Vec<_>> = e
+        .mean_attention
+        .as_ref()
+        .map(|w| e.mixture_names.iter().zip(w).map(|(n, w)| serde_json::json!({"prompt": n, "weight": w})).collect());
+    serde_json::json!({"task": e.task, "metrics": e.metrics, "attention": attention})
+}
+
+/// `task  accuracy 0.912  f1 0.900` and the mean attention over the mixture.
+pub(super) fn print_eval(e: &EvalResult) {
+    let metrics: Vec<String> = e.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+    println!("  {:<16} {}", e.task, metrics.join("  "));
+    if let Some(w) = &e.mean_attention {
+        println!("    attention over sources (mean on dev):");
+        for (n, w) in e.mixture_names.iter().zip(w) {
+            println!("      {n:<32} {w:.3} {}", bar(*w));
+        }
+    }
+}
+
+fn bar(w: f32) -> String {
+    "#".repeat((w.clamp(0.0, 1.0) * 30.0).round() as usize)
+}

@@ -1,0 +1,157 @@
+//! A project opened for training: lock verified, blobs checked, model loaded
+//! and matched against every prompt.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use candle_core::Device;
+
+use super::backbone::{self, Backbone};
+use super::settings::{load_tasks, read_sections, TaskSelection, TrainSection};
+use super::sources::{verified_sources, VerifiedSources};
+use crate::cache::Cache;
+use crate::data::TaskSpec;
+use crate::home::Home;
+use crate::project::ops::{self, Flags, Workspace};
+use crate::project::LOCK_FILE;
+use crate::registry::RegistrySource;
+use crate::train::{
+    interrupt, parameter_summary, train, RunProvenance, TaskData, TrainOptions, TrainOutcome, TrainRequest,
+};
+
+/// Key of the effective `[train]` values in a run's `provenance.extra`.
+pub const TRAIN_SECTION_KEY: &str = "train-section";
+
+pub struct PreparedProject {
+    pub ws: Workspace,
+    pub backbone: Backbone,
+    pub sources: VerifiedSources,
+    /// sha256 of `attempt.lock` as trained against.
+    pub lock_checksum: Option<String>,
+    pub section: TrainSection,
+    pub user_tasks: BTreeMap<String, TaskSpec>,
+    pub device: Device,
+}
+
+/// Bring the lock in step (honouring `flags`), fetch and verify every blob,
+/// load the model and refuse any fingerprint or shape mismatch.
+pub fn prepare(
+    home: &Home,
+    ws: Workspace,
+    registries: &[Box<dyn RegistrySource>],
+    flags: Flags,
+    model: Option<&str>,
+    device: &Device,
+) -> Result<PreparedProject> {
+    let (section, user_tasks) = read_sections(&ws.manifest.path)?;
+    let cache = Cache::from_home(home);
+    let (outcome, blobs) = if ws.manifest.sources.is_empty() && ws.lock.is_none() {
+        // Nothing to resolve: plain prompt tuning in a project without sources.
+        (None, Vec::new())
+    } else {
+        let (o, b) = ops::fetch_locked(&ws, registries, &cache, flags)?;
+        (Some(o), b)
+    };
+    let model_dir = backbone::locate(home, &ws.dir, model, ws.manifest.model.path.as_deref())?;
+    let backbone = Backbone::load(home, &model_dir, device)?;
+    if let Some(fp) = &ws.manifest.model.fingerprint {
+        if fp.prefixed() != backbone.fingerprint {
+            anyhow::bail!(
+                "attempt.toml names base model {} but {} has fingerprint {}; fix [model] path or [model] fingerprint",
+                fp.prefixed(),
+                model_dir.display(),
+                backbone.fingerprint
+            );
+        }
+    }
+    let sources = match &outcome {
+        Some(o) => verified_sources(&o.lock, &blobs, &backbone.fingerprint, backbone.hidden_size(), device)?,
+        None => VerifiedSources { sources: Vec::new(), records: Vec::new(), prompt_length: None },
+    };
+    let lock_path = ws.dir.join(LOCK_FILE);
+    let lock_checksum = if lock_path.is_file() {
+        let bytes = std::fs::read(&lock_path).with_context(|| format!("cannot read {}", lock_path.display()))?;
+        Some(crate::package::sha256(&bytes).prefixed())
+    } else {
+        None
+    };
+    Ok(PreparedProject { ws, backbone, sources, lock_checksum, section, user_tasks, device: device.clone() })
+}
+
+impl PreparedProject {
+    /// Task data for `section` (the project's `[train]` with overrides applied).
+    pub fn tasks(&self, section: &TrainSection) -> Result<Vec<TaskData>> {
+        let data_dir = section.data_dir.as_ref().map(|d| self.ws.dir.join(d));
+        load_tasks(&TaskSelection {
+            names: &section.tasks,
+            user: &self.user_tasks,
+            project_dir: &self.ws.dir,
+            data_dir: data_dir.as_deref(),
+            section,
+        })
+    }
+
+    pub fn provenance(&self) -> RunProvenance {
+        RunProvenance {
+            model_name: self.backbone.name.clone(),
+            model_fingerprint: self.backbone.fingerprint.clone(),
+            lock_checksum: self.lock_checksum.clone(),
+            backbone_parameters: self.backbone.parameters,
+            sources: self.sources.records.clone(),
+            ..RunProvenance::default()
+        }
+    }
+
+    /// Train the project's tasks into `run_dir`.
+    pub fn train(&self, overrides: &TrainSection, run_dir: &Path, progress: bool, resume: bool) -> Result<TrainOutcome> {
+        let section = self.section.overridden_by(overrides);
+        let mut config = section.config();
+        if let Some(m) = self.sources.prompt_length {
+            config.prompt_length = m;
+        }
+        let tasks = self.tasks(&section)?;
+        let request = TrainRequest {
+            encoder: self.backbone.encoder(),
+            tokenizer: &self.backbone.tokenizer,
+            sources: self.sources.sources.clone(),
+            tasks,
+            config,
+            device: self.device.clone(),
+        };
+        let mut provenance = self.provenance();
+        // What `eval` needs to rebuild the same dev data.
+        let mut recorded = section.clone();
+        recorded.data_dir = section.data_dir.as_ref().map(|d| self.ws.dir.join(d));
+        provenance.extra.insert(TRAIN_SECTION_KEY.to_string(), serde_json::to_string(&recorded)?);
+        let options = TrainOptions {
+            run_dir: Some(run_dir.to_path_buf()),
+            resume,
+            progress,
+            provenance,
+            interrupt: Some(interrupt::ctrl_c_flag()),
+        };
+        train(request, &options)
+    }
+
+    pub fn parameter_summary(&self, trainable: usize) -> String {
+        parameter_summary(trainable, self.backbone.parameters)
+    }
+}
+
+/// `DIR/runs/run-NNN`: the first number not taken.
+pub fn next_run_dir(project_dir: &Path) -> PathBuf {
+    let runs = project_dir.join("runs");
+    (1..)
+        .map(|i| runs.join(format!("run-{i:03}")))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| runs.join("run"))
+}
+
+/// The `[train]` values a run was trained with (from its run.json).
+pub fn recorded_section(record: &crate::train::rundir::RunRecord) -> Result<TrainSection> {
+    match record.provenance.extra.get(TRAIN_SECTION_KEY) {
+        Some(text) => serde_json::from_str(text).context("run.json: unreadable train-section"),
+        None => Ok(TrainSection { tasks: record.tasks.clone(), seed: Some(record.config.seed), ..TrainSection::default() }),
+    }
+}

@@ -1,0 +1,155 @@
+//! The training workflow through the real binary on the tiny committed BERT
+//! fixture: train-source → publish → init → add → train → eval/predict →
+//! package --from-run → publish again, and the refusals (another model,
+//! a tampered cached blob).
+
+mod common_registry;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common_registry::Env;
+
+fn fixture_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert/model")
+}
+
+const SMALL: &[&str] = &[
+    "--max-steps", "6", "--epochs", "2", "--batch-size", "8", "--prompt-length", "4", "--max-length", "12",
+    "--synthetic-train", "32", "--synthetic-dev", "16", "--quiet",
+];
+
+fn train_source(env: &Env, task: &str, out: &Path) -> String {
+    let model = fixture_model();
+    let mut args = vec!["train-source", "--model", model.to_str().unwrap(), "--task", task];
+    let name = format!("{task}-prompt");
+    args.extend(["--name", &name, "--out", out.to_str().unwrap()]);
+    args.extend_from_slice(SMALL);
+    env.ok(&args)
+}
+
+fn fingerprint_of(authoring: &Path) -> String {
+    let text = fs::read_to_string(authoring.join("Prompt.toml")).unwrap();
+    let line = text.lines().find(|l| l.starts_with("fingerprint")).expect("fingerprint line");
+    line.split('"').nth(1).unwrap().to_string()
+}
+
+/// Publish two sources and create a project that adds them; returns (project dir, fingerprint).
+fn project_with_sources(env: &Env, work: &Path) -> (PathBuf, String) {
+    for task in ["sentiment", "topic"] {
+        let out = work.join(task);
+        let printed = train_source(env, task, &out);
+        assert!(printed.contains("accuracy"), "{printed}");
+        assert!(printed.contains("trainable parameters"), "{printed}");
+        let published = env.ok(&["publish", out.to_str().unwrap()]);
+        assert!(published.contains(&format!("{task}-prompt@0.1.0")), "{published}");
+    }
+    let fp = fingerprint_of(&work.join("sentiment"));
+    assert!(fp.starts_with("sha256:") && fp.len() == 71, "{fp}");
+    let proj = work.join("project");
+    let p = proj.to_str().unwrap();
+    env.ok(&["--project", p, "init", "--name", "demo", "--model-fingerprint", &fp, "--model-path", fixture_model().to_str().unwrap()]);
+    env.ok(&["--project", p, "add", "sentiment-prompt", "topic-prompt"]);
+    let mut manifest = fs::read_to_string(proj.join("attempt.toml")).unwrap();
+    manifest.push_str(
+        "\n[train]\ntasks = [\"mood\"]\nmax-steps = 6\nepochs = 2\nbatch-size = 8\nmax-length = 12\nsynthetic-train = 32\nsynthetic-dev = 16\n",
+    );
+    fs::write(proj.join("attempt.toml"), manifest).unwrap();
+    (proj, fp)
+}
+
+#[test]
+fn train_source_publish_add_train_eval_predict_package() {
+    let env = Env::new();
+    let work = tempfile::tempdir().unwrap();
+    let (proj, fp) = project_with_sources(&env, work.path());
+    let p = proj.to_str().unwrap();
+
+    let run = proj.join("runs/a");
+    let out = env.ok(&["--project", p, "train", "--run-dir", run.to_str().unwrap(), "--quiet"]);
+    assert!(out.contains("trainable parameters"), "{out}");
+    assert!(out.contains("attention over sources"), "{out}");
+    assert!(out.contains("sentiment-prompt@0.1.0") && out.contains("topic-prompt@0.1.0"), "{out}");
+    for f in ["checkpoint.safetensors", "run.json", "metrics.json"] {
+        assert!(run.join(f).is_file(), "{f} missing from the run dir");
+    }
+    let record: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["provenance"]["model_fingerprint"].as_str(), Some(fp.as_str()), "{record}");
+    assert!(record["provenance"]["lock_checksum"].as_str().is_some_and(|c| c.starts_with("sha256:")), "{record}");
+
+    let eval = env.json(&["--project", p, "eval", "--run", run.to_str().unwrap()]);
+    let acc = eval[0]["metrics"]["accuracy"].as_f64().expect("accuracy");
+    assert!((0.0..=1.0).contains(&acc), "{eval}");
+    let weights: f64 = eval[0]["attention"].as_array().unwrap().iter().map(|w| w["weight"].as_f64().unwrap()).sum();
+    assert!((weights - 1.0).abs() < 1e-3, "attention sums to {weights}");
+
+    let pred = env.ok(&["--project", p, "predict", "--run", run.to_str().unwrap(), "--task", "mood", "--text", "a good song"]);
+    assert!(pred.contains("label: "), "{pred}");
+    assert!(pred.contains("attention:") && pred.contains("target:mood"), "{pred}");
+
+    let pkg = work.path().join("mood-attempt");
+    env.ok(&["package", "--from-run", run.to_str().unwrap(), "--task", "mood", "--name", "mood-attempt", "--out", pkg.to_str().unwrap()]);
+    assert_eq!(fingerprint_of(&pkg), fp);
+    let published = env.ok(&["publish", pkg.to_str().unwrap()]);
+    assert!(published.contains("mood-attempt@0.1.0"), "{published}");
+    // The trained target is now a source like any other.
+    env.ok(&["--project", p, "add", "mood-attempt"]);
+    let out = env.ok(&["--project", p, "--locked", "train", "--method", "pt", "--run-dir", proj.join("runs/b").to_str().unwrap(), "--quiet"]);
+    assert!(out.contains("trainable parameters"), "{out}");
+}
+
+#[test]
+fn train_refuses_another_model_and_a_tampered_blob() {
+    let env = Env::new();
+    let work = tempfile::tempdir().unwrap();
+    let (proj, fp) = project_with_sources(&env, work.path());
+    let p = proj.to_str().unwrap();
+
+    // Same architecture, one weight changed: a different model.
+    let other = work.path().join("other-model");
+    fs::create_dir_all(&other).unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        fs::copy(fixture_model().join(f), other.join(f)).unwrap();
+    }
+    let mut bytes = fs::read(other.join("model.safetensors")).unwrap();
+    let n = bytes.len();
+    bytes[n - 2] ^= 0x01;
+    fs::write(other.join("model.safetensors"), bytes).unwrap();
+    let err = env.fails(&["--project", p, "train", "--model", other.to_str().unwrap(), "--quiet"]);
+    assert!(err.contains("fingerprint") && err.contains(&fp), "{err}");
+
+    // Without the project's fingerprint line, the prompts' own fingerprints still refuse it.
+    let manifest = fs::read_to_string(proj.join("attempt.toml")).unwrap();
+    let stripped: String = manifest.lines().filter(|l| !l.starts_with("fingerprint")).map(|l| format!("{l}\n")).collect();
+    fs::write(proj.join("attempt.toml"), stripped).unwrap();
+    let err = env.fails(&["--project", p, "train", "--model", other.to_str().unwrap(), "--quiet"]);
+    assert!(err.contains("fingerprint"), "{err}");
+    assert!(!proj.join("runs").exists(), "a refused run must write nothing");
+    fs::write(proj.join("attempt.toml"), manifest).unwrap();
+
+    // Tamper with a cached artifact: training refuses (and drops it from the cache).
+    env.ok(&["--project", p, "fetch"]);
+    let blobs = env.home.path().join("cache/blobs/sha256");
+    let blob = walk(&blobs).into_iter().next().expect("a cached blob");
+    let mut bytes = fs::read(&blob).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0x55;
+    fs::write(&blob, bytes).unwrap();
+    let err = env.fails(&["--project", p, "--offline", "train", "--quiet"]);
+    assert!(err.contains("corrupt"), "{err}");
+    assert!(!proj.join("runs").exists());
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
