@@ -1,7 +1,7 @@
 use anyhow::Result;
 
 use super::Context;
-use crate::registry::{registry_dir, BlockingRegistry};
+use crate::registry::BlockingRegistry;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  attempt-pkg search sentiment\n  attempt-pkg search \"nli mnli\" --limit 5\n  \
@@ -17,31 +17,19 @@ pub struct Args {
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
-    if let crate::client::RegistryTarget::Remote(target) = crate::client::resolve_target(ctx.global.registry.as_deref(), &ctx.home)? {
-        let remote = crate::client::open_remote(&target, None, &ctx.home, ctx.global.offline())?;
-        let hits = remote.search(&args.query.join(" "), args.limit)?;
-        if ctx.global.json {
-            println!("{}", serde_json::to_string_pretty(&hits)?);
-            return Ok(());
+    let query = args.query.join(" ");
+    let hits = match crate::client::resolve_target(ctx.global.registry.as_deref(), &ctx.home)? {
+        crate::client::RegistryTarget::Remote(target) => {
+            crate::client::open_remote(&target, None, &ctx.home, ctx.global.offline())?.search(&query, args.limit)?
         }
-        if hits.is_empty() {
-            println!("no packages match `{}`", args.query.join(" "));
-        }
-        for hit in &hits {
-            let field = |k: &str| hit.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-            let yanked = if hit.get("yanked").and_then(|v| v.as_bool()).unwrap_or(false) { " (yanked)" } else { "" };
-            println!("{}@{}{yanked}  [{}]  {}", field("name"), field("latest"), field("task"), field("description"));
-        }
-        return Ok(());
-    }
-    let registry = BlockingRegistry::open_existing(&registry_dir(ctx.global.registry.as_deref(), &ctx.home)?)?;
-    let hits = registry.search(&args.query.join(" "), args.limit)?;
+        crate::client::RegistryTarget::Dir(dir) => BlockingRegistry::open_existing(&dir)?.search(&query, args.limit)?,
+    };
     if ctx.global.json {
         println!("{}", serde_json::to_string_pretty(&hits)?);
         return Ok(());
     }
     if hits.is_empty() {
-        println!("no packages match `{}`", args.query.join(" "));
+        println!("no packages match `{query}`");
     }
     for hit in &hits {
         let yanked = if hit.yanked { " (yanked)" } else { "" };

@@ -397,13 +397,17 @@ impl HttpRegistry {
     }
 
     /// `GET /api/v1/prompts?q=`: the raw `prompts` array.
-    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<serde_json::Value>> {
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<crate::registry::PackageSummary>> {
+        #[derive(serde::Deserialize)]
+        struct SearchResponse {
+            prompts: Vec<crate::registry::PackageSummary>,
+        }
         let mut url = self.api_url("prompts")?;
         url.query_pairs_mut().append_pair("q", query).append_pair("per_page", &limit.to_string());
         let resp = self.send(|| self.authed(self.client.get(url.clone())))?;
         let resp = self.check(resp, "searching")?;
-        let value: serde_json::Value = resp.json().context("reading the search response")?;
-        Ok(value.get("prompts").and_then(|p| p.as_array()).cloned().unwrap_or_default())
+        let body: SearchResponse = resp.json().context("reading the search response")?;
+        Ok(body.prompts)
     }
 }
 

@@ -104,7 +104,8 @@ impl PackageInfo {
 }
 
 /// One package in a listing or a search result (described by its latest version).
-#[derive(Debug, Clone, Serialize)]
+/// Also the wire form of the server's search API, so clients parse it back.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PackageSummary {
     pub name: String,
     pub latest: Version,
