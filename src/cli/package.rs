@@ -20,6 +20,15 @@ pub struct Args {
     /// Which of the run's tasks.
     #[arg(long)]
     pub task: String,
+    #[command(flatten)]
+    pub package: AuthoringArgs,
+}
+
+/// The new package's identity and where its authoring directory goes; shared
+/// by every command that writes one (`package`, `train-source`).
+#[derive(Debug, clap::Args)]
+pub struct AuthoringArgs {
+    /// Package name of the new prompt.
     #[arg(long)]
     pub name: String,
     #[arg(long, default_value = "0.1.0")]
@@ -28,11 +37,24 @@ pub struct Args {
     pub description: Option<String>,
     #[arg(long, default_value = "MIT")]
     pub license: String,
+    /// Authoring directory to write (Prompt.toml + prompt.safetensors).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Replace an existing Prompt.toml in --out.
     #[arg(long)]
     pub force: bool,
+}
+
+impl AuthoringArgs {
+    pub fn print_written(&self) {
+        println!(
+            "Wrote {}@{} to {} (publish it with `attempt-pkg publish {}`)",
+            self.name,
+            self.version,
+            self.out.display(),
+            self.out.display()
+        );
+    }
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
@@ -51,13 +73,13 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         bail!("run {} has no dev {metric} for `{}` in {METRICS}; was it trained to the end of an epoch?", args.from_run.display(), args.task);
     };
     let info = PackageInfo {
-        name: args.name.clone(),
-        version: args.version.clone(),
+        name: args.package.name.clone(),
+        version: args.package.version.clone(),
         task: args.task.clone(),
-        description: args.description.clone().unwrap_or_else(|| {
+        description: args.package.description.clone().unwrap_or_else(|| {
             format!("{} target prompt ({} over {} source prompt(s))", args.task, record.config.method, record.source_names.len())
         }),
-        license: args.license.clone(),
+        license: args.package.license.clone(),
         base_model_name: record.provenance.model_name.clone(),
         base_model_fingerprint: record.provenance.model_fingerprint.clone(),
     };
@@ -69,11 +91,11 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         metric_value,
         dataset: args.task.clone(),
     };
-    export_from_run(&args.from_run, &args.task, &args.out, &info, &training, args.force)?;
+    export_from_run(&args.from_run, &args.task, &args.package.out, &info, &training, args.package.force)?;
     if ctx.global.json {
-        println!("{}", serde_json::json!({"out": args.out, "name": args.name, "version": args.version}));
+        println!("{}", serde_json::json!({"out": args.package.out, "name": args.package.name, "version": args.package.version}));
     } else {
-        println!("Wrote {}@{} to {} (publish it with `attempt-pkg publish {}`)", args.name, args.version, args.out.display(), args.out.display());
+        args.package.print_written();
     }
     Ok(())
 }

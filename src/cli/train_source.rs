@@ -1,7 +1,6 @@
 //! `attempt-pkg train-source`: prompt-tune one source prompt into an authoring directory.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use anyhow::Result;
 use candle_core::Device;
@@ -25,21 +24,8 @@ pub struct Args {
     /// Model directory or imported model name.
     #[arg(long, value_name = "DIR|NAME")]
     pub model: String,
-    /// Package name of the new prompt.
-    #[arg(long)]
-    pub name: String,
-    #[arg(long, default_value = "0.1.0")]
-    pub version: String,
-    #[arg(long)]
-    pub description: Option<String>,
-    #[arg(long, default_value = "MIT")]
-    pub license: String,
-    /// Authoring directory to write.
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
-    /// Replace an existing Prompt.toml in --out.
-    #[arg(long)]
-    pub force: bool,
+    #[command(flatten)]
+    pub package: super::package::AuthoringArgs,
     #[arg(long)]
     pub quiet: bool,
 }
@@ -62,23 +48,23 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         section: &section,
         user_tasks: &user,
         project_dir: &base,
-        name: &args.name,
-        version: &args.version,
-        description: args.description.as_deref(),
-        license: &args.license,
-        out_dir: &args.out,
-        overwrite: args.force,
+        name: &args.package.name,
+        version: &args.package.version,
+        description: args.package.description.as_deref(),
+        license: &args.package.license,
+        out_dir: &args.package.out,
+        overwrite: args.package.force,
         progress: !args.quiet && !ctx.global.json,
     })?;
     if ctx.global.json {
         let evals: Vec<_> = outcome.best_eval.iter().map(super::train::eval_json).collect();
-        println!("{}", serde_json::json!({"out": args.out, "steps": outcome.steps, "tasks": evals, "fingerprint": backbone.fingerprint}));
+        println!("{}", serde_json::json!({"out": args.package.out, "steps": outcome.steps, "tasks": evals, "fingerprint": backbone.fingerprint}));
         return Ok(());
     }
     for e in &outcome.best_eval {
         super::train::print_eval(e);
     }
     println!("{}", crate::train::parameter_summary(outcome.trainable_parameters, backbone.parameters));
-    println!("Wrote {}@{} to {} (publish it with `attempt-pkg publish {}`)", args.name, args.version, args.out.display(), args.out.display());
+    args.package.print_written();
     Ok(())
 }
