@@ -15,6 +15,9 @@
 #   METHODS="pt spot attempt"  SEEDS="1 2 3"  SETTINGS="full k16 k32"
 #   PROMPT_LEN=100 MAX_LEN=128 BATCH=16 SOURCE_STEPS=2000 TARGET_STEPS=1000 EPOCHS=20
 #   MAX_EVAL=1000 (dev examples evaluated per task)  BIN=target/release/attempt-pkg
+#   SOURCE_SEED=1 (the seed the source prompts are trained with; "each" = per target seed)
+# Progress is appended to OUT/results.jsonl as runs finish;
+# `scripts/glue_table.py OUT/results.jsonl OUT/results.md` tabulates a partial run.
 set -euo pipefail
 
 DATA_DIR=$(realpath "${1:-../shared/data}")
@@ -48,8 +51,11 @@ RESULTS="$OUT/results.jsonl"
 : > "$RESULTS"
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
-for seed in $SEEDS; do
-  # Source prompts of this seed, published as version 0.<seed>.0.
+# Source prompts are trained once (seed SOURCE_SEED, as in the paper, which
+# trains each source prompt once and reuses it) and published as 0.<seed>.0;
+# SOURCE_SEED=each trains a fresh set for every target seed.
+train_sources() {
+  local seed=$1
   for src in $SOURCES; do
     dir="$OUT/sources/seed$seed/$src"
     mkdir -p "$(dirname "$dir")"
@@ -60,6 +66,13 @@ for seed in $SEEDS; do
       --max-eval-examples "$MAX_EVAL" --quiet >"$dir.log" 2>&1 || { cat "$dir.log" >&2; exit 1; }
     "$BIN" publish "$dir" >/dev/null
   done
+}
+SOURCE_SEED=${SOURCE_SEED:-1}
+[[ "$SOURCE_SEED" == each ]] || train_sources "$SOURCE_SEED"
+
+for seed in $SEEDS; do
+  src_seed=$SOURCE_SEED
+  [[ "$SOURCE_SEED" == each ]] && { src_seed=$seed; train_sources "$seed"; }
   for target in $TARGETS; do
     for setting in $SETTINGS; do
       few=()
@@ -70,7 +83,7 @@ for seed in $SEEDS; do
         "$BIN" --project "$proj" init --name "exp" --model-path "$MODEL" >/dev/null 2>&1
         if [[ "$method" != pt ]]; then
           adds=()
-          for src in $SOURCES; do adds+=("$src-prompt@=0.$seed.0"); done
+          for src in $SOURCES; do adds+=("$src-prompt@=0.$src_seed.0"); done
           "$BIN" --project "$proj" add "${adds[@]}" >/dev/null 2>&1
         fi
         log "$target $setting $method (seed $seed)"
@@ -95,25 +108,5 @@ PY
   done
 done
 
-python3 - "$RESULTS" "$OUT/results.md" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-primary = {"cola": "matthews", "stsb": "pearson", "cb": "accuracy", "mrpc": "accuracy"}
-groups = {}
-for r in rows:
-    key = (r["target"], r["setting"], r["method"])
-    m = primary.get(r["target"], "accuracy")
-    groups.setdefault(key, []).append((100 * r["metrics"].get(m, float("nan")), r))
-out = ["| task | setting | method | metric | mean ± std | seeds | trainable params (% backbone) | step time |",
-       "|---|---|---|---|---|---|---|---|"]
-for (t, s, m), vals in sorted(groups.items()):
-    xs = [v for v, _ in vals]
-    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    r = vals[0][1]
-    step = statistics.mean(v[1]["step_s"] for v in vals) * 1000
-    out.append(f"| {t} | {s} | {m} | {primary.get(t, 'accuracy')} | {statistics.mean(xs):.1f} ± {sd:.1f} | {len(xs)} | "
-               f"{r['trainable']:,} ({100 * r['trainable'] / max(r['backbone'], 1):.3f} %) | {step:.0f} ms |")
-open(sys.argv[2], "w").write("\n".join(out) + "\n")
-print("\n".join(out))
-PY
+python3 "$(dirname "$0")/glue_table.py" "$RESULTS" "$OUT/results.md"
 log "results: $OUT/results.md"
