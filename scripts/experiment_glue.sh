@@ -14,7 +14,7 @@
 #   SOURCES="mnli qnli qqp sst2"  TARGETS="rte mrpc cola stsb cb boolq"
 #   METHODS="pt spot attempt"  SEEDS="1 2 3"  SETTINGS="full k16 k32"
 #   PROMPT_LEN=100 MAX_LEN=128 BATCH=16 SOURCE_STEPS=2000 TARGET_STEPS=1000 EPOCHS=20
-#   MAX_EVAL=1000 (dev examples evaluated per task)  BIN=target/release/attempt-pkg
+#   MAX_EVAL=1000 (dev examples evaluated per task)  EVAL_EVERY=1 (epochs between dev evaluations)  BIN=target/release/attempt-pkg
 #   SOURCE_SEED=1 (the seed the source prompts are trained with; "each" = per target seed)
 # Progress is appended to OUT/results.jsonl as runs finish;
 # `scripts/glue_table.py OUT/results.jsonl OUT/results.md` tabulates a partial run.
@@ -41,6 +41,7 @@ SOURCE_STEPS=${SOURCE_STEPS:-2000}
 TARGET_STEPS=${TARGET_STEPS:-1000}
 EPOCHS=${EPOCHS:-20}
 MAX_EVAL=${MAX_EVAL:-1000}
+EVAL_EVERY=${EVAL_EVERY:-1}
 
 [[ -x "$BIN" ]] || { echo "no binary at $BIN: run \`cargo build --release\` or set BIN" >&2; exit 1; }
 [[ -d "$DATA_DIR" ]] || { echo "no data directory $DATA_DIR (pass it as the first argument)" >&2; exit 1; }
@@ -89,7 +90,7 @@ for seed in $SEEDS; do
         log "$target $setting $method (seed $seed)"
         if "$BIN" --project "$proj" --json train --task "$target" --data-dir "$DATA_DIR" --method "$method" \
           --seed "$seed" --prompt-length "$PROMPT_LEN" --max-length "$MAX_LEN" --batch-size "$BATCH" \
-          --max-steps "$TARGET_STEPS" --epochs "$EPOCHS" --max-eval-examples "$MAX_EVAL" "${few[@]}" \
+          --max-steps "$TARGET_STEPS" --epochs "$EPOCHS" --max-eval-examples "$MAX_EVAL" --eval-every "$EVAL_EVERY" "${few[@]}" \
           --run-dir "$proj/run" >"$proj/train.json" 2>"$proj/train.log"; then
           python3 - "$proj/train.json" "$target" "$setting" "$method" "$seed" >>"$RESULTS" <<'PY'
 import json, sys

@@ -52,6 +52,9 @@ pub struct TrainFlags {
     /// Evaluate on at most N dev examples per task.
     #[arg(long, value_name = "N")]
     pub max_eval_examples: Option<usize>,
+    /// Evaluate on dev (and keep the best checkpoint) every N epochs and after the last.
+    #[arg(long, value_name = "N")]
+    pub eval_every: Option<usize>,
     /// Examples generated per synthetic task for training.
     #[arg(long, value_name = "N")]
     pub synthetic_train: Option<usize>,
@@ -77,6 +80,7 @@ impl TrainFlags {
             few_shot: self.few_shot,
             max_train_examples: self.max_train_examples,
             max_eval_examples: self.max_eval_examples,
+            eval_every: self.eval_every,
             synthetic_train: self.synthetic_train,
             synthetic_dev: self.synthetic_dev,
         }

@@ -41,6 +41,9 @@ pub struct TrainConfig {
     pub train_heads: bool,
     /// Evaluate at most this many dev examples per task (None = all).
     pub max_eval_examples: Option<usize>,
+    /// Evaluate on dev (and select the best checkpoint) every this many
+    /// epochs and after the last; few-shot epochs are a step or two long.
+    pub eval_every: usize,
     pub eval_batch_size: usize,
 }
 
@@ -64,6 +67,7 @@ impl Default for TrainConfig {
             vocab_init_range: None,
             train_heads: true,
             max_eval_examples: None,
+            eval_every: 1,
             eval_batch_size: 64,
         }
     }

@@ -205,6 +205,12 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
             }
         }
 
+        let last = step >= total_steps || epoch + 1 == epochs;
+        if !last && (epoch + 1) % config.eval_every.max(1) != 0 {
+            state.epochs_done = epoch + 1;
+            state.step = step;
+            continue;
+        }
         // Evaluate, select, record.
         let mut record = EpochRecord {
             epoch: epoch + 1,

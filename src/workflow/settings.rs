@@ -50,6 +50,7 @@ pub struct TrainSection {
     pub few_shot: Option<usize>,
     pub max_train_examples: Option<usize>,
     pub max_eval_examples: Option<usize>,
+    pub eval_every: Option<usize>,
     pub synthetic_train: Option<usize>,
     pub synthetic_dev: Option<usize>,
 }
@@ -88,7 +89,7 @@ impl TrainSection {
             } };
         }
         pick!(data_dir, method, epochs, max_steps, batch_size, lr, lr_other, seed, prompt_length, max_length, few_shot,
-            max_train_examples, max_eval_examples, synthetic_train, synthetic_dev)
+            max_train_examples, max_eval_examples, eval_every, synthetic_train, synthetic_dev)
     }
 
     /// The training configuration: library defaults, then these values.
@@ -120,6 +121,9 @@ impl TrainSection {
             c.max_length = v;
         }
         c.max_eval_examples = self.max_eval_examples.or(c.max_eval_examples);
+        if let Some(v) = self.eval_every {
+            c.eval_every = v.max(1);
+        }
         c
     }
 
