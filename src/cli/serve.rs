@@ -10,11 +10,16 @@ use crate::server::{serve, ServerConfig};
 #[command(after_help = "Examples:\n  attempt-pkg serve --root /srv/prompts --addr 127.0.0.1:8080\n  \
 attempt-pkg serve --root /srv/prompts --addr 0.0.0.0:8080 --auth-required --public-url https://prompts.example.org\n\n\
 Clients use it as `--registry http://HOST:PORT/index/` (or a name in $ATTEMPT_HOME/config.toml). \
-Publishing needs a token: `attempt-pkg token create --name NAME --root DIR`. See docs/server.md.")]
+Publishing needs a token: `attempt-pkg token create --name NAME --root DIR`. \
+Several processes on one PostgreSQL database: `--database postgres://…` on each (and on `token`). See docs/server.md.")]
 pub struct Args {
     /// The registry directory to serve (created if missing).
     #[arg(long, value_name = "DIR")]
     pub root: PathBuf,
+    /// Keep the registry's state in this PostgreSQL database instead of SQLite in DIR, so several
+    /// server processes (sharing DIR on one volume) serve one registry: `postgres://USER@HOST/DB`.
+    #[arg(long, value_name = "URL", env = "ATTEMPT_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
     /// Address to listen on; port 0 picks a free port (printed on start).
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "IP:PORT")]
     pub addr: SocketAddr,
@@ -41,6 +46,7 @@ pub struct Args {
 pub fn run(args: Args, _ctx: &Context) -> Result<()> {
     let config = ServerConfig {
         root: args.root,
+        database_url: args.database,
         addr: args.addr,
         auth_required: args.auth_required,
         public_url: args.public_url,

@@ -19,11 +19,32 @@ attempt-pkg token create --name alice-yank --owner alice --scope yank --package 
     Revoke(RevokeArgs),
 }
 
+/// Where a served registry lives: its directory and, when several server
+/// processes share it, its PostgreSQL database.
 #[derive(Debug, clap::Args)]
 pub struct RootArg {
-    /// The served registry directory.
+    /// The served registry directory (index files and blobs).
     #[arg(long, value_name = "DIR")]
     pub root: PathBuf,
+    /// The registry's database, if not SQLite in DIR: `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`.
+    #[arg(long, value_name = "URL", env = "ATTEMPT_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
+}
+
+impl RootArg {
+    /// Opens the registry; with `existing`, refuses to create one.
+    pub async fn open(&self, existing: bool) -> Result<LocalRegistry> {
+        match &self.database {
+            None if existing => LocalRegistry::open_existing(&self.root).await,
+            None => LocalRegistry::open(&self.root).await,
+            Some(url) => {
+                if existing && !self.root.join("index").is_dir() {
+                    bail!("no registry directory at {} (no index/); start `attempt-pkg serve --root DIR --database URL` once to create it", self.root.display());
+                }
+                LocalRegistry::open_with_database(&self.root, Some(url)).await
+            }
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -57,7 +78,7 @@ pub fn run(command: Command, ctx: &Context) -> Result<()> {
     runtime.block_on(async {
         match command {
             Command::Create(args) => {
-                let registry = LocalRegistry::open(&args.root.root).await?;
+                let registry = args.root.open(false).await?;
                 let scopes = if args.scopes.is_empty() { vec![Scope::Publish, Scope::Yank] } else { args.scopes };
                 let new = NewToken {
                     owner: args.owner.unwrap_or_else(|| args.name.clone()),
@@ -75,7 +96,7 @@ pub fn run(command: Command, ctx: &Context) -> Result<()> {
                 Ok(())
             }
             Command::List(args) => {
-                let registry = LocalRegistry::open_existing(&args.root).await?;
+                let registry = args.open(true).await?;
                 let list = tokens::list(registry.pool()).await?;
                 if ctx.global.json {
                     println!("{}", serde_json::to_string_pretty(&list)?);
@@ -90,7 +111,7 @@ pub fn run(command: Command, ctx: &Context) -> Result<()> {
                 Ok(())
             }
             Command::Revoke(args) => {
-                let registry = LocalRegistry::open_existing(&args.root.root).await?;
+                let registry = args.root.open(true).await?;
                 if !tokens::revoke(registry.pool(), &args.name).await? {
                     bail!("no live token named `{}` in {}; see `attempt-pkg token list`", args.name, args.root.root.display());
                 }

@@ -4,6 +4,7 @@
 //! ```text
 //! <root>/
 //!   registry.db        SQLite (migrations/registry): packages, versions, history, FTS
+//!                      (or a PostgreSQL database instead: `open_with_database`)
 //!   index/config.json  index config (registry-index `IndexConfig`)
 //!   index/.generation  DB generation the index was written from
 //!   index/1/a, index/mn/li/mnli-prompt, …   one JSON line per version
@@ -14,6 +15,13 @@
 //!
 //! The core is async (sqlx) so an HTTP server can share it;
 //! [`super::BlockingRegistry`] wraps it for the CLI.
+//!
+//! The database is SQLite in the directory by default, or PostgreSQL, so that
+//! several server processes on several hosts share one registry (the
+//! directory then lives on a shared volume). Both run the same queries
+//! through sqlx's `Any` driver; the schemas (migrations/registry and
+//! migrations/registry-postgres) differ only in types, and search is the one
+//! dialect-specific query.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -28,8 +36,9 @@ use registry_index::{
 };
 use semver::Version;
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
 use super::{DirSource, RegistrySource};
 use crate::package::{sha256, sync_dir, Artifact};
@@ -47,7 +56,17 @@ const VERSION_COLUMNS: &str = "versions.version, versions.cksum, versions.size, 
 #[derive(Debug, Clone)]
 pub struct LocalRegistry {
     root: PathBuf,
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Which database holds the registry's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `<root>/registry.db`: the embedded default.
+    Sqlite,
+    /// A PostgreSQL server shared by several server processes.
+    Postgres,
 }
 
 /// The result of a successful publish.
@@ -130,31 +149,66 @@ impl LocalRegistry {
     /// Opens the registry at `root`, creating it if it does not exist, and
     /// repairs the index if a crash left it behind the database.
     pub async fn open(root: &Path) -> Result<LocalRegistry> {
+        LocalRegistry::open_with_database(root, None).await
+    }
+
+    /// Like [`LocalRegistry::open`], with the state in the database at
+    /// `database_url` (`postgres://…`; `None` = SQLite in `root`). The
+    /// directory still holds the blobs and the index files.
+    pub async fn open_with_database(root: &Path, database_url: Option<&str>) -> Result<LocalRegistry> {
         for dir in [root.to_path_buf(), root.join("index"), root.join("blobs"), root.join("tmp")] {
             fs::create_dir_all(&dir).with_context(|| format!("creating registry directory {}", dir.display()))?;
         }
         let lock = RegistryLock::acquire(root).await?;
-        let options = SqliteConnectOptions::new()
-            .filename(root.join(DB_FILE))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .with_context(|| format!("opening registry database {}", root.join(DB_FILE).display()))?;
-        sqlx::migrate!("./migrations/registry")
-            .run(&pool)
-            .await
-            .with_context(|| format!("migrating registry database {}", root.join(DB_FILE).display()))?;
-        let registry = LocalRegistry { root: root.to_path_buf(), pool };
+        install_drivers();
+        let (pool, backend, shown) = match database_url {
+            None => {
+                let path = root.join(DB_FILE);
+                // sqlx percent-decodes the path part of the URL.
+                let escaped = path.display().to_string().replace('%', "%25").replace('?', "%3F").replace('#', "%23");
+                let url = format!("sqlite://{escaped}?mode=rwc");
+                let pool = AnyPoolOptions::new()
+                    .max_connections(4)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await
+                    .with_context(|| format!("opening registry database {}", path.display()))?;
+                (pool, Backend::Sqlite, path.display().to_string())
+            }
+            Some(url) => {
+                let shown = redact_url(url);
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    bail!("unsupported registry database `{shown}`: pass a postgres://USER@HOST/DB URL, or leave --database out for SQLite in the registry directory");
+                }
+                let pool = AnyPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(url)
+                    .await
+                    .with_context(|| format!("connecting to the registry database {shown}; is PostgreSQL running and the database created?"))?;
+                (pool, Backend::Postgres, shown)
+            }
+        };
+        let migrator = match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/registry"),
+            Backend::Postgres => sqlx::migrate!("./migrations/registry-postgres"),
+        };
+        migrator.run(&pool).await.with_context(|| format!("migrating registry database {shown}"))?;
+        let registry = LocalRegistry { root: root.to_path_buf(), pool, backend };
+        drop(lock);
+        let _lock = registry.lock_writes().await?;
         registry.write_config()?;
         registry.clean_tmp();
         registry.repair_locked().await?;
-        drop(lock);
         Ok(registry)
     }
 
@@ -178,8 +232,12 @@ impl LocalRegistry {
         DirSource::new(self.root.clone())
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Where the blob with checksum `cksum` is stored.
@@ -198,15 +256,22 @@ impl LocalRegistry {
     /// satisfy. Blob first, then one DB transaction, then the index file: a
     /// crash at any point leaves the old state or the new one.
     pub async fn publish(&self, artifact: &Artifact) -> Result<Published> {
+        let mut lock = self.lock_writes().await?;
+        self.publish_locked(&mut lock, artifact).await
+    }
+
+    /// [`LocalRegistry::publish`] under a write lock the caller already holds
+    /// (the server checks ownership under the same lock, so two server
+    /// processes cannot both claim a new package).
+    pub async fn publish_locked(&self, _lock: &mut WriteLock, artifact: &Artifact) -> Result<Published> {
         let package = artifact.package();
         let manifest = &package.manifest;
         let id = manifest.id();
-        let _lock = RegistryLock::acquire(&self.root).await?;
         self.repair_locked().await?;
 
         let canon = canonical_name(&id.name);
         let existing: Option<(i64, String)> =
-            sqlx::query_as("SELECT id, name FROM packages WHERE canonical_name = ?").bind(&canon).fetch_optional(&self.pool).await?;
+            sqlx::query_as("SELECT id, name FROM packages WHERE canonical_name = $1").bind(&canon).fetch_optional(&self.pool).await?;
         if let Some((_, other)) = &existing {
             if other != &id.name {
                 bail!(
@@ -217,7 +282,7 @@ impl LocalRegistry {
             }
         }
         if let Some((package_id, _)) = &existing {
-            let taken: Option<(String,)> = sqlx::query_as("SELECT cksum FROM versions WHERE package_id = ? AND version = ?")
+            let taken: Option<(String,)> = sqlx::query_as("SELECT cksum FROM versions WHERE package_id = $1 AND version = $2")
                 .bind(package_id)
                 .bind(id.version.to_string())
                 .fetch_optional(&self.pool)
@@ -239,19 +304,23 @@ impl LocalRegistry {
         let mut tx = self.pool.begin().await?;
         let package_id = match existing {
             Some((pid, _)) => pid,
-            None => sqlx::query("INSERT INTO packages (name, canonical_name, created_at) VALUES (?, ?, ?)")
+            None => {
+                sqlx::query_as::<_, (i64,)>(
+                    "INSERT INTO packages (name, canonical_name, created_at) VALUES ($1, $2, $3) RETURNING id",
+                )
                 .bind(&id.name)
                 .bind(&canon)
                 .bind(now)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await
                 .with_context(|| format!("registering package `{}`", id.name))?
-                .last_insert_rowid(),
+                .0
+            }
         };
         sqlx::query(
             "INSERT INTO versions (package_id, version, cksum, size, task, description, license, base_model_name, \
              base_model, hidden_size, prompt_length, dtype, deps, manifest, yanked, published_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, $15)",
         )
         .bind(package_id)
         .bind(id.version.to_string())
@@ -278,7 +347,7 @@ impl LocalRegistry {
             }
             _ => anyhow::Error::new(e).context(format!("recording {id}")),
         })?;
-        sqlx::query("INSERT INTO publish_log (name, version, cksum, size, at) VALUES (?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO publish_log (name, version, cksum, size, at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&id.name)
             .bind(id.version.to_string())
             .bind(entry.cksum.hex())
@@ -300,11 +369,11 @@ impl LocalRegistry {
     /// Yanks (`yanked = true`) or unyanks a published version, recording the change.
     pub async fn set_yanked(&self, name: &str, version: &Version, yanked: bool) -> Result<YankOutcome> {
         validate_name(name)?;
-        let _lock = RegistryLock::acquire(&self.root).await?;
+        let _lock = self.lock_writes().await?;
         self.repair_locked().await?;
-        let row: Option<(i64, bool, i64)> = sqlx::query_as(
+        let row: Option<(i64, i64, i64)> = sqlx::query_as(
             "SELECT v.id, v.yanked, p.id FROM versions v JOIN packages p ON p.id = v.package_id \
-             WHERE p.name = ? AND v.version = ?",
+             WHERE p.name = $1 AND v.version = $2",
         )
         .bind(name)
         .bind(version.to_string())
@@ -313,14 +382,14 @@ impl LocalRegistry {
         let Some((version_id, current, package_id)) = row else {
             bail!("{name}@{version} is not published in {}; see `attempt-pkg info {name}`", self.root.display());
         };
-        if current == yanked {
+        if (current != 0) == yanked {
             return Ok(YankOutcome::AlreadyInState);
         }
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE versions SET yanked = ? WHERE id = ?").bind(yanked).bind(version_id).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO yank_history (version_id, yanked, at) VALUES (?, ?, ?)")
+        sqlx::query("UPDATE versions SET yanked = $1 WHERE id = $2").bind(i64::from(yanked)).bind(version_id).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO yank_history (version_id, yanked, at) VALUES ($1, $2, $3)")
             .bind(version_id)
-            .bind(yanked)
+            .bind(i64::from(yanked))
             .bind(unix_now())
             .execute(&mut *tx)
             .await?;
@@ -338,14 +407,14 @@ impl LocalRegistry {
     pub async fn info(&self, name: &str) -> Result<Option<PackageInfo>> {
         validate_name(name)?;
         let Some((package_id,)) =
-            sqlx::query_as::<_, (i64,)>("SELECT id FROM packages WHERE name = ?").bind(name).fetch_optional(&self.pool).await?
+            sqlx::query_as::<_, (i64,)>("SELECT id FROM packages WHERE name = $1").bind(name).fetch_optional(&self.pool).await?
         else {
             return Ok(None);
         };
         let versions = self.versions_of(package_id).await?;
         let rows = sqlx::query(
             "SELECT v.version, h.yanked, h.at FROM yank_history h JOIN versions v ON v.id = h.version_id \
-             WHERE v.package_id = ? ORDER BY h.id",
+             WHERE v.package_id = $1 ORDER BY h.id",
         )
         .bind(package_id)
         .fetch_all(&self.pool)
@@ -354,7 +423,7 @@ impl LocalRegistry {
         for row in rows {
             yank_history.push(YankEvent {
                 version: parse_db_version(row.get("version"))?,
-                yanked: row.get("yanked"),
+                yanked: row.get::<i64, _>("yanked") != 0,
                 at: row.get("at"),
             });
         }
@@ -363,7 +432,7 @@ impl LocalRegistry {
 
     /// A package whose canonical name equals `name`'s, if any (for "did you mean").
     pub async fn similar_name(&self, name: &str) -> Result<Option<String>> {
-        let row: Option<(String,)> = sqlx::query_as("SELECT name FROM packages WHERE canonical_name = ?")
+        let row: Option<(String,)> = sqlx::query_as("SELECT name FROM packages WHERE canonical_name = $1")
             .bind(canonical_name(name))
             .fetch_optional(&self.pool)
             .await?;
@@ -377,30 +446,43 @@ impl LocalRegistry {
     }
 
     /// Full-text search over names, tasks and descriptions (of each package's
-    /// latest version), best match first. Every word must match, as a prefix.
+    /// latest version), best match first (name hits above task hits above
+    /// description hits). Every word must match, as a prefix.
     pub async fn search(&self, query: &str, limit: usize) -> Result<Vec<PackageSummary>> {
         let words: Vec<String> = query
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
-            .map(|w| format!("\"{}\"*", w.to_lowercase()))
+            .map(str::to_lowercase)
             .collect();
         if words.is_empty() {
             bail!("the search query `{query}` has no words to search for");
         }
-        let rows = sqlx::query(
-            "SELECT package_search.rowid AS id FROM package_search WHERE package_search MATCH ? \
-             ORDER BY bm25(package_search, 10.0, 4.0, 1.0), package_search.rowid LIMIT ?",
-        )
-        .bind(words.join(" "))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .context("searching the registry")?;
+        // Words are alphanumeric only, so the query syntaxes below cannot be injected.
+        let (sql, terms) = match self.backend {
+            Backend::Sqlite => (
+                "SELECT package_search.rowid AS id FROM package_search WHERE package_search MATCH $1 \
+                 ORDER BY bm25(package_search, 10.0, 4.0, 1.0), package_search.rowid LIMIT $2",
+                words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" "),
+            ),
+            Backend::Postgres => (
+                "SELECT s.rowid AS id FROM package_search s, to_tsquery('simple', $1) q, \
+                 LATERAL (SELECT setweight(to_tsvector('simple', s.name), 'A') || setweight(to_tsvector('simple', s.task), 'B') \
+                 || setweight(to_tsvector('simple', s.description), 'C') AS doc) d \
+                 WHERE d.doc @@ q ORDER BY ts_rank('{0.1, 0.2, 0.4, 1.0}', d.doc, q) DESC, s.rowid LIMIT $2",
+                words.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & "),
+            ),
+        };
+        let rows = sqlx::query(sql)
+            .bind(terms)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .context("searching the registry")?;
         let mut hits = Vec::with_capacity(rows.len());
         for row in rows {
             let package_id: i64 = row.get("id");
             let (name,): (String,) =
-                sqlx::query_as("SELECT name FROM packages WHERE id = ?").bind(package_id).fetch_one(&self.pool).await?;
+                sqlx::query_as("SELECT name FROM packages WHERE id = $1").bind(package_id).fetch_one(&self.pool).await?;
             let versions = self.versions_of(package_id).await?;
             if let Some(summary) = summarize(name, &versions) {
                 hits.push(summary);
@@ -413,7 +495,7 @@ impl LocalRegistry {
     /// package file that differs, removes files of unknown packages, and
     /// records the generation. Takes the registry lock.
     pub async fn rebuild_index(&self) -> Result<()> {
-        let _lock = RegistryLock::acquire(&self.root).await?;
+        let _lock = self.lock_writes().await?;
         self.rebuild_index_locked().await
     }
 
@@ -446,6 +528,31 @@ impl LocalRegistry {
     }
 
     // ---- internals ------------------------------------------------------
+
+    /// The lock every writer holds: the directory's file lock (processes
+    /// sharing the directory) and, on PostgreSQL, an advisory lock (processes
+    /// sharing the database from other hosts, where a network file system's
+    /// locks may not hold). Not reentrant: do not call writers that take it.
+    pub async fn lock_writes(&self) -> Result<WriteLock> {
+        let file = RegistryLock::acquire(&self.root).await?;
+        let db = match self.backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let mut conn = self.pool.acquire().await.context("taking a registry database connection")?;
+                // A session lock lives as long as the connection; closing the
+                // connection (not returning it to the pool) releases it, also
+                // when the writer fails half-way.
+                conn.close_on_drop();
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(PG_WRITE_LOCK_KEY)
+                    .execute(&mut *conn)
+                    .await
+                    .context("taking the registry's write lock in PostgreSQL")?;
+                Some(conn)
+            }
+        };
+        Ok(WriteLock { _db: db, _file: file })
+    }
 
     async fn check_dependencies(&self, manifest: &crate::package::Manifest) -> Result<()> {
         for (dep, req) in &manifest.dependencies {
@@ -482,7 +589,7 @@ impl LocalRegistry {
     }
 
     async fn versions_of(&self, package_id: i64) -> Result<Vec<VersionInfo>> {
-        let rows = sqlx::query(&format!("SELECT {VERSION_COLUMNS} FROM versions WHERE package_id = ?")).bind(package_id).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&format!("SELECT {VERSION_COLUMNS} FROM versions WHERE package_id = $1")).bind(package_id).fetch_all(&self.pool).await?;
         let mut versions = rows.iter().map(version_from_row).collect::<Result<Vec<_>>>()?;
         versions.sort_by(|a, b| a.version.cmp(&b.version));
         Ok(versions)
@@ -554,7 +661,7 @@ impl LocalRegistry {
     }
 
     async fn write_package_index(&self, name: &str) -> Result<()> {
-        let (package_id,): (i64,) = sqlx::query_as("SELECT id FROM packages WHERE name = ?").bind(name).fetch_one(&self.pool).await?;
+        let (package_id,): (i64,) = sqlx::query_as("SELECT id FROM packages WHERE name = $1").bind(name).fetch_one(&self.pool).await?;
         let entries: Vec<IndexEntry> = self.versions_of(package_id).await?.iter().map(|v| entry_of(name, v)).collect();
         self.write_index_entries(name, &entries)
     }
@@ -650,14 +757,14 @@ fn entry_of(name: &str, v: &VersionInfo) -> IndexEntry {
     }
 }
 
-fn version_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<VersionInfo> {
+fn version_from_row(row: &AnyRow) -> Result<VersionInfo> {
     let corrupt = |what: &str| format!("registry database has an invalid {what}");
     let deps: String = row.get("deps");
     Ok(VersionInfo {
         version: parse_db_version(row.get("version"))?,
         cksum: Checksum::parse(row.get("cksum")).with_context(|| corrupt("checksum"))?,
         size: u64::try_from(row.get::<i64, _>("size")).with_context(|| corrupt("size"))?,
-        yanked: row.get("yanked"),
+        yanked: row.get::<i64, _>("yanked") != 0,
         task: row.get("task"),
         description: row.get("description"),
         license: row.get("license"),
@@ -676,15 +783,15 @@ fn parse_db_version(text: &str) -> Result<Version> {
 }
 
 /// Points the search row of a package at its latest version's text.
-async fn refresh_search_row(tx: &mut Transaction<'_, Sqlite>, package_id: i64, name: &str) -> Result<()> {
-    let rows = sqlx::query("SELECT version, yanked, task, description FROM versions WHERE package_id = ?")
+async fn refresh_search_row(tx: &mut Transaction<'_, Any>, package_id: i64, name: &str) -> Result<()> {
+    let rows = sqlx::query("SELECT version, yanked, task, description FROM versions WHERE package_id = $1")
         .bind(package_id)
         .fetch_all(&mut **tx)
         .await?;
     let mut best: Option<(Version, bool, String, String)> = None;
     for row in rows {
         let v = parse_db_version(row.get("version"))?;
-        let yanked: bool = row.get("yanked");
+        let yanked = row.get::<i64, _>("yanked") != 0;
         let better = match &best {
             None => true,
             Some((bv, by, _, _)) => (!yanked, &v) > (!*by, bv),
@@ -693,9 +800,9 @@ async fn refresh_search_row(tx: &mut Transaction<'_, Sqlite>, package_id: i64, n
             best = Some((v, yanked, row.get("task"), row.get("description")));
         }
     }
-    sqlx::query("DELETE FROM package_search WHERE rowid = ?").bind(package_id).execute(&mut **tx).await?;
+    sqlx::query("DELETE FROM package_search WHERE rowid = $1").bind(package_id).execute(&mut **tx).await?;
     if let Some((_, _, task, description)) = best {
-        sqlx::query("INSERT INTO package_search (rowid, name, task, description) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO package_search (rowid, name, task, description) VALUES ($1, $2, $3, $4)")
             .bind(package_id)
             .bind(name)
             .bind(task)
@@ -706,7 +813,7 @@ async fn refresh_search_row(tx: &mut Transaction<'_, Sqlite>, package_id: i64, n
     Ok(())
 }
 
-async fn bump_generation(tx: &mut Transaction<'_, Sqlite>) -> Result<i64> {
+async fn bump_generation(tx: &mut Transaction<'_, Any>) -> Result<i64> {
     let (generation,): (i64,) =
         sqlx::query_as("UPDATE registry_state SET generation = generation + 1 WHERE id = 1 RETURNING generation")
             .fetch_one(&mut **tx)
@@ -744,6 +851,32 @@ fn crash_point(point: &str) {
     if std::env::var("ATTEMPT_TEST_CRASH_AT").is_ok_and(|p| p == point) {
         eprintln!("ATTEMPT_TEST_CRASH_AT={point}: aborting");
         std::process::abort();
+    }
+}
+
+/// The key of the PostgreSQL advisory lock writers take ("ATTEMPT\0" as bytes).
+const PG_WRITE_LOCK_KEY: i64 = 0x4154_5445_4d50_5400;
+
+/// Both write locks; released (database first) when dropped.
+pub struct WriteLock {
+    _db: Option<PoolConnection<Any>>,
+    _file: RegistryLock,
+}
+
+/// Registers sqlx's SQLite and PostgreSQL drivers for `AnyPool` (once per process).
+fn install_drivers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(sqlx::any::install_default_drivers);
+}
+
+/// A database URL with its password replaced, for messages.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
     }
 }
 

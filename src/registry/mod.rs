@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 
 pub use blocking::BlockingRegistry;
-pub use local::{LocalRegistry, PackageInfo, PackageSummary, Published, VersionInfo, YankEvent, YankOutcome};
+pub use local::{Backend, LocalRegistry, WriteLock, PackageInfo, PackageSummary, Published, VersionInfo, YankEvent, YankOutcome};
 pub use source::{DirSource, RegistrySource};
 
 use crate::home::Home;

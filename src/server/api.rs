@@ -49,8 +49,10 @@ pub(crate) async fn publish(State(state): State<SharedState>, headers: HeaderMap
         return Err(ApiError::forbidden(format!("token `{}` may not publish `{}` (it is limited to other packages)", token.name, id.name)));
     }
 
-    let _guard = state.publish_lock.lock().await;
+    // Ownership and duplicate checks see a stable registry: the write lock
+    // is shared by every server process on this registry.
     let registry = &state.registry;
+    let mut lock = registry.lock_writes().await.map_err(ApiError::internal)?;
     if let Some(existing) = registry.similar_name(&id.name).await? {
         if existing != id.name {
             return Err(ApiError::conflict(format!(
@@ -76,7 +78,7 @@ pub(crate) async fn publish(State(state): State<SharedState>, headers: HeaderMap
     if claimed {
         owners::add(registry.pool(), &id.name, std::slice::from_ref(&token.owner)).await?;
     }
-    let published = match registry.publish(&artifact).await {
+    let published = match registry.publish_locked(&mut lock, &artifact).await {
         Ok(p) => p,
         Err(e) => {
             if claimed {
@@ -194,7 +196,8 @@ pub(crate) async fn owners_remove(
     Json(body): Json<OwnerList>,
 ) -> ApiResult<Json<Value>> {
     let users = check_owner_change(&state, &headers, &name, &body).await?;
-    let _guard = state.publish_lock.lock().await;
+    // Under the write lock, so two removals on two servers cannot leave no owner.
+    let _lock = state.registry.lock_writes().await.map_err(ApiError::internal)?;
     let current = owners::list(state.registry.pool(), &name).await?;
     if current.iter().all(|o| users.contains(o)) {
         return Err(ApiError::bad_request(format!("`{name}` must keep at least one owner")));

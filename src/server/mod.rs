@@ -54,6 +54,8 @@ const MAX_HEADERS: usize = 64;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub root: PathBuf,
+    /// PostgreSQL URL of the registry database; `None` = SQLite in `root`.
+    pub database_url: Option<String>,
     pub addr: SocketAddr,
     /// Reads (index, blobs, search, info) need a token too.
     pub auth_required: bool,
@@ -73,9 +75,6 @@ pub(crate) struct AppState {
     registry: LocalRegistry,
     config: ServerConfig,
     limiter: RateLimiter,
-    /// Serialises publishes so duplicate and ownership checks see a stable
-    /// registry (the registry's own file lock also guards other processes).
-    publish_lock: tokio::sync::Mutex<()>,
     index_cache: index::IndexCache,
     /// Test hook (`ATTEMPT_TEST_CUT_BLOB_AFTER=N`): whole-blob responses stop
     /// after N bytes, as if the connection dropped, to test resumption.
@@ -175,7 +174,7 @@ pub fn serve(config: ServerConfig) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let registry = shared.block_on(LocalRegistry::open(&config.root))?;
+    let registry = shared.block_on(LocalRegistry::open_with_database(&config.root, config.database_url.as_deref()))?;
     let listener = std::net::TcpListener::bind(config.addr)
         .with_context(|| format!("cannot listen on {}; is another server using the port?", config.addr))?;
     let local = listener.local_addr()?;
@@ -184,7 +183,6 @@ pub fn serve(config: ServerConfig) -> Result<()> {
     let state = Arc::new(AppState {
         registry,
         limiter: RateLimiter::new(config.rate_per_minute, config.rate_burst),
-        publish_lock: tokio::sync::Mutex::new(()),
         index_cache: index::IndexCache::default(),
         cut_blob_after,
         config,

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use rand::RngCore;
 use registry_index::validate_name;
 use serde::Serialize;
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 
 /// Every token starts with this, so leaked tokens are easy to recognise (and grep for).
 pub const TOKEN_PREFIX: &str = "apk_";
@@ -89,7 +89,7 @@ pub fn hash_token(token: &str) -> String {
 }
 
 /// Creates a token and returns its secret (shown once; only the hash is kept).
-pub async fn create(pool: &SqlitePool, new: &NewToken) -> Result<String> {
+pub async fn create(pool: &AnyPool, new: &NewToken) -> Result<String> {
     if new.name.trim().is_empty() || new.name.len() > 128 {
         bail!("a token name must be 1 to 128 characters");
     }
@@ -112,7 +112,7 @@ pub async fn create(pool: &SqlitePool, new: &NewToken) -> Result<String> {
         Some(list) => Some(serde_json::to_string(list)?),
         None => None,
     };
-    sqlx::query("INSERT INTO api_tokens (name, owner, token_hash, scopes, packages, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO api_tokens (name, owner, token_hash, scopes, packages, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(&new.name)
         .bind(&new.owner)
         .bind(hash_token(&token))
@@ -133,14 +133,14 @@ pub async fn create(pool: &SqlitePool, new: &NewToken) -> Result<String> {
 }
 
 /// Every token, revoked ones included, oldest first.
-pub async fn list(pool: &SqlitePool) -> Result<Vec<TokenInfo>> {
+pub async fn list(pool: &AnyPool) -> Result<Vec<TokenInfo>> {
     let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY id").fetch_all(pool).await?;
     rows.iter().map(token_from_row).collect()
 }
 
 /// Revokes the live token named `name`; false if there is none.
-pub async fn revoke(pool: &SqlitePool, name: &str) -> Result<bool> {
-    let done = sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
+pub async fn revoke(pool: &AnyPool, name: &str) -> Result<bool> {
+    let done = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
         .bind(unix_now())
         .bind(name)
         .execute(pool)
@@ -149,11 +149,11 @@ pub async fn revoke(pool: &SqlitePool, name: &str) -> Result<bool> {
 }
 
 /// The live token whose secret is `token`, if any.
-pub async fn authenticate(pool: &SqlitePool, token: &str) -> Result<Option<TokenInfo>> {
+pub async fn authenticate(pool: &AnyPool, token: &str) -> Result<Option<TokenInfo>> {
     if !token.starts_with(TOKEN_PREFIX) || token.len() > 256 {
         return Ok(None);
     }
-    let row = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL")
+    let row = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
         .bind(hash_token(token))
         .fetch_optional(pool)
         .await?;
@@ -161,8 +161,8 @@ pub async fn authenticate(pool: &SqlitePool, token: &str) -> Result<Option<Token
 }
 
 /// Records that a token was used (best effort: a failure here must not fail the request).
-pub async fn touch(pool: &SqlitePool, id: i64) {
-    let _ = sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?").bind(unix_now()).bind(id).execute(pool).await;
+pub async fn touch(pool: &AnyPool, id: i64) {
+    let _ = sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2").bind(unix_now()).bind(id).execute(pool).await;
 }
 
 /// Owner names are user names: short, printable, no spaces.
@@ -176,7 +176,7 @@ pub fn check_owner_name(owner: &str) -> Result<()> {
     Ok(())
 }
 
-fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TokenInfo> {
+fn token_from_row(row: &sqlx::any::AnyRow) -> Result<TokenInfo> {
     let scopes: String = row.get("scopes");
     let scopes = scopes.split(',').filter(|s| !s.is_empty()).map(Scope::from_str).collect::<Result<Vec<_>>>()?;
     let packages: Option<String> = row.get("packages");

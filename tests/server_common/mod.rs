@@ -12,8 +12,12 @@ use tempfile::TempDir;
 
 pub struct Server {
     pub root: TempDir,
+    /// The served directory: `root`'s path, or a directory another server owns.
+    dir: PathBuf,
     pub url: String,
     child: Child,
+    /// Environment of the server, also given to `token` commands (e.g. ATTEMPT_DATABASE_URL).
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -27,8 +31,18 @@ impl Server {
     }
 
     pub fn start_at(root: TempDir, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let dir = root.path().to_path_buf();
+        Server::spawn(root, dir, extra, env)
+    }
+
+    /// A second server process on the directory another server serves.
+    pub fn start_sharing(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::spawn(tempfile::tempdir().expect("temp dir"), dir.to_path_buf(), extra, env)
+    }
+
+    fn spawn(root: TempDir, dir: PathBuf, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_attempt-pkg"));
-        cmd.args(["serve", "--root", root.path().to_str().expect("utf-8 path"), "--addr", "127.0.0.1:0"])
+        cmd.args(["serve", "--root", dir.to_str().expect("utf-8 path"), "--addr", "127.0.0.1:0"])
             .args(extra)
             .env("ATTEMPT_HOME", root.path().join("server-home"))
             .env("ATTEMPT_LOG", "error")
@@ -43,11 +57,12 @@ impl Server {
         BufReader::new(stdout).read_line(&mut line).expect("read the serve banner");
         let addr = line.trim().rsplit("http://").next().expect("banner has the address").to_string();
         assert!(line.starts_with("Serving "), "unexpected banner: {line}");
-        Server { root, url: format!("http://{addr}"), child }
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Server { root, dir, url: format!("http://{addr}"), child, env }
     }
 
     pub fn root(&self) -> &Path {
-        self.root.path()
+        &self.dir
     }
 
     pub fn addr(&self) -> &str {
@@ -64,6 +79,7 @@ impl Server {
             .args(["token", "create", "--name", name, "--root", self.root().to_str().expect("utf-8")])
             .args(extra)
             .env("ATTEMPT_HOME", self.root().join("server-home"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run token create");
         assert!(out.status.success(), "token create failed: {}", String::from_utf8_lossy(&out.stderr));
