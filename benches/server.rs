@@ -47,6 +47,7 @@ fn main() -> Result<()> {
     let root = tmp.path().join("registry");
     let names = fill(&root, opts.packages)?;
     let big = publish_big(&root)?;
+    let cold_names = publish_cold_set(&root)?;
     let index_paths: Vec<String> =
         names.iter().map(|n| format!("/index/{}", registry_index::index_path(n).unwrap_or_default())).collect();
     let blob_path = format!("/blobs/sha256/{}/{}", &big[..2], big);
@@ -61,6 +62,7 @@ fn main() -> Result<()> {
     println!("attempt-pkg serve: {:.1} µs of server CPU per index request", ours_cpu * 1e6);
     let ours_blob = runtime.block_on(blob_throughput(&server.addr, &blob_path, 4, opts.seconds))?;
     println!("attempt-pkg serve: blob download {ours_blob:.0} MB/s (4 connections)");
+    cold_add(&server.addr, &cold_names, tmp.path())?;
     drop(server);
 
     match Nginx::start(&root, tmp.path())? {
@@ -98,6 +100,66 @@ fn fill(root: &Path, packages: usize) -> Result<Vec<String>> {
         names.push(name);
     }
     Ok(names)
+}
+
+/// Twenty prompts of T5-base size (100 × 768 f32, 300 KiB each), as a user
+/// would add for an ATTEMPT run with many sources.
+fn publish_cold_set(root: &Path) -> Result<Vec<String>> {
+    let registry = BlockingRegistry::open(root)?;
+    (0..COLD_PROMPTS)
+        .map(|i| {
+            let name = format!("source-{i:02}");
+            registry.publish(&artifact(&name, "1.0.0", 100, 768, i as f32)?)?;
+            Ok(name)
+        })
+        .collect()
+}
+
+const COLD_PROMPTS: usize = 20;
+
+/// `attempt-pkg add` of the twenty prompts, then `fetch`, from an empty
+/// `$ATTEMPT_HOME` (no index cache, no blobs) against the running server.
+/// Five runs; prints each phase's median.
+fn cold_add(addr: &str, names: &[String], tmp: &Path) -> Result<()> {
+    let bin = env!("CARGO_BIN_EXE_attempt-pkg");
+    let registry = format!("http://{addr}/index/");
+    let (mut adds, mut fetches) = (Vec::new(), Vec::new());
+    for run in 0..5 {
+        let home = tmp.join(format!("cold-home-{run}"));
+        let project = tmp.join(format!("cold-project-{run}"));
+        let attempt = |args: &[&str]| -> Result<Duration> {
+            let started = Instant::now();
+            let out = Command::new(bin)
+                .arg("--project")
+                .arg(&project)
+                .args(args)
+                .env("ATTEMPT_HOME", &home)
+                .env("ATTEMPT_REGISTRY", &registry)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()?;
+            if !out.status.success() {
+                bail!("attempt-pkg {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(started.elapsed())
+        };
+        attempt(&["init", "--name", "cold", "--model-fingerprint", FINGERPRINT])?;
+        let mut add: Vec<&str> = vec!["add"];
+        add.extend(names.iter().map(String::as_str));
+        adds.push(attempt(&add)?);
+        fetches.push(attempt(&["fetch"])?);
+    }
+    adds.sort();
+    fetches.sort();
+    let (add, fetch) = (adds[adds.len() / 2], fetches[fetches.len() / 2]);
+    println!(
+        "cold cache, {} prompts of 300 KiB over HTTP: `add` (index fetch + resolve + lock) {:.0} ms, `fetch` (blobs, verified) {:.0} ms, total {:.0} ms (median of 5)",
+        names.len(),
+        add.as_secs_f64() * 1e3,
+        fetch.as_secs_f64() * 1e3,
+        (add + fetch).as_secs_f64() * 1e3
+    );
+    Ok(())
 }
 
 fn publish_big(root: &Path) -> Result<String> {

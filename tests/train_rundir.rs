@@ -210,7 +210,7 @@ fn a_finished_run_reloads_for_eval_and_predict() {
     let enc = encoder();
     let tok = WordTokenizer::new(synthetic_vocabulary());
     let o = go(&enc, cfg(Method::Attempt, 2), sources(), &TrainOptions { run_dir: Some(run.clone()), ..Default::default() }).unwrap();
-    let (model, record) = load_run(&run, &enc, &sources(), &Device::Cpu).unwrap();
+    let (model, record) = load_run(&run, &enc, &tok, &sources(), &Device::Cpu).unwrap();
     assert_eq!(record.task_defs[0].name, "sentiment");
     assert_eq!(model.state_dict().unwrap().len(), o.model.state_dict().unwrap().len());
     let backbone = Backbone { encoder: &enc, tokenizer: &tok, device: &Device::Cpu };
@@ -231,7 +231,7 @@ fn a_finished_run_reloads_for_eval_and_predict() {
     // Other sources than the run's are refused, naming both sets.
     let mut wrong = sources();
     wrong.reverse();
-    let err = load_run(&run, &enc, &wrong, &Device::Cpu).err().unwrap();
+    let err = load_run(&run, &enc, &tok, &wrong, &Device::Cpu).err().unwrap();
     assert!(err.to_string().contains("s0@0.1.0, s1@0.1.0"), "{err}");
     assert!(predict(&model, backbone, "topic", "x", None, 16).is_err());
 }

@@ -28,7 +28,7 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let project = open_project(ctx, args.model.as_deref())?;
-    let (model, record) = load_run(&args.run, project.backbone.encoder(), &project.sources.sources, &project.device)?;
+    let (model, record) = load_run(&args.run, project.backbone.encoder(), &project.backbone.tokenizer, &project.sources.sources, &project.device)?;
     let section = recorded_section(&record)?;
     let tasks = load_tasks(&TaskSelection {
         names: &record.tasks,

@@ -30,6 +30,19 @@ pub trait Encoder {
     /// input embeddings [b, L, d] + attention mask [b, L] (1 = attend, 0 = pad; f32 or u32) -> last hidden states [b, L, d]
     fn encode(&self, input_embeds: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor>;
     fn hidden_size(&self) -> usize;
+    /// The decoder of a text-to-text backbone (T5), which scores label
+    /// strings; `None` for encoder-only models (they get a classifier head).
+    fn label_scorer(&self) -> Option<&dyn LabelScorer> {
+        None
+    }
+}
+
+/// Rank classification with a frozen decoder.
+pub trait LabelScorer {
+    /// Encoder output [b, L, d] + mask [b, L] + candidate target sequences
+    /// (token ids, usually ending in EOS) -> [b, n] summed log-probability of
+    /// each candidate under teacher forcing. Differentiable in `hidden`.
+    fn score_candidates(&self, hidden: &Tensor, mask: &Tensor, candidates: &[Vec<u32>]) -> candle_core::Result<Tensor>;
 }
 
 /// Any supported backbone.

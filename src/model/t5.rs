@@ -1338,4 +1338,14 @@ impl Encoder for T5Model {
     fn hidden_size(&self) -> usize {
         self.config.d_model
     }
+
+    fn label_scorer(&self) -> Option<&dyn super::LabelScorer> {
+        Some(self)
+    }
+}
+
+impl super::LabelScorer for T5Model {
+    fn score_candidates(&self, hidden: &Tensor, mask: &Tensor, candidates: &[Vec<u32>]) -> candle_core::Result<Tensor> {
+        T5Model::score_candidates(self, hidden, mask, candidates)
+    }
 }

@@ -10,7 +10,7 @@ use rand::Rng;
 
 use crate::compose::{prepend_prompt, AttentionModule, Method, PromptMixture, TargetInit};
 use crate::data::tasks::{TaskDef, TaskKind};
-use crate::data::tokenize::Batch;
+use crate::data::tokenize::{Batch, TextEncoder};
 use crate::model::Encoder;
 
 use super::config::TrainConfig;
@@ -23,12 +23,28 @@ pub struct SourcePrompt {
     pub tensor: Tensor,
 }
 
-/// Linear head on the mean of the final hidden states over real positions
-/// (prompt positions included).
+/// How a task's outputs are read off the frozen backbone.
 #[derive(Debug, Clone)]
-pub struct Head {
-    pub weight: Var,
-    pub bias: Var,
+pub enum Head {
+    /// Encoder-only backbones: a linear layer on the mean of the final hidden
+    /// states over real positions (prompt positions included); trained.
+    Linear { weight: Var, bias: Var },
+    /// Text-to-text backbones (T5), as in the paper: each label string,
+    /// tokenised as a decoder target, is scored by the frozen decoder (rank
+    /// classification). Nothing to train: only prompts (and G) learn.
+    Labels { candidates: Vec<Vec<u32>> },
+}
+
+impl Head {
+    fn named_vars(&self, task: &str) -> Vec<(String, Var)> {
+        match self {
+            Head::Linear { weight, bias } => {
+                let (w, b) = head_names(task);
+                vec![(w, weight.clone()), (b, bias.clone())]
+            }
+            Head::Labels { .. } => Vec::new(),
+        }
+    }
 }
 
 /// Per-task trainable state.
@@ -52,7 +68,8 @@ pub struct PromptModel {
 
 /// One forward pass.
 pub struct Forward {
-    /// `[b, classes]` logits, or `[b, 1]` for regression.
+    /// `[b, classes]` logits (summed label log-probabilities for a
+    /// [`Head::Labels`] head), or `[b, 1]` for regression.
     pub outputs: Tensor,
     /// `[b, t+1]` weights over sources then target, when the method mixes.
     pub weights: Option<Tensor>,
@@ -65,6 +82,29 @@ fn head_names(task: &str) -> (String, String) {
     (format!("task.{task}.head.weight"), format!("task.{task}.head.bias"))
 }
 
+/// The label strings of a classification task as decoder targets.
+fn label_head(task: &TaskDef, tokenizer: &dyn TextEncoder) -> Result<Head> {
+    let TaskKind::Classification { labels } = &task.kind else {
+        bail!(
+            "task `{}` is a regression task; a text-to-text backbone (T5) is trained here by scoring label strings, \
+             which needs classification labels; use an encoder-only backbone for regression",
+            task.name
+        );
+    };
+    let mut candidates: Vec<Vec<u32>> = Vec::with_capacity(labels.len());
+    for label in labels {
+        let ids = tokenizer.encode(label, None, 64).with_context(|| format!("tokenizing label `{label}` of task `{}`", task.name))?;
+        if ids.is_empty() {
+            bail!("label `{label}` of task `{}` tokenizes to nothing", task.name);
+        }
+        if let Some(i) = candidates.iter().position(|c| *c == ids) {
+            bail!("labels `{}` and `{label}` of task `{}` tokenize to the same ids; rename one", labels[i], task.name);
+        }
+        candidates.push(ids);
+    }
+    Ok(Head::Labels { candidates })
+}
+
 fn uniform_tensor(rng: &mut StdRng, shape: (usize, usize), bound: f32, device: &Device) -> Result<Tensor> {
     if bound <= 0.0 || !bound.is_finite() {
         return Ok(Tensor::zeros(shape, DType::F32, device)?);
@@ -74,16 +114,18 @@ fn uniform_tensor(rng: &mut StdRng, shape: (usize, usize), bound: f32, device: &
 }
 
 impl PromptModel {
-    /// Fresh state for `tasks`. `vocab_size` is used for vocabulary init.
+    /// Fresh state for `tasks`. The tokenizer gives the vocabulary size for
+    /// vocabulary init and encodes label strings for text-to-text backbones.
     pub fn new(
         encoder: &dyn Encoder,
+        tokenizer: &dyn TextEncoder,
         sources: &[SourcePrompt],
         tasks: &[TaskDef],
         config: &TrainConfig,
-        vocab_size: usize,
         rng: &mut StdRng,
         device: &Device,
     ) -> Result<Self> {
+        let vocab_size = tokenizer.vocab_size();
         if tasks.is_empty() {
             bail!("no task to train");
         }
@@ -137,11 +179,16 @@ impl PromptModel {
                 }
                 TargetInit::Random { scale } => uniform_tensor(rng, (m, d), *scale, device)?,
             };
-            let out = task.kind.output_size();
-            let bound = 1.0 / (d as f32).sqrt();
-            let head = Head {
-                weight: Var::from_tensor(&uniform_tensor(rng, (out, d), bound, device)?)?,
-                bias: Var::zeros(out, DType::F32, device)?,
+            let head = match encoder.label_scorer() {
+                None => {
+                    let out = task.kind.output_size();
+                    let bound = 1.0 / (d as f32).sqrt();
+                    Head::Linear {
+                        weight: Var::from_tensor(&uniform_tensor(rng, (out, d), bound, device)?)?,
+                        bias: Var::zeros(out, DType::F32, device)?,
+                    }
+                }
+                Some(_) => label_head(task, tokenizer)?,
             };
             states.push(TaskState { task: task.clone(), target: Var::from_tensor(&target)?, head });
         }
@@ -182,9 +229,7 @@ impl PromptModel {
     pub fn other_vars(&self) -> Vec<(String, Var)> {
         let mut v = self.attention.as_ref().map(|a| a.named_vars()).unwrap_or_default();
         for t in &self.tasks {
-            let (w, b) = head_names(&t.task.name);
-            v.push((w, t.head.weight.clone()));
-            v.push((b, t.head.bias.clone()));
+            v.extend(t.head.named_vars(&t.task.name));
         }
         v
     }
@@ -202,8 +247,8 @@ impl PromptModel {
     /// Vars that must receive a gradient from a batch of `task`.
     pub fn vars_for_task(&self, task: usize) -> Vec<(String, Var)> {
         let t = &self.tasks[task];
-        let (w, b) = head_names(&t.task.name);
-        let mut v = vec![(prompt_name(&t.task.name), t.target.clone()), (w, t.head.weight.clone()), (b, t.head.bias.clone())];
+        let mut v = vec![(prompt_name(&t.task.name), t.target.clone())];
+        v.extend(t.head.named_vars(&t.task.name));
         if let Some(a) = &self.attention {
             v.extend(a.named_vars());
         }
@@ -220,11 +265,19 @@ impl PromptModel {
         let (x, mask) = prepend_prompt(&composed.prompt, &embeds, &batch.mask)?;
         let hidden = encoder.encode(&x, &mask)?;
         let mask = mask.to_dtype(hidden.dtype())?;
-        let summed = hidden.broadcast_mul(&mask.unsqueeze(D::Minus1)?)?.sum(1)?;
-        let pooled = summed.broadcast_div(&mask.sum_keepdim(1)?)?;
-        let outputs = pooled
-            .matmul(&state.head.weight.as_tensor().t()?)?
-            .broadcast_add(state.head.bias.as_tensor())?;
+        let outputs = match &state.head {
+            Head::Linear { weight, bias } => {
+                let summed = hidden.broadcast_mul(&mask.unsqueeze(D::Minus1)?)?.sum(1)?;
+                let pooled = summed.broadcast_div(&mask.sum_keepdim(1)?)?;
+                pooled.matmul(&weight.as_tensor().t()?)?.broadcast_add(bias.as_tensor())?
+            }
+            Head::Labels { candidates } => {
+                let scorer = encoder
+                    .label_scorer()
+                    .ok_or_else(|| anyhow!("task `{}` scores label strings, but this backbone has no decoder", state.task.name))?;
+                scorer.score_candidates(&hidden, &mask, candidates)?
+            }
+        };
         Ok(Forward { outputs, weights: composed.weights })
     }
 
@@ -241,6 +294,12 @@ impl PromptModel {
                     })
                     .collect::<Result<_>>()?;
                 let n = ids.len();
+                if let Head::Labels { candidates } = &self.tasks[task].head {
+                    // T5's own objective: token-mean cross-entropy of the gold label string.
+                    let tokens: usize = ids.iter().map(|&c| candidates.get(c as usize).map_or(0, Vec::len)).sum();
+                    let gold = outputs.gather(&Tensor::from_vec(ids, (n, 1), device)?, 1)?;
+                    return Ok((gold.sum_all()?.neg()? / tokens.max(1) as f64)?);
+                }
                 Ok(candle_nn::loss::cross_entropy(outputs, &Tensor::from_vec(ids, n, device)?)?)
             }
             TaskKind::Regression => {

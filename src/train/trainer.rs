@@ -120,7 +120,7 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
     }
     let defs: Vec<TaskDef> = tasks.iter().map(|t| t.task.clone()).collect();
     let mut init_rng = StdRng::seed_from_u64(config.seed);
-    let model = PromptModel::new(encoder, &sources, &defs, &config, tokenizer.vocab_size(), &mut init_rng, &device)?;
+    let model = PromptModel::new(encoder, tokenizer, &sources, &defs, &config, &mut init_rng, &device)?;
     let run_dir = options.run_dir.as_ref().map(RunDir::create).transpose()?;
 
     let mut state = ResumeState { epochs_done: 0, step: 0, best_score: None, best_epoch: None, history: Vec::new() };
@@ -370,6 +370,7 @@ fn selection_score(model: &PromptModel, evals: &[EvalResult]) -> f64 {
 pub fn load_run(
     run_dir: &std::path::Path,
     encoder: &dyn Encoder,
+    tokenizer: &dyn TextEncoder,
     sources: &[SourcePrompt],
     device: &Device,
 ) -> Result<(PromptModel, super::rundir::RunRecord)> {
@@ -399,7 +400,7 @@ pub fn load_run(
         ..record.config.clone()
     };
     let mut rng = StdRng::seed_from_u64(0);
-    let model = PromptModel::new(encoder, sources, &record.task_defs, &config, 0, &mut rng, device)?;
+    let model = PromptModel::new(encoder, tokenizer, sources, &record.task_defs, &config, &mut rng, device)?;
     model.load_state_dict(&load_tensors(&dir.file(CHECKPOINT), device)?)?;
     Ok((model, record))
 }
