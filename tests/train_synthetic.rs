@@ -119,7 +119,10 @@ fn multi_task_shares_g_and_keeps_one_target_per_task() {
     assert_ne!(p0, init);
     assert_ne!(p1, init);
     assert_ne!(p0, p1);
-    assert_eq!(o.model.tasks[1].head.weight.dims(), &[4, D]);
+    match &o.model.tasks[1].head {
+        attempt_pkg::train::model::Head::Linear { weight, .. } => assert_eq!(weight.dims(), &[4, D]),
+        other => panic!("an encoder-only backbone gets a linear head, not {other:?}"),
+    }
     assert_eq!(o.best_eval.len(), 2);
     eprintln!("multi-task: {} / {}", accuracy(&o, 0), accuracy(&o, 1));
     assert!(accuracy(&o, 0) >= 0.9, "sentiment {}", accuracy(&o, 0));
