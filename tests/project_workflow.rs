@@ -220,3 +220,37 @@ fn project_is_found_from_a_subdirectory() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("mnli-prompt v2.0.0"));
 }
+
+#[test]
+fn concurrent_adds_in_one_project_keep_every_edit() {
+    let env = Env::new();
+    let names: Vec<String> = (0..6).map(|i| format!("src{i}-prompt")).collect();
+    for n in &names {
+        env.registry.publish(Version::new(n, "1.0.0"));
+    }
+    env.init();
+    // Six processes read-modify-write attempt.toml and attempt.lock at once;
+    // the project lock serialises them, so no edit is lost.
+    let children: Vec<std::process::Child> = names
+        .iter()
+        .map(|n| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_attempt-pkg"))
+                .current_dir(&env.project)
+                .env("ATTEMPT_HOME", &env.home)
+                .env("ATTEMPT_REGISTRY", &env.registry.root)
+                .args(["add", n])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let manifest = env.manifest();
+    for n in &names {
+        assert!(manifest.contains(&format!("{n} = \"^1.0.0\"")), "{n} lost: {manifest}");
+        assert_eq!(env.locked_version(n).as_deref(), Some("1.0.0"), "{n} not locked");
+    }
+}

@@ -20,7 +20,7 @@ pub struct Args {
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
     // Parse everything first: bad input changes nothing.
     let specs = args.packages.iter().map(|a| AddSpec::parse(a)).collect::<Result<Vec<_>>>()?;
-    let ws = ctx.workspace()?;
+    let (ws, _lock) = ctx.workspace_for_edit()?;
     let registries = ctx.registries()?;
     let (added, outcome) = ops::add(&ws, &specs, &registries, ctx.flags())?;
     for (name, req) in &added {

@@ -1,7 +1,7 @@
 use anyhow::Result;
 
 use super::Context;
-use crate::project::ops::{self, Flags, LockOutcome, Workspace};
+use crate::project::ops::{self, Flags, LockOutcome, ProjectLock, Workspace};
 use crate::registry::RegistrySource;
 
 #[derive(Debug, clap::Args)]
@@ -13,7 +13,7 @@ attempt-pkg lock --offline    # check the lock against attempt.toml without a re
 pub struct Args {}
 
 pub fn run(_args: Args, ctx: &Context) -> Result<()> {
-    let ws = ctx.workspace()?;
+    let (ws, _lock) = ctx.workspace_for_edit()?;
     let registries = ctx.registries()?;
     let outcome = ops::ensure_lock(&ws, &registries, ctx.flags())?;
     report_lock(&outcome);
@@ -40,6 +40,15 @@ impl Context {
         match &self.global.project {
             Some(dir) => Workspace::find(dir, false),
             None => Workspace::find(&std::env::current_dir()?, true),
+        }
+    }
+
+    /// The workspace, locked against concurrent edits until the guard drops
+    /// (for add, remove, update, lock).
+    pub(super) fn workspace_for_edit(&self) -> Result<(Workspace, ProjectLock)> {
+        match &self.global.project {
+            Some(dir) => Workspace::find_for_edit(dir, false),
+            None => Workspace::find_for_edit(&std::env::current_dir()?, true),
         }
     }
 

@@ -14,7 +14,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
-    let ws = ctx.workspace()?;
+    let (ws, _lock) = ctx.workspace_for_edit()?;
     let registries = ctx.registries()?;
     let outcome = ops::remove(&ws, &args.packages, &registries, ctx.flags())?;
     for name in &args.packages {

@@ -15,7 +15,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
-    let ws = ctx.workspace()?;
+    let (ws, _lock) = ctx.workspace_for_edit()?;
     let registries = ctx.registries()?;
     let outcome = ops::update(&ws, &args.packages, &registries, ctx.flags())?;
     report_lock(&outcome);

@@ -22,14 +22,52 @@ pub struct Workspace {
     pub lock: Option<Lockfile>,
 }
 
+/// An exclusive lock on a project directory, held from reading
+/// `attempt.toml` to writing it and `attempt.lock` back, so two concurrent
+/// commands (`add` in two terminals, a script) cannot lose each other's
+/// edit. The lock is on the directory itself: nothing is written for it.
+#[derive(Debug)]
+pub struct ProjectLock {
+    _dir: std::fs::File,
+}
+
+impl ProjectLock {
+    pub fn acquire(dir: &Path) -> Result<ProjectLock> {
+        let file = std::fs::File::open(dir).with_context(|| format!("opening project directory {}", dir.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                eprintln!("Blocking: waiting for another attempt-pkg command to finish with {}", dir.display());
+                file.lock().with_context(|| format!("locking project directory {}", dir.display()))?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking project directory {}", dir.display()));
+            }
+        }
+        Ok(ProjectLock { _dir: file })
+    }
+}
+
 impl Workspace {
     /// Loads the project at `dir`, or, when `search_up`, at the nearest
     /// ancestor of `dir` holding an `attempt.toml` (as Cargo does).
     pub fn find(dir: &Path, search_up: bool) -> Result<Workspace> {
+        Workspace::load(&Workspace::find_dir(dir, search_up)?)
+    }
+
+    /// Like [`Workspace::find`], for commands that rewrite the manifest or
+    /// the lock: locks the project before reading it.
+    pub fn find_for_edit(dir: &Path, search_up: bool) -> Result<(Workspace, ProjectLock)> {
+        let dir = Workspace::find_dir(dir, search_up)?;
+        let lock = ProjectLock::acquire(&dir)?;
+        Ok((Workspace::load(&dir)?, lock))
+    }
+
+    fn find_dir(dir: &Path, search_up: bool) -> Result<PathBuf> {
         let mut at = Some(dir);
         while let Some(d) = at {
             if d.join(MANIFEST_FILE).is_file() {
-                return Workspace::load(d);
+                return Ok(d.to_path_buf());
             }
             at = if search_up { d.parent() } else { None };
         }
