@@ -51,6 +51,8 @@ fn peak_rss_mb() -> f64 {
 }
 
 fn main() -> Result<()> {
+    // As the CLI does (src/main.rs): the glibc thresholds training runs with.
+    attempt_pkg::model::alloc::tune_allocator();
     let dir = std::env::var_os("ATTEMPT_BENCH_MODEL").map(PathBuf::from).unwrap_or_else(|| {
         let home = std::env::var_os("ATTEMPT_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".attempt"));
         home.join("models/all-MiniLM-L6-v2")

@@ -21,24 +21,6 @@ const PROMPT: usize = 100;
 const TEXT: usize = 128;
 const TARGET: usize = 4;
 
-extern "C" {
-    fn mallopt(param: i32, value: i32) -> i32;
-}
-
-/// Keep large buffers in the heap instead of fresh mmaps (page faults and
-/// zeroing cost ~25% of a step otherwise; see notes/candle-training.md).
-fn tune_malloc() {
-    const M_TRIM_THRESHOLD: i32 = -1;
-    const M_TOP_PAD: i32 = -2;
-    const M_MMAP_THRESHOLD: i32 = -3;
-    // SAFETY: glibc mallopt only adjusts allocator parameters.
-    unsafe {
-        mallopt(M_MMAP_THRESHOLD, 32 << 20);
-        mallopt(M_TRIM_THRESHOLD, i32::MAX);
-        mallopt(M_TOP_PAD, 256 << 20);
-    }
-}
-
 fn env_usize(name: &str, default: usize) -> Result<usize> {
     match std::env::var(name) {
         Ok(v) => v
@@ -209,7 +191,7 @@ fn main() -> Result<()> {
     let steps = env_usize("ATTEMPT_BENCH_STEPS", 5)?;
     // Before the first candle op: rayon sizes its pool from this.
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    tune_malloc();
+    attempt_pkg::model::alloc::tune_allocator();
 
     println!(
         "T5-small shapes (random weights), batch {BATCH} x ({PROMPT} prompt + {TEXT} text), \
