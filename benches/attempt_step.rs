@@ -3,7 +3,8 @@
 //! batch 16, 64 input tokens, 4 frozen source prompts of 100 rows, target
 //! prompt + G + head trainable, AdamW. Prints mean step time and peak RSS.
 //!
-//! `cargo bench --bench attempt_step` (model: $ATTEMPT_BENCH_MODEL, else
+//! `ATTEMPT_BENCH_PYTHON=.venv/bin/python cargo bench --bench attempt_step`
+//! runs both and prints the ratio (model: $ATTEMPT_BENCH_MODEL, else
 //! $ATTEMPT_HOME/models/all-MiniLM-L6-v2; `attempt-pkg model fetch minilm`).
 
 use std::path::PathBuf;
@@ -96,6 +97,26 @@ fn main() -> Result<()> {
         1000.0 * outcome.mean_step_seconds,
         peak_rss_mb(),
         outcome.trainable_parameters
+    );
+    // The same step in PyTorch, in the same run, when a Python with torch is named.
+    let Some(python) = std::env::var_os("ATTEMPT_BENCH_PYTHON").filter(|p| !p.is_empty()) else {
+        println!("(set ATTEMPT_BENCH_PYTHON to a Python with torch + transformers to compare with PyTorch)");
+        return Ok(());
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_attempt_torch.py");
+    let out = std::process::Command::new(python).arg(script).arg(&dir).arg(steps.to_string()).output()?;
+    if !out.status.success() {
+        anyhow::bail!("{script} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().rev().find(|l| l.starts_with('{')).ok_or_else(|| anyhow::anyhow!("{script} printed no JSON"))?;
+    println!("{line}");
+    let torch: serde_json::Value = serde_json::from_str(line)?;
+    let (torch_ms, torch_rss) = (torch["mean_step_ms"].as_f64().unwrap_or(f64::NAN), torch["peak_rss_mb"].as_f64().unwrap_or(f64::NAN));
+    println!(
+        "ratio candle/PyTorch: step time {:.2}, peak RSS {:.2}",
+        1000.0 * outcome.mean_step_seconds / torch_ms,
+        peak_rss_mb() / torch_rss
     );
     Ok(())
 }

@@ -578,7 +578,7 @@ impl CustomOp1 for BiasedSoftmax {
                 }
                 let mut sum = 0f32;
                 for y in y.iter_mut() {
-                    *y = super::ops::exp_f32(*y - max);
+                    *y = (*y - max).exp();
                     sum += *y;
                 }
                 let inv = 1.0 / sum;

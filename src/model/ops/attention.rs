@@ -172,7 +172,7 @@ fn softmax_in_place(row: &mut [f32], scale: f32, keep: &[bool]) {
     let shift = max * scale;
     let mut sum = 0.0;
     for (v, &k) in row.iter_mut().zip(keep) {
-        let e = if k { super::cpu::exp_f32(*v * scale - shift) } else { 0.0 };
+        let e = if k { (*v * scale - shift).exp() } else { 0.0 };
         *v = e;
         sum += e;
     }
