@@ -571,20 +571,20 @@ impl CustomOp1 for BiasedSoftmax {
             .zip(x.par_chunks(n).zip(bias.par_chunks(n)))
             .with_min_len(MIN_ELEMS_PER_TASK / n + 1)
             .for_each(|(y, (x, b))| {
-                let mut max = f32::NEG_INFINITY;
-                for ((y, x), b) in y.iter_mut().zip(x).zip(b) {
-                    *y = x + b;
-                    max = max.max(*y);
-                }
-                let mut sum = 0f32;
-                for y in y.iter_mut() {
-                    *y = (*y - max).exp();
-                    sum += *y;
-                }
-                let inv = 1.0 / sum;
-                for y in y.iter_mut() {
-                    *y *= inv;
-                }
+                super::ops::vectorized(#[inline(always)] || {
+                    let mut max = f32::NEG_INFINITY;
+                    for ((y, x), b) in y.iter_mut().zip(x).zip(b) {
+                        *y = x + b;
+                        max = max.max(*y);
+                    }
+                    for y in y.iter_mut() {
+                        *y = super::ops::exp_f32(*y - max);
+                    }
+                    let inv = 1.0 / super::ops::sum_f32(y);
+                    for y in y.iter_mut() {
+                        *y *= inv;
+                    }
+                })
             });
         Ok((CpuStorage::F32(out), x_layout.shape().clone()))
     }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::f32_slice;
+use super::cpu::{dot_f32, exp_f32, f32_slice, sum_f32, vectorized};
 
 /// softmax(q kᵀ / sqrt(dh), masked keys excluded) v for every head.
 /// `qkv` is [b, L, 3d] (q, then k, then v, heads contiguous within each);
@@ -134,9 +134,11 @@ impl CustomOp1 for Attention {
                 let k = q.add(d);
                 let v = q.add(2 * d);
                 mm(l, l, dh, p.as_mut_ptr(), l, 1, q, d3, 1, k, 1, d3);
-                for row in p.chunks_mut(l) {
-                    softmax_in_place(row, scale, keep);
-                }
+                vectorized(#[inline(always)] || {
+                    for row in p.chunks_mut(l) {
+                        softmax_in_place(row, scale, keep);
+                    }
+                });
                 let c = ctx_ptr.get().add(bi * l * d + h * dh);
                 mm(l, dh, l, c, d, 1, p.as_ptr(), l, 1, v, d3, 1);
             }
@@ -158,6 +160,7 @@ impl CustomOp1 for Attention {
     }
 }
 
+#[inline(always)]
 fn softmax_in_place(row: &mut [f32], scale: f32, keep: &[bool]) {
     let mut max = f32::NEG_INFINITY;
     for (&v, &k) in row.iter().zip(keep) {
@@ -170,12 +173,11 @@ fn softmax_in_place(row: &mut [f32], scale: f32, keep: &[bool]) {
         return;
     }
     let shift = max * scale;
-    let mut sum = 0.0;
     for (v, &k) in row.iter_mut().zip(keep) {
-        let e = if k { (*v * scale - shift).exp() } else { 0.0 };
-        *v = e;
-        sum += e;
+        let e = exp_f32(*v * scale - shift);
+        *v = if k { e } else { 0.0 };
     }
+    let sum = sum_f32(row);
     let inv = 1.0 / sum;
     for v in row.iter_mut() {
         *v *= inv;
@@ -219,12 +221,14 @@ impl CustomOp2 for AttentionBackward {
                     // dP = dC · vᵀ
                     mm(l, l, dh, ds.as_mut_ptr(), l, 1, gc, d, 1, v, 1, d3);
                     // dS = scale · P ⊙ (dP − rowsum(dP ⊙ P))
-                    for (dr, pr) in ds.chunks_mut(l).zip(p.chunks(l)) {
-                        let dot: f32 = dr.iter().zip(pr).map(|(a, b)| a * b).sum();
-                        for (x, &pv) in dr.iter_mut().zip(pr) {
-                            *x = scale * pv * (*x - dot);
+                    vectorized(#[inline(always)] || {
+                        for (dr, pr) in ds.chunks_mut(l).zip(p.chunks(l)) {
+                            let dot = dot_f32(dr, pr);
+                            for (x, &pv) in dr.iter_mut().zip(pr) {
+                                *x = scale * pv * (*x - dot);
+                            }
                         }
-                    }
+                    });
                     let dq = out.get().add(bi * l * d3 + h * dh);
                     let dk = dq.add(d);
                     let dv = dq.add(2 * d);

@@ -20,6 +20,7 @@ pub mod rms_norm;
 mod softmax;
 
 pub use attention::attention;
+pub(crate) use cpu::{exp_f32, sum_f32, vectorized};
 pub use gelu::gelu_erf;
 pub use layer_norm::{add_layer_norm, layer_norm};
 pub use linear::linear;

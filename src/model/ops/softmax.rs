@@ -3,7 +3,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::{f32_slice, min_rows};
+use super::cpu::{dot_f32, exp_f32, f32_slice, min_rows, sum_f32, vectorized};
 
 /// softmax over the last dimension.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
@@ -59,6 +59,7 @@ struct MaskedSoftmax {
     mask: Option<MaskRows>,
 }
 
+#[inline(always)]
 fn softmax_row(x: &[f32], y: &mut [f32], scale: f32, keep: Option<&[bool]>) {
     let mut max = f32::NEG_INFINITY;
     match keep {
@@ -82,21 +83,17 @@ fn softmax_row(x: &[f32], y: &mut [f32], scale: f32, keep: Option<&[bool]>) {
         return;
     }
     let shift = max * scale;
-    let mut sum = 0.0f32;
     for (o, &v) in y.iter_mut().zip(x) {
-        let e = (v * scale - shift).exp();
-        *o = e;
-        sum += e;
+        *o = exp_f32(v * scale - shift);
     }
     if let Some(keep) = keep {
-        sum = 0.0;
         for (o, &k) in y.iter_mut().zip(keep) {
             if !k {
                 *o = 0.0;
             }
-            sum += *o;
         }
     }
+    let sum = sum_f32(y);
     let inv = 1.0 / sum;
     for o in y.iter_mut() {
         *o *= inv;
@@ -119,7 +116,7 @@ impl CustomOp1 for MaskedSoftmax {
                 .with_min_len(min_rows(n))
                 .for_each(|(row, (y, x))| {
                     let keep = self.mask.as_ref().map(|m| m.for_row(row, n));
-                    softmax_row(x, y, self.scale, keep)
+                    vectorized(#[inline(always)] || softmax_row(x, y, self.scale, keep))
                 });
         }
         Ok((CpuStorage::F32(y), l.shape().clone()))
@@ -151,10 +148,12 @@ impl CustomOp2 for SoftmaxBackward {
                 .zip(y.par_chunks(n).zip(g.par_chunks(n)))
                 .with_min_len(min_rows(n))
                 .for_each(|(dx, (y, g))| {
-                    let dot: f32 = y.iter().zip(g).map(|(a, b)| a * b).sum();
-                    for ((d, &y), &g) in dx.iter_mut().zip(y).zip(g) {
-                        *d = self.scale * y * (g - dot);
-                    }
+                    vectorized(#[inline(always)] || {
+                        let dot = dot_f32(y, g);
+                        for ((d, &y), &g) in dx.iter_mut().zip(y).zip(g) {
+                            *d = self.scale * y * (g - dot);
+                        }
+                    })
                 });
         }
         Ok((CpuStorage::F32(dx), yl.shape().clone()))
