@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::{dot_f32, exp_f32, f32_slice, sum_f32, vectorized};
+use super::cpu::{exp_f32, f32_slice, softmax_backward_in_place, sum_f32, vectorized};
 
 /// softmax(q kᵀ / sqrt(dh), masked keys excluded) v for every head.
 /// `qkv` is [b, L, 3d] (q, then k, then v, heads contiguous within each);
@@ -223,10 +223,7 @@ impl CustomOp2 for AttentionBackward {
                     // dS = scale · P ⊙ (dP − rowsum(dP ⊙ P))
                     vectorized(#[inline(always)] || {
                         for (dr, pr) in ds.chunks_mut(l).zip(p.chunks(l)) {
-                            let dot = dot_f32(dr, pr);
-                            for (x, &pv) in dr.iter_mut().zip(pr) {
-                                *x = scale * pv * (*x - dot);
-                            }
+                            softmax_backward_in_place(dr, pr, scale);
                         }
                     });
                     let dq = out.get().add(bi * l * d3 + h * dh);

@@ -89,6 +89,17 @@ pub(crate) fn sum_f32(a: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Softmax backward over one row, in place: `grad` holds dL/dy on entry and
+/// dL/dx = scale · y ⊙ (grad − Σ grad ⊙ y) on return (masked entries have
+/// y = 0 and get 0). Shared by the masked softmax and the fused attention.
+#[inline(always)]
+pub(crate) fn softmax_backward_in_place(grad: &mut [f32], y: &[f32], scale: f32) {
+    let dot = dot_f32(grad, y);
+    for (x, &y) in grad.iter_mut().zip(y) {
+        *x = scale * y * (*x - dot);
+    }
+}
+
 /// Rows per rayon task: enough work per task to amortise scheduling.
 pub(crate) fn min_rows(row_len: usize) -> usize {
     (16384 / row_len.max(1)).max(1)

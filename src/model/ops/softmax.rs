@@ -3,7 +3,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::{dot_f32, exp_f32, f32_slice, min_rows, sum_f32, vectorized};
+use super::cpu::{exp_f32, f32_slice, min_rows, softmax_backward_in_place, sum_f32, vectorized};
 
 /// softmax over the last dimension.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
@@ -142,19 +142,15 @@ impl CustomOp2 for SoftmaxBackward {
         let y = f32_slice(self.name(), ys, yl)?;
         let g = f32_slice(self.name(), gs, gl)?;
         let n = yl.dims().last().copied().unwrap_or(1);
-        let mut dx = vec![0f32; y.len()];
+        if g.len() != y.len() {
+            candle_core::bail!("{}: gradient and saved output differ in size", self.name());
+        }
+        let mut dx = g.to_vec();
         if n > 0 {
             dx.par_chunks_mut(n)
-                .zip(y.par_chunks(n).zip(g.par_chunks(n)))
+                .zip(y.par_chunks(n))
                 .with_min_len(min_rows(n))
-                .for_each(|(dx, (y, g))| {
-                    vectorized(#[inline(always)] || {
-                        let dot = dot_f32(y, g);
-                        for ((d, &y), &g) in dx.iter_mut().zip(y).zip(g) {
-                            *d = self.scale * y * (g - dot);
-                        }
-                    })
-                });
+                .for_each(|(dx, y)| vectorized(#[inline(always)] || softmax_backward_in_place(dx, y, self.scale)));
         }
         Ok((CpuStorage::F32(dx), yl.shape().clone()))
     }
