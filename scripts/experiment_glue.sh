@@ -16,7 +16,10 @@
 #   PROMPT_LEN=100 MAX_LEN=128 BATCH=16 SOURCE_STEPS=2000 TARGET_STEPS=1000 EPOCHS=20
 #   MAX_EVAL=1000 (dev examples evaluated per task)  EVAL_EVERY=1 (epochs between dev evaluations)  BIN=target/release/attempt-pkg
 #   SOURCE_SEED=1 (the seed the source prompts are trained with; "each" = per target seed)
-# Progress is appended to OUT/results.jsonl as runs finish;
+# Progress is appended to OUT/results.jsonl as runs finish; a run whose
+# (target, setting, method, seed) is already there is skipped, so running the
+# script again on the same OUT resumes it (copy earlier rows into
+# OUT/results.jsonl to extend an earlier run).
 # `scripts/glue_table.py OUT/results.jsonl OUT/results.md` tabulates a partial run.
 set -euo pipefail
 
@@ -49,7 +52,19 @@ mkdir -p "$OUT"
 export ATTEMPT_HOME=${ATTEMPT_HOME:-$HOME/.attempt}
 export ATTEMPT_REGISTRY="$OUT/registry"
 RESULTS="$OUT/results.jsonl"
-: > "$RESULTS"
+touch "$RESULTS"
+done_already() { # target setting method seed
+  python3 - "$RESULTS" "$@" <<'PY'
+import json, sys
+path, target, setting, method, seed = sys.argv[1:]
+for line in open(path):
+    if line.strip():
+        r = json.loads(line)
+        if (r["target"], r["setting"], r["method"], str(r["seed"])) == (target, setting, method, seed):
+            sys.exit(0)
+sys.exit(1)
+PY
+}
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
 # Source prompts are trained once (seed SOURCE_SEED, as in the paper, which
@@ -59,6 +74,8 @@ train_sources() {
   local seed=$1
   for src in $SOURCES; do
     dir="$OUT/sources/seed$seed/$src"
+    # Resuming: a source already trained and published is reused as it is.
+    [[ -f "$dir.published" ]] && { log "source $src (seed $seed): published already"; continue; }
     mkdir -p "$(dirname "$dir")"
     log "source $src (seed $seed)"
     "$BIN" train-source --model "$MODEL" --task "$src" --data-dir "$DATA_DIR" --name "$src-prompt" \
@@ -66,6 +83,7 @@ train_sources() {
       --max-length "$MAX_LEN" --batch-size "$BATCH" --max-steps "$SOURCE_STEPS" --epochs "$EPOCHS" \
       --max-eval-examples "$MAX_EVAL" --quiet >"$dir.log" 2>&1 || { cat "$dir.log" >&2; exit 1; }
     "$BIN" publish "$dir" >/dev/null
+    touch "$dir.published"
   done
 }
 SOURCE_SEED=${SOURCE_SEED:-1}
@@ -79,6 +97,10 @@ for seed in $SEEDS; do
       few=()
       [[ "$setting" == k* ]] && few=(--few-shot "${setting#k}")
       for method in $METHODS; do
+        if done_already "$target" "$setting" "$method" "$seed"; then
+          log "$target $setting $method (seed $seed): in $RESULTS already, skipped"
+          continue
+        fi
         proj="$OUT/projects/seed$seed/$target-$setting-$method"
         rm -rf "$proj"
         "$BIN" --project "$proj" init --name "exp" --model-path "$MODEL" >/dev/null 2>&1
