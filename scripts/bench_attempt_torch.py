@@ -44,7 +44,7 @@ def step(ids, labels):
     prompts = torch.cat([sources, target[None]], dim=0)  # [t+1, M, d]
     keys = prompts.max(dim=1).values  # [t+1, d]
     a = torch.softmax(h @ keys.T / temperature, dim=-1)  # [B, t+1]
-    inst = target[None] + torch.einsum("bt,tmd->bmd", a[:, :T_SRC], sources)
+    inst = target[None] + torch.einsum("bt,tmd->bmd", a, prompts)  # the target is in the mixture too
     inputs = torch.cat([inst, emb], dim=1)
     full_mask = torch.cat([torch.ones(B, M), mask], dim=1)
     out = bert(inputs_embeds=inputs, attention_mask=full_mask).last_hidden_state

@@ -66,7 +66,7 @@ fn accuracy(o: &TrainOutcome, task: usize) -> f64 {
 fn prompt_tuning_learns_sentiment() {
     let t0 = std::time::Instant::now();
     let o = run(Method::Pt, vec![task("sentiment", 480, 1)], vec![], config(Method::Pt, 3), &TrainOptions::default());
-    eprintln!("pt: acc {} in {:?}, step {:.4}s, params {}", accuracy(&o, 0), t0.elapsed(), o.mean_step_seconds, o.trainable_parameters);
+    eprintln!("pt: acc {} in {:?}, step {:.4}s, params {}", accuracy(&o, 0), t0.elapsed(), o.mean_step_seconds(), o.trainable_parameters);
     assert!(accuracy(&o, 0) >= 0.9, "accuracy {}", accuracy(&o, 0));
 }
 

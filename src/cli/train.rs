@@ -140,7 +140,7 @@ pub(super) fn report(ctx: &Context, project: &PreparedProject, outcome: &TrainOu
             serde_json::to_string_pretty(&serde_json::json!({
                 "run_dir": run_dir, "steps": outcome.steps, "best_epoch": outcome.best_epoch,
                 "trainable_parameters": outcome.trainable_parameters, "backbone_parameters": project.backbone.parameters,
-                "mean_step_seconds": outcome.mean_step_seconds, "interrupted": outcome.interrupted, "tasks": tasks,
+                "mean_step_seconds": outcome.mean_step_seconds(), "interrupted": outcome.interrupted, "tasks": tasks,
             }))?
         );
         return Ok(());
@@ -148,7 +148,7 @@ pub(super) fn report(ctx: &Context, project: &PreparedProject, outcome: &TrainOu
     if outcome.interrupted {
         println!("Interrupted after {} steps; continue with `attempt-pkg train --resume --run-dir {}`", outcome.steps, run_dir.display());
     }
-    println!("Run {} ({} steps, {:.1} ms/step)", run_dir.display(), outcome.steps, 1000.0 * outcome.mean_step_seconds);
+    println!("Run {} ({} steps, {:.1} ms/step)", run_dir.display(), outcome.steps, 1000.0 * outcome.mean_step_seconds());
     println!("{}", project.parameter_summary(outcome.trainable_parameters));
     for e in &outcome.best_eval {
         print_eval(e);

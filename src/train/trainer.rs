@@ -79,8 +79,15 @@ pub struct TrainOutcome {
     pub steps: usize,
     pub trainable_parameters: usize,
     pub interrupted: bool,
-    /// Mean wall time of a training step, in seconds.
-    pub mean_step_seconds: f64,
+    /// Wall time of each training step this call took, in seconds.
+    pub step_seconds: Vec<f64>,
+}
+
+impl TrainOutcome {
+    /// Mean wall time of a training step, in seconds (0 when none ran).
+    pub fn mean_step_seconds(&self) -> f64 {
+        self.step_seconds.iter().sum::<f64>() / self.step_seconds.len().max(1) as f64
+    }
 }
 
 fn shuffle_order(tasks: &[TaskData], seed: u64, epoch: usize) -> Vec<(usize, usize)> {
@@ -153,8 +160,7 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
     let mut step = state.step;
     let mut final_loss = f32::NAN;
     let mut checked_gradients = std::collections::BTreeSet::new();
-    let mut step_time = 0f64;
-    let mut steps_timed = 0usize;
+    let mut step_seconds = Vec::new();
     let mut interrupted = false;
 
     'epochs: for epoch in state.epochs_done..epochs {
@@ -190,8 +196,7 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
             loss_n += chunk.len();
             step += 1;
             let dt = t0.elapsed().as_secs_f64();
-            step_time += dt;
-            steps_timed += 1;
+            step_seconds.push(dt);
             bar.set_message(format!("loss {:.4} {:.1} ex/s", loss_sum / loss_n as f64, chunk.len() as f64 / dt.max(1e-9)));
             bar.inc(1);
             if options.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
@@ -299,7 +304,7 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
         steps: step,
         trainable_parameters: trainable,
         interrupted,
-        mean_step_seconds: if steps_timed > 0 { step_time / steps_timed as f64 } else { 0.0 },
+        step_seconds,
     })
 }
 

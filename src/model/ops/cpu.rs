@@ -48,11 +48,17 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     // Adding and subtracting 1.5·2^23 rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
     let c = x.clamp(-87.3, 88.7);
-    let n = (c * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = c * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = c - n * LN2_HI - n * LN2_LO;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5;
     let e = p * r * r + r + 1.0;
-    let y = e * f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // n as an integer, read from the mantissa bits of `shifted` (ROUND's
+    // exponent leaves n in its low bits). `n as i32` would be the same value,
+    // but Rust's saturating float-to-int cast does not vectorise on AVX2: it
+    // turned every exp loop back into scalar code.
+    let n_int = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    let y = e * f32::from_bits(n_int.wrapping_add(127) << 23);
     if x.is_nan() {
         x
     } else {
