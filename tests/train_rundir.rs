@@ -121,6 +121,61 @@ fn interruption_stops_and_leaves_a_resumable_checkpoint() {
     assert_eq!(resumed.history.len(), 1);
 }
 
+#[test]
+fn interrupted_and_resumed_run_matches_an_uninterrupted_one_exactly() {
+    // 48 examples / batch 8 = 6 steps an epoch, 2 epochs. The resumed runs
+    // stop after one step each time (the flag is already set), mid-epoch, at
+    // an epoch boundary and in the second epoch; AdamW moments, the step count
+    // and the place in the epoch's order must all carry over.
+    let enc = encoder();
+    let straight = go(&enc, cfg(Method::Attempt, 2), sources(), &TrainOptions::default()).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let interrupt = || TrainOptions { run_dir: Some(run.clone()), interrupt: Some(Arc::new(AtomicBool::new(true))), ..Default::default() };
+    let first = go(&enc, cfg(Method::Attempt, 2), sources(), &interrupt()).unwrap();
+    assert!(first.interrupted && first.steps == 1);
+    let mut steps = vec![first.steps];
+    for _ in 0..6 {
+        let o = go(&enc, cfg(Method::Attempt, 2), sources(), &TrainOptions { resume: true, ..interrupt() }).unwrap();
+        assert!(o.interrupted);
+        steps.push(o.steps);
+    }
+    assert_eq!(steps, [1, 2, 3, 4, 5, 6, 7]);
+    let resumed = go(&enc, cfg(Method::Attempt, 2), sources(), &TrainOptions { run_dir: Some(run.clone()), resume: true, ..Default::default() }).unwrap();
+    assert!(!resumed.interrupted);
+    assert_eq!(resumed.steps, 12);
+    // Everything per epoch but the wall time: losses, dev metrics, steps.
+    let untimed = |o: &TrainOutcome| o.history.iter().map(|r| attempt_pkg::train::rundir::EpochRecord { seconds: 0.0, ..r.clone() }).collect::<Vec<_>>();
+    assert_eq!(untimed(&resumed), untimed(&straight), "losses and dev metrics per epoch");
+    let (a, b) = (straight.model.state_dict().unwrap(), resumed.model.state_dict().unwrap());
+    assert_eq!(a.len(), b.len());
+    for (name, t) in &a {
+        let (x, y) = (t.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b[name].flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert!(x == y, "`{name}` differs after resuming");
+    }
+    // The checkpoint carries the optimiser state next to the trainable tensors.
+    let last = candle_core::safetensors::load(run.join("last.safetensors"), &Device::Cpu).unwrap();
+    assert!(last.contains_key("optimizer.step") && last.contains_key("optimizer.m.task.sentiment.prompt") && last.contains_key("optimizer.v.attention.w_down"));
+}
+
+#[test]
+fn resuming_refuses_a_checkpoint_that_does_not_match_resume_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let enc = encoder();
+    let flag = Some(Arc::new(AtomicBool::new(true)));
+    go(&enc, cfg(Method::Pt, 2), vec![], &TrainOptions { run_dir: Some(run.clone()), interrupt: flag, ..Default::default() }).unwrap();
+    // As if the process died between writing last.safetensors and resume.json.
+    let path = run.join("resume.json");
+    let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    state["step"] = 0.into();
+    std::fs::write(&path, state.to_string()).unwrap();
+    let err = go(&enc, cfg(Method::Pt, 2), vec![], &TrainOptions { run_dir: Some(run), resume: true, ..Default::default() }).err().unwrap();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("step 1") && msg.contains("step 0") && msg.contains("without --resume"), "{msg}");
+}
+
 /// Encoder whose output is cut off from its input, as candle's fused
 /// kernels do silently.
 struct Detaching(TinyEncoder);

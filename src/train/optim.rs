@@ -1,10 +1,12 @@
 //! AdamW with two learning rates (prompts vs. G/heads), a linear warm-up /
 //! linear decay schedule and global-norm gradient clipping.
 
+use std::collections::HashMap;
+
 use anyhow::{bail, Result};
 use candle_core::backprop::GradStore;
-use candle_core::Var;
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use candle_core::{Tensor, Var};
+use candle_nn::ParamsAdamW;
 
 /// Linear warm-up to the base rate over `warmup` steps, then linear decay to
 /// 0 at `total` steps. `step` is 0-based (the step about to be taken).
@@ -43,7 +45,62 @@ pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Res
     Ok(norm)
 }
 
-/// Two AdamW optimisers sharing a schedule.
+/// AdamW with the update of candle-nn's `AdamW` (the same tensor operations
+/// in the same order), but whose moments can be saved and restored, so a
+/// resumed run continues exactly where it stopped.
+pub struct AdamW {
+    slots: Vec<Slot>,
+    /// Optimiser steps taken (the bias corrections depend on it).
+    step_t: usize,
+    params: ParamsAdamW,
+}
+
+struct Slot {
+    name: String,
+    var: Var,
+    first_moment: Tensor,
+    second_moment: Tensor,
+}
+
+impl AdamW {
+    pub fn new(vars: Vec<(String, Var)>, params: ParamsAdamW) -> Result<Self> {
+        let slots = vars
+            .into_iter()
+            .map(|(name, var)| {
+                let zeros = var.as_tensor().zeros_like()?;
+                Ok(Slot { name, var, first_moment: zeros.clone(), second_moment: zeros })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { slots, step_t: 0, params })
+    }
+
+    pub fn set_learning_rate(&mut self, lr: f64) {
+        self.params.lr = lr;
+    }
+
+    pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+        self.step_t += 1;
+        let ParamsAdamW { lr, beta1, beta2, eps, weight_decay } = self.params;
+        let t = i32::try_from(self.step_t).unwrap_or(i32::MAX);
+        let scale_m = 1f64 / (1f64 - beta1.powi(t));
+        let scale_v = 1f64 / (1f64 - beta2.powi(t));
+        for slot in &mut self.slots {
+            let Some(g) = grads.get(&slot.var) else { continue };
+            let next_m = ((&slot.first_moment * beta1)? + (g * (1.0 - beta1))?)?.detach();
+            let next_v = ((&slot.second_moment * beta2)? + (g.sqr()? * (1.0 - beta2))?)?.detach();
+            let m_hat = (&next_m * scale_m)?;
+            let v_hat = (&next_v * scale_v)?;
+            let decayed = (slot.var.as_tensor() * (1f64 - lr * weight_decay))?;
+            let adjusted = (m_hat / (v_hat.sqrt()? + eps)?)?;
+            slot.var.set(&(decayed - (adjusted * lr)?)?)?;
+            slot.first_moment = next_m;
+            slot.second_moment = next_v;
+        }
+        Ok(())
+    }
+}
+
+/// Two AdamW optimisers (prompts; G and heads) sharing a schedule.
 pub struct Optimizers {
     prompts: AdamW,
     others: AdamW,
@@ -51,8 +108,18 @@ pub struct Optimizers {
     lr_other: f64,
 }
 
+/// Checkpoint-name prefix of the optimiser state, beside the model's tensors.
+const STATE_PREFIX: &str = "optimizer.";
+const STEP_KEY: &str = "optimizer.step";
+
 impl Optimizers {
-    pub fn new(prompts: Vec<Var>, others: Vec<Var>, lr_prompt: f64, lr_other: f64, weight_decay: f64) -> Result<Self> {
+    pub fn new(
+        prompts: Vec<(String, Var)>,
+        others: Vec<(String, Var)>,
+        lr_prompt: f64,
+        lr_other: f64,
+        weight_decay: f64,
+    ) -> Result<Self> {
         let params = |lr| ParamsAdamW { lr, weight_decay, ..ParamsAdamW::default() };
         Ok(Self {
             prompts: AdamW::new(prompts, params(lr_prompt))?,
@@ -69,6 +136,50 @@ impl Optimizers {
         self.prompts.step(grads)?;
         self.others.step(grads)?;
         Ok(())
+    }
+
+    fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.prompts.slots.iter().chain(&self.others.slots)
+    }
+
+    /// Adds the moments (`optimizer.m.<name>`, `optimizer.v.<name>`) and the
+    /// step count (`optimizer.step`) to a checkpoint's tensors.
+    pub fn save_into(&self, tensors: &mut HashMap<String, Tensor>) -> Result<()> {
+        for slot in self.slots() {
+            tensors.insert(format!("{STATE_PREFIX}m.{}", slot.name), slot.first_moment.copy()?);
+            tensors.insert(format!("{STATE_PREFIX}v.{}", slot.name), slot.second_moment.copy()?);
+        }
+        let step = u32::try_from(self.prompts.step_t).map_err(|_| anyhow::anyhow!("step count overflows the checkpoint"))?;
+        tensors.insert(STEP_KEY.to_string(), Tensor::new(&[step], &candle_core::Device::Cpu)?);
+        Ok(())
+    }
+
+    /// Restores what [`save_into`](Self::save_into) wrote. Returns the step
+    /// count, or `None` (state left fresh) for a checkpoint without optimiser
+    /// state, as older versions wrote them.
+    pub fn load_from(&mut self, tensors: &HashMap<String, Tensor>) -> Result<Option<usize>> {
+        let Some(step) = tensors.get(STEP_KEY) else { return Ok(None) };
+        let step = step.flatten_all()?.to_vec1::<u32>().ok().and_then(|v| v.first().copied());
+        let step = step.ok_or_else(|| anyhow::anyhow!("checkpoint tensor `{STEP_KEY}` is not a step count"))? as usize;
+        for group in [&mut self.prompts, &mut self.others] {
+            for slot in &mut group.slots {
+                let var_shape = slot.var.shape().clone();
+                let device = slot.var.device().clone();
+                let moment = |kind: &str| -> Result<Tensor> {
+                    let key = format!("{STATE_PREFIX}{kind}.{}", slot.name);
+                    let t = tensors.get(&key).ok_or_else(|| anyhow::anyhow!("checkpoint has no optimiser tensor `{key}`"))?;
+                    if t.shape() != &var_shape {
+                        bail!("checkpoint tensor `{key}` is {:?} but `{}` is {:?}", t.shape(), slot.name, var_shape);
+                    }
+                    Ok(t.to_dtype(slot.var.dtype())?.to_device(&device)?)
+                };
+                let (m, v) = (moment("m")?, moment("v")?);
+                slot.first_moment = m;
+                slot.second_moment = v;
+            }
+            group.step_t = step;
+        }
+        Ok(Some(step))
     }
 }
 

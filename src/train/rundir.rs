@@ -111,14 +111,23 @@ pub struct RunRecord {
 }
 
 /// Resume bookkeeping (`resume.json`) next to `last.safetensors`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResumeState {
     /// Epochs fully done.
     pub epochs_done: usize,
+    /// Optimiser steps taken.
     pub step: usize,
     pub best_score: Option<f64>,
     pub best_epoch: Option<usize>,
     pub history: Vec<EpochRecord>,
+    /// Mini-batches of epoch `epochs_done` already taken (a run interrupted
+    /// mid-epoch), and their summed training loss and example count.
+    #[serde(default)]
+    pub batches_done: usize,
+    #[serde(default)]
+    pub epoch_loss_sum: f64,
+    #[serde(default)]
+    pub epoch_examples: usize,
 }
 
 /// A run directory.

@@ -54,8 +54,9 @@ pub struct TrainRequest<'a> {
 pub struct TrainOptions {
     /// Where checkpoints, metrics and the run record go (none: in memory only).
     pub run_dir: Option<PathBuf>,
-    /// Continue from `last.safetensors` + `resume.json` in `run_dir`. The
-    /// AdamW moments are not saved: they restart from zero on resume.
+    /// Continue from `last.safetensors` (trainable tensors and AdamW state)
+    /// + `resume.json` in `run_dir`, mid-epoch included: the resumed run takes
+    /// the same steps an uninterrupted one would have.
     pub resume: bool,
     /// Show a progress bar on stderr.
     pub progress: bool,
@@ -130,12 +131,15 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
     let model = PromptModel::new(encoder, tokenizer, &sources, &defs, &config, &mut init_rng, &device)?;
     let run_dir = options.run_dir.as_ref().map(RunDir::create).transpose()?;
 
-    let mut state = ResumeState { epochs_done: 0, step: 0, best_score: None, best_epoch: None, history: Vec::new() };
+    let mut state = ResumeState::default();
     let mut best_state = None;
+    let mut last_checkpoint = None;
     if options.resume {
         let dir = run_dir.as_ref().context("--resume needs a run directory")?;
         state = dir.read_resume_state()?;
-        model.load_state_dict(&load_tensors(&dir.file(LAST_CHECKPOINT), &device)?)?;
+        let last = load_tensors(&dir.file(LAST_CHECKPOINT), &device)?;
+        model.load_state_dict(&last)?;
+        last_checkpoint = Some(last);
         if dir.file(CHECKPOINT).exists() {
             best_state = Some(load_tensors(&dir.file(CHECKPOINT), &device)?);
         }
@@ -149,11 +153,33 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
     }
     let epochs = total_steps.div_ceil(steps_per_epoch);
     let warmup = (config.warmup_ratio * total_steps as f64).round() as usize;
-    let prompt_vars: Vec<_> = model.prompt_vars().into_iter().map(|(_, v)| v).collect();
+    let prompt_vars = model.prompt_vars();
     let is_trained = |name: &str| config.train_heads || !name.contains(".head.");
-    let other_vars: Vec<_> = model.other_vars().into_iter().filter(|(n, _)| is_trained(n)).map(|(_, v)| v).collect();
-    let all_vars: Vec<_> = prompt_vars.iter().chain(&other_vars).cloned().collect();
+    let other_vars: Vec<_> = model.other_vars().into_iter().filter(|(n, _)| is_trained(n)).collect();
+    let all_vars: Vec<_> = prompt_vars.iter().chain(&other_vars).map(|(_, v)| v.clone()).collect();
     let mut optim = Optimizers::new(prompt_vars, other_vars, config.lr_prompt, config.lr_other, config.weight_decay)?;
+    if let Some(last) = &last_checkpoint {
+        match optim.load_from(last)? {
+            Some(saved) if saved != state.step => bail!(
+                "cannot resume: {} is from step {saved} but {} from step {}; the run was stopped while saving. \
+                 Start it again without --resume",
+                LAST_CHECKPOINT,
+                RESUME_STATE,
+                state.step
+            ),
+            Some(_) => {}
+            None => eprintln!(
+                "note: {LAST_CHECKPOINT} has no optimiser state (written by an older attempt-pkg); AdamW restarts from zero moments"
+            ),
+        }
+    }
+    // Everything `--resume` needs, written last-checkpoint first: resume.json is the commit point.
+    let save_resumable = |dir: &RunDir, state: &ResumeState, optim: &Optimizers| -> Result<()> {
+        let mut tensors = model.state_dict()?;
+        optim.save_into(&mut tensors)?;
+        save_tensors(&dir.file(LAST_CHECKPOINT), &tensors)?;
+        dir.write_json(RESUME_STATE, state)
+    };
 
     let bar = progress_bar(options.progress, total_steps);
     bar.set_position(state.step as u64);
@@ -167,8 +193,10 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
         bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
         let started = Instant::now();
         let order = shuffle_order(&tasks, config.seed, epoch);
-        let (mut loss_sum, mut loss_n) = (0f64, 0usize);
-        for chunk in order.chunks(config.batch_size) {
+        // A run interrupted mid-epoch resumes after the batches it took.
+        let skip = if epoch == state.epochs_done { state.batches_done } else { 0 };
+        let (mut loss_sum, mut loss_n) = if skip > 0 { (state.epoch_loss_sum, state.epoch_examples) } else { (0f64, 0usize) };
+        for (batch, chunk) in order.chunks(config.batch_size).enumerate().skip(skip) {
             if step >= total_steps {
                 break;
             }
@@ -202,15 +230,20 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
             if options.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
                 interrupted = true;
                 if let Some(dir) = &run_dir {
-                    // Mid-epoch: the resumed run restarts this epoch from its start.
-                    save_tensors(&dir.file(LAST_CHECKPOINT), &model.state_dict()?)?;
-                    dir.write_json(RESUME_STATE, &state)?;
+                    state.step = step;
+                    state.batches_done = batch + 1;
+                    state.epoch_loss_sum = loss_sum;
+                    state.epoch_examples = loss_n;
+                    save_resumable(dir, &state, &optim)?;
                 }
                 break 'epochs;
             }
         }
 
         let last = step >= total_steps || epoch + 1 == epochs;
+        state.batches_done = 0;
+        state.epoch_loss_sum = 0.0;
+        state.epoch_examples = 0;
         if !last && (epoch + 1) % config.eval_every.max(1) != 0 {
             state.epochs_done = epoch + 1;
             state.step = step;
@@ -256,8 +289,7 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
         state.step = step;
         if let Some(dir) = &run_dir {
             dir.write_json(METRICS, &state.history)?;
-            save_tensors(&dir.file(LAST_CHECKPOINT), &model.state_dict()?)?;
-            dir.write_json(RESUME_STATE, &state)?;
+            save_resumable(dir, &state, &optim)?;
         }
         if step >= total_steps {
             break;
