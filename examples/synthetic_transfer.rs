@@ -54,7 +54,7 @@ fn main() -> anyhow::Result<()> {
         println!(
             "{target} {method:8} acc {:.3} step {:.2} ms, {} ({:.1}s) {att}",
             e.metrics["accuracy"],
-            1000.0 * o.mean_step_seconds,
+            1000.0 * o.mean_step_seconds(),
             parameter_summary(o.trainable_parameters, enc.parameter_count()),
             t0.elapsed().as_secs_f64()
         );
