@@ -21,7 +21,8 @@ for (t, s, m), vals in sorted(groups.items()):
 # Mean over the targets of each (setting, method), from the per-seed means, for
 # the targets every method of that setting has rows for (a fair comparison on a partial run).
 settings = sorted({s for _, s, _ in groups})
-methods = sorted({m for _, _, m in groups}, key=lambda m: ["pt", "spot", "uniform", "attempt"].index(m) if m in ["pt", "spot", "uniform", "attempt"] else 9)
+order = ["pt", "spot", "uniform", "attempt"]
+methods = sorted({m for _, _, m in groups}, key=lambda m: order.index(m) if m in order else len(order))
 summary = ["", "Mean of the primary metric over the targets (per-task means over seeds):", "",
            "| setting | targets | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
 for s in settings:

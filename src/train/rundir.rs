@@ -120,14 +120,18 @@ pub struct ResumeState {
     pub best_score: Option<f64>,
     pub best_epoch: Option<usize>,
     pub history: Vec<EpochRecord>,
-    /// Mini-batches of epoch `epochs_done` already taken (a run interrupted
-    /// mid-epoch), and their summed training loss and example count.
+    /// What a run interrupted mid-epoch had done of epoch `epochs_done`.
     #[serde(default)]
-    pub batches_done: usize,
-    #[serde(default)]
-    pub epoch_loss_sum: f64,
-    #[serde(default)]
-    pub epoch_examples: usize,
+    pub partial_epoch: PartialEpoch,
+}
+
+/// The mini-batches already taken in an unfinished epoch, and their summed
+/// training loss and example count.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartialEpoch {
+    pub batches: usize,
+    pub loss_sum: f64,
+    pub examples: usize,
 }
 
 /// A run directory.

@@ -26,7 +26,7 @@ use super::evaluate::{evaluate, Backbone, EvalResult};
 use super::model::{PromptModel, SourcePrompt};
 use super::optim::{clip_grad_norm, linear_schedule, Optimizers};
 use super::rundir::{
-    load_tensors, save_tensors, EpochRecord, ResumeState, RunDir, RunProvenance, RunRecord, CHECKPOINT,
+    load_tensors, save_tensors, EpochRecord, PartialEpoch, ResumeState, RunDir, RunProvenance, RunRecord, CHECKPOINT,
     LAST_CHECKPOINT, METRICS, RESUME_STATE, RUN_RECORD,
 };
 
@@ -194,8 +194,9 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
         let started = Instant::now();
         let order = shuffle_order(&tasks, config.seed, epoch);
         // A run interrupted mid-epoch resumes after the batches it took.
-        let skip = if epoch == state.epochs_done { state.batches_done } else { 0 };
-        let (mut loss_sum, mut loss_n) = if skip > 0 { (state.epoch_loss_sum, state.epoch_examples) } else { (0f64, 0usize) };
+        let done = if epoch == state.epochs_done { std::mem::take(&mut state.partial_epoch) } else { PartialEpoch::default() };
+        let skip = done.batches;
+        let (mut loss_sum, mut loss_n) = (done.loss_sum, done.examples);
         for (batch, chunk) in order.chunks(config.batch_size).enumerate().skip(skip) {
             if step >= total_steps {
                 break;
@@ -231,9 +232,7 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
                 interrupted = true;
                 if let Some(dir) = &run_dir {
                     state.step = step;
-                    state.batches_done = batch + 1;
-                    state.epoch_loss_sum = loss_sum;
-                    state.epoch_examples = loss_n;
+                    state.partial_epoch = PartialEpoch { batches: batch + 1, loss_sum, examples: loss_n };
                     save_resumable(dir, &state, &optim)?;
                 }
                 break 'epochs;
@@ -241,9 +240,6 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
         }
 
         let last = step >= total_steps || epoch + 1 == epochs;
-        state.batches_done = 0;
-        state.epoch_loss_sum = 0.0;
-        state.epoch_examples = 0;
         if !last && (epoch + 1) % config.eval_every.max(1) != 0 {
             state.epochs_done = epoch + 1;
             state.step = step;
