@@ -148,3 +148,72 @@ fn fused_ops_accept_non_contiguous_input() {
     let b = reference::softmax_last_dim(&x.contiguous().unwrap()).unwrap();
     assert!(max_abs_diff(&a, &b) < 1e-6);
 }
+
+/// A small post-LN layer (d = 8, 2 heads, FFN 12) with random weights; the
+/// norms' weights are kept away from zero like trained ones.
+fn small_post_ln_layer() -> ops::PostLnLayer {
+    let (d, i) = (8, 12);
+    let scaled = |shape: &[usize], seed: u64, s: f64| (randn(shape, seed) * s).unwrap();
+    let norm_weight = |seed: u64| (scaled(&[d], seed, 0.2) + 1.0).unwrap();
+    ops::PostLnLayer {
+        qkv_w: scaled(&[3 * d, d], 21, 0.3),
+        qkv_b: scaled(&[3 * d], 22, 0.1),
+        attn_out_w: scaled(&[d, d], 23, 0.3),
+        attn_out_b: scaled(&[d], 24, 0.1),
+        attn_ln_w: norm_weight(25),
+        attn_ln_b: scaled(&[d], 26, 0.1),
+        intermediate_w: scaled(&[i, d], 27, 0.3),
+        intermediate_b: scaled(&[i], 28, 0.1),
+        output_w: scaled(&[d, i], 29, 0.3),
+        output_b: scaled(&[d], 30, 0.1),
+        output_ln_w: norm_weight(31),
+        output_ln_b: scaled(&[d], 32, 0.1),
+        heads: 2,
+        eps: 1e-12,
+    }
+}
+
+/// The layer written out with the composed reference ops only.
+fn reference_post_ln_layer(layer: &ops::PostLnLayer, x: &Tensor, mask: &Tensor) -> Tensor {
+    let qkv = reference::linear(x, &layer.qkv_w, Some(&layer.qkv_b)).unwrap();
+    let ctx = reference::attention(&qkv, mask, layer.heads).unwrap();
+    let attn = reference::linear(&ctx, &layer.attn_out_w, Some(&layer.attn_out_b)).unwrap();
+    let h = reference::layer_norm(&(attn + x).unwrap(), &layer.attn_ln_w, &layer.attn_ln_b, layer.eps).unwrap();
+    let u = reference::linear(&h, &layer.intermediate_w, Some(&layer.intermediate_b)).unwrap();
+    let out = reference::linear(&reference::gelu_erf(&u).unwrap(), &layer.output_w, Some(&layer.output_b)).unwrap();
+    reference::layer_norm(&(out + h).unwrap(), &layer.output_ln_w, &layer.output_ln_b, layer.eps).unwrap()
+}
+
+#[test]
+fn fused_post_ln_layer_backward() {
+    let layer = small_post_ln_layer();
+    let mask = Tensor::new(&[[1f32, 1., 1., 1., 1.], [1., 1., 0., 0., 0.]], &Device::Cpu).unwrap();
+    check("post-LN layer", &[2, 5, 8], |x| layer.forward(x, &mask).unwrap(), |x| reference_post_ln_layer(&layer, x, &mask));
+    // Two stacked layers: each one's backward feeds the next.
+    check(
+        "two post-LN layers",
+        &[2, 5, 8],
+        |x| layer.forward(&layer.forward(x, &mask).unwrap(), &mask).unwrap(),
+        |x| reference_post_ln_layer(&layer, &reference_post_ln_layer(&layer, x, &mask), &mask),
+    );
+    // The single-op path computes the same.
+    let x = randn(&[2, 5, 8], 5);
+    let err = max_abs_diff(&layer.forward(&x, &mask).unwrap(), &layer.forward_unfused(&x, &mask).unwrap());
+    assert!(err < 1e-5, "fused and single-op layer differ by {err}");
+}
+
+#[test]
+fn fused_post_ln_layer_without_gradient_tracking_and_twice_backward() {
+    let layer = small_post_ln_layer();
+    let mask = Tensor::ones((2, 5), DType::F32, &Device::Cpu).unwrap();
+    // A plain tensor: nothing is kept for backward, the output is the same.
+    let x = randn(&[2, 5, 8], 9);
+    let want = reference_post_ln_layer(&layer, &x, &mask);
+    assert!(max_abs_diff(&layer.forward(&x, &mask).unwrap(), &want) < 1e-5);
+    // A graph can be differentiated once; a second backward says why it fails.
+    let v = Var::from_tensor(&x).unwrap();
+    let loss = layer.forward(v.as_tensor(), &mask).unwrap().sum_all().unwrap();
+    assert!(loss.backward().unwrap().get(v.as_tensor()).is_some());
+    let err = loss.backward().unwrap_err().to_string();
+    assert!(err.contains("backward runs once per forward"), "{err}");
+}

@@ -25,9 +25,6 @@ impl Linear {
     fn load(ws: &Weights, prefix: &str, out: usize, inp: usize) -> Result<Self> {
         Ok(Linear { w: ws.get(&format!("{prefix}.weight"), &[out, inp])?, b: ws.get(&format!("{prefix}.bias"), &[out])? })
     }
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        ops::linear(x, &self.w, Some(&self.b))
-    }
 }
 
 struct LayerNorm {
@@ -45,45 +42,36 @@ impl LayerNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         ops::layer_norm(x, &self.w, &self.b, self.eps)
     }
-    /// layer_norm(x + residual)
-    fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
-        ops::add_layer_norm(x, residual, &self.w, &self.b, self.eps)
-    }
 }
 
-struct Layer {
-    /// Query, key and value projections fused into one [3d, d] matmul.
-    qkv: Linear,
-    attn_out: Linear,
-    attn_ln: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
-    output_ln: LayerNorm,
-}
-
-impl Layer {
-    fn load(ws: &Weights, p: &str, cfg: &BertConfig) -> Result<Self> {
-        let (d, i, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
-        let q = Linear::load(ws, &format!("{p}.attention.self.query"), d, d)?;
-        let k = Linear::load(ws, &format!("{p}.attention.self.key"), d, d)?;
-        let v = Linear::load(ws, &format!("{p}.attention.self.value"), d, d)?;
-        let qkv = Linear { w: Tensor::cat(&[&q.w, &k.w, &v.w], 0)?, b: Tensor::cat(&[&q.b, &k.b, &v.b], 0)? };
-        Ok(Layer {
-            qkv,
-            attn_out: Linear::load(ws, &format!("{p}.attention.output.dense"), d, d)?,
-            attn_ln: LayerNorm::load(ws, &format!("{p}.attention.output.LayerNorm"), d, eps)?,
-            intermediate: Linear::load(ws, &format!("{p}.intermediate.dense"), i, d)?,
-            output: Linear::load(ws, &format!("{p}.output.dense"), d, i)?,
-            output_ln: LayerNorm::load(ws, &format!("{p}.output.LayerNorm"), d, eps)?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor, mask: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
-        let ctx = ops::attention(&self.qkv.forward(x)?, mask, heads)?;
-        let x = self.attn_ln.forward_residual(&self.attn_out.forward(&ctx)?, x)?;
-        let h = ops::gelu_erf(&self.intermediate.forward(&x)?)?;
-        self.output_ln.forward_residual(&self.output.forward(&h)?, &x)
-    }
+fn load_layer(ws: &Weights, p: &str, cfg: &BertConfig) -> Result<ops::PostLnLayer> {
+    let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
+    let linear = |name: &str, out: usize, inp: usize| Linear::load(ws, &format!("{p}.{name}"), out, inp);
+    let q = linear("attention.self.query", d, d)?;
+    let k = linear("attention.self.key", d, d)?;
+    let v = linear("attention.self.value", d, d)?;
+    let attn_out = linear("attention.output.dense", d, d)?;
+    let attn_ln = LayerNorm::load(ws, &format!("{p}.attention.output.LayerNorm"), d, cfg.layer_norm_eps)?;
+    let intermediate = linear("intermediate.dense", i, d)?;
+    let output = linear("output.dense", d, i)?;
+    let output_ln = LayerNorm::load(ws, &format!("{p}.output.LayerNorm"), d, cfg.layer_norm_eps)?;
+    Ok(ops::PostLnLayer {
+        // Query, key and value projections fused into one [3d, d] matmul.
+        qkv_w: Tensor::cat(&[&q.w, &k.w, &v.w], 0)?,
+        qkv_b: Tensor::cat(&[&q.b, &k.b, &v.b], 0)?,
+        attn_out_w: attn_out.w,
+        attn_out_b: attn_out.b,
+        attn_ln_w: attn_ln.w,
+        attn_ln_b: attn_ln.b,
+        intermediate_w: intermediate.w,
+        intermediate_b: intermediate.b,
+        output_w: output.w,
+        output_b: output.b,
+        output_ln_w: output_ln.w,
+        output_ln_b: output_ln.b,
+        heads: cfg.num_attention_heads,
+        eps: cfg.layer_norm_eps,
+    })
 }
 
 /// A frozen BERT encoder.
@@ -93,7 +81,7 @@ pub struct Bert {
     /// Position embeddings plus the token-type-0 embedding, [max_positions, d].
     position_and_type: Tensor,
     embeddings_ln: LayerNorm,
-    layers: Vec<Layer>,
+    layers: Vec<ops::PostLnLayer>,
 }
 
 /// Checkpoints saved from `BertFor*` heads prefix every name with `bert.`.
@@ -119,7 +107,7 @@ impl Bert {
         let position_and_type = positions.broadcast_add(&types.get(0)?)?;
         let embeddings_ln = LayerNorm::load(ws, &format!("{p}embeddings.LayerNorm"), d, cfg.layer_norm_eps)?;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| Layer::load(ws, &format!("{p}encoder.layer.{i}"), cfg))
+            .map(|i| load_layer(ws, &format!("{p}encoder.layer.{i}"), cfg))
             .collect::<Result<Vec<_>>>()?;
         Ok(Bert { cfg: cfg.clone(), word_embeddings, position_and_type, embeddings_ln, layers })
     }
@@ -157,7 +145,7 @@ impl Encoder for Bert {
         let x = input_embeds.broadcast_add(&self.position_and_type.narrow(0, 0, l)?)?;
         let mut x = self.embeddings_ln.forward(&x)?;
         for layer in &self.layers {
-            x = layer.forward(&x, mask, self.cfg.num_attention_heads)?;
+            x = layer.forward(&x, mask)?;
         }
         Ok(x)
     }

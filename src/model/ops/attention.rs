@@ -28,14 +28,13 @@ pub fn attention(qkv: &Tensor, mask: &Tensor, heads: usize) -> Result<Tensor> {
     if !super::use_fused(qkv) {
         return reference(qkv, mask, heads);
     }
-    let keep: Vec<bool> = mask
-        .to_dtype(candle_core::DType::F32)?
-        .flatten_all()?
-        .to_vec1::<f32>()?
-        .into_iter()
-        .map(|m| m != 0.0)
-        .collect();
+    let keep = attended_keys(mask)?;
     qkv.contiguous()?.apply_op1(Attention { heads, keep: Arc::new(keep), probs: Mutex::new(None) })
+}
+
+/// A [b, L] attention mask as flags (true = attend).
+pub(super) fn attended_keys(mask: &Tensor) -> Result<Vec<bool>> {
+    Ok(mask.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?.into_iter().map(|m| m != 0.0).collect())
 }
 
 /// The same computation with composed candle ops (any device).
@@ -60,19 +59,21 @@ struct Attention {
 
 /// Shape bookkeeping for one call.
 #[derive(Clone, Copy)]
-struct Dims {
-    b: usize,
-    l: usize,
-    d: usize,
-    heads: usize,
-    dh: usize,
+pub(super) struct Dims {
+    pub b: usize,
+    pub l: usize,
+    pub d: usize,
+    pub heads: usize,
+    pub dh: usize,
 }
 
 impl Dims {
     fn of(layout: &Layout, heads: usize) -> Result<Dims> {
         let (b, l, d3) = layout.shape().dims3()?;
-        let d = d3 / 3;
-        Ok(Dims { b, l, d, heads, dh: d / heads })
+        Ok(Dims::new(b, l, d3 / 3, heads))
+    }
+    pub(super) fn new(b: usize, l: usize, d: usize, heads: usize) -> Dims {
+        Dims { b, l, d, heads, dh: d / heads }
     }
 }
 
@@ -116,37 +117,14 @@ impl CustomOp1 for Attention {
 
     fn cpu_fwd(&self, s: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let qkv = f32_slice(self.name(), s, layout)?;
-        let Dims { b, l, d, heads, dh } = Dims::of(layout, self.heads)?;
-        let scale = 1.0 / (dh as f32).sqrt();
-        let mut ctx = vec![0f32; b * l * d];
-        let mut probs = vec![0f32; b * heads * l * l];
-        let ctx_ptr = SendPtr(ctx.as_mut_ptr());
-        let d3 = 3 * d;
-        probs.par_chunks_mut(l * l).enumerate().for_each(|(bh, p)| {
-            let (bi, h) = (bh / heads, bh % heads);
-            let base = bi * l * d3 + h * dh;
-            let keep = &self.keep[bi * l..(bi + 1) * l];
-            // SAFETY: q, k, v are strided views inside `qkv` (row stride 3d);
-            // `p` is this task's own L×L block; the context columns
-            // h*dh..(h+1)*dh of batch bi are written by this task only.
-            unsafe {
-                let q = qkv.as_ptr().add(base);
-                let k = q.add(d);
-                let v = q.add(2 * d);
-                mm(l, l, dh, p.as_mut_ptr(), l, 1, q, d3, 1, k, 1, d3);
-                vectorized(#[inline(always)] || {
-                    for row in p.chunks_mut(l) {
-                        softmax_in_place(row, scale, keep);
-                    }
-                });
-                let c = ctx_ptr.get().add(bi * l * d + h * dh);
-                mm(l, dh, l, c, d, 1, p.as_ptr(), l, 1, v, d3, 1);
-            }
-        });
+        let dims = Dims::of(layout, self.heads)?;
+        let mut ctx = vec![0f32; dims.b * dims.l * dims.d];
+        let mut probs = vec![0f32; dims.b * dims.heads * dims.l * dims.l];
+        forward_into(qkv, &self.keep, dims, &mut ctx, &mut probs);
         if let Ok(mut slot) = self.probs.lock() {
             *slot = Some(Arc::new(probs));
         }
-        Ok((CpuStorage::F32(ctx), Shape::from((b, l, d))))
+        Ok((CpuStorage::F32(ctx), Shape::from((dims.b, dims.l, dims.d))))
     }
 
     fn bwd(&self, qkv: &Tensor, _ctx: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
@@ -197,44 +175,83 @@ impl CustomOp2 for AttentionBackward {
     fn cpu_fwd(&self, s: &CpuStorage, layout: &Layout, gs: &CpuStorage, gl: &Layout) -> Result<(CpuStorage, Shape)> {
         let qkv = f32_slice(self.name(), s, layout)?;
         let g = f32_slice(self.name(), gs, gl)?;
-        let Dims { b, l, d, heads, dh } = Dims::of(layout, self.heads)?;
-        if g.len() != b * l * d || self.probs.len() != b * heads * l * l {
-            bail!("{}: gradient or saved probabilities have the wrong size", self.name());
-        }
-        let scale = 1.0 / (dh as f32).sqrt();
-        let d3 = 3 * d;
-        let mut dqkv = vec![0f32; b * l * d3];
-        let out = SendPtr(dqkv.as_mut_ptr());
-        (0..b * heads).into_par_iter().for_each_init(
-            || vec![0f32; l * l],
-            |ds, bh| {
-                let (bi, h) = (bh / heads, bh % heads);
-                let p = &self.probs[bh * l * l..(bh + 1) * l * l];
-                // SAFETY: reads strided views of qkv, g and this pair's
-                // probabilities; writes only columns h*dh..(h+1)*dh of each of
-                // the q, k and v thirds of batch bi in dqkv, which no other task touches.
-                unsafe {
-                    let q = qkv.as_ptr().add(bi * l * d3 + h * dh);
-                    let k = q.add(d);
-                    let v = q.add(2 * d);
-                    let gc = g.as_ptr().add(bi * l * d + h * dh);
-                    // dP = dC · vᵀ
-                    mm(l, l, dh, ds.as_mut_ptr(), l, 1, gc, d, 1, v, 1, d3);
-                    // dS = scale · P ⊙ (dP − rowsum(dP ⊙ P))
-                    vectorized(#[inline(always)] || {
-                        for (dr, pr) in ds.chunks_mut(l).zip(p.chunks(l)) {
-                            softmax_backward_in_place(dr, pr, scale);
-                        }
-                    });
-                    let dq = out.get().add(bi * l * d3 + h * dh);
-                    let dk = dq.add(d);
-                    let dv = dq.add(2 * d);
-                    mm(l, dh, l, dq, d3, 1, ds.as_ptr(), l, 1, k, d3, 1); // dQ = dS · K
-                    mm(l, dh, l, dk, d3, 1, ds.as_ptr(), 1, l, q, d3, 1); // dK = dSᵀ · Q
-                    mm(l, dh, l, dv, d3, 1, p.as_ptr(), 1, l, gc, d, 1); // dV = Pᵀ · dC
-                }
-            },
-        );
+        let dims = Dims::of(layout, self.heads)?;
+        let mut dqkv = vec![0f32; qkv.len()];
+        backward_into(qkv, &self.probs, g, dims, &mut dqkv)?;
         Ok((CpuStorage::F32(dqkv), layout.shape().clone()))
     }
+}
+
+/// The forward pass on plain slices: `qkv` [b, L, 3d] → `ctx` [b, L, d],
+/// keeping the probabilities [b, h, L, L] in `probs`. `keep` is [b, L].
+pub(super) fn forward_into(qkv: &[f32], keep: &[bool], dims: Dims, ctx: &mut [f32], probs: &mut [f32]) {
+    let Dims { b, l, d, heads, dh } = dims;
+    debug_assert!(qkv.len() == b * l * 3 * d && ctx.len() == b * l * d && probs.len() == b * heads * l * l);
+    let scale = 1.0 / (dh as f32).sqrt();
+    let ctx_ptr = SendPtr(ctx.as_mut_ptr());
+    let d3 = 3 * d;
+    probs.par_chunks_mut(l * l).enumerate().for_each(|(bh, p)| {
+        let (bi, h) = (bh / heads, bh % heads);
+        let base = bi * l * d3 + h * dh;
+        let keep = &keep[bi * l..(bi + 1) * l];
+        // SAFETY: q, k, v are strided views inside `qkv` (row stride 3d);
+        // `p` is this task's own L×L block; the context columns
+        // h*dh..(h+1)*dh of batch bi are written by this task only.
+        unsafe {
+            let q = qkv.as_ptr().add(base);
+            let k = q.add(d);
+            let v = q.add(2 * d);
+            mm(l, l, dh, p.as_mut_ptr(), l, 1, q, d3, 1, k, 1, d3);
+            vectorized(#[inline(always)] || {
+                for row in p.chunks_mut(l) {
+                    softmax_in_place(row, scale, keep);
+                }
+            });
+            let c = ctx_ptr.get().add(bi * l * d + h * dh);
+            mm(l, dh, l, c, d, 1, p.as_ptr(), l, 1, v, d3, 1);
+        }
+    });
+}
+
+/// The backward pass on plain slices: from the context gradient `g`
+/// [b, L, d] to `dqkv` [b, L, 3d] (every element written).
+pub(super) fn backward_into(qkv: &[f32], probs: &[f32], g: &[f32], dims: Dims, dqkv: &mut [f32]) -> Result<()> {
+    let Dims { b, l, d, heads, dh } = dims;
+    if g.len() != b * l * d || probs.len() != b * heads * l * l || qkv.len() != b * l * 3 * d || dqkv.len() != qkv.len() {
+        bail!("attention backward: gradient or saved probabilities have the wrong size");
+    }
+    let scale = 1.0 / (dh as f32).sqrt();
+    let d3 = 3 * d;
+    let out = SendPtr(dqkv.as_mut_ptr());
+    (0..b * heads).into_par_iter().for_each_init(
+        || vec![0f32; l * l],
+        |ds, bh| {
+            let (bi, h) = (bh / heads, bh % heads);
+            let p = &probs[bh * l * l..(bh + 1) * l * l];
+            // SAFETY: reads strided views of qkv, g and this pair's
+            // probabilities; writes only columns h*dh..(h+1)*dh of each of
+            // the q, k and v thirds of batch bi in dqkv, which no other task touches.
+            unsafe {
+                let q = qkv.as_ptr().add(bi * l * d3 + h * dh);
+                let k = q.add(d);
+                let v = q.add(2 * d);
+                let gc = g.as_ptr().add(bi * l * d + h * dh);
+                // dP = dC · vᵀ
+                mm(l, l, dh, ds.as_mut_ptr(), l, 1, gc, d, 1, v, 1, d3);
+                // dS = scale · P ⊙ (dP − rowsum(dP ⊙ P))
+                vectorized(#[inline(always)] || {
+                    for (dr, pr) in ds.chunks_mut(l).zip(p.chunks(l)) {
+                        softmax_backward_in_place(dr, pr, scale);
+                    }
+                });
+                let dq = out.get().add(bi * l * d3 + h * dh);
+                let dk = dq.add(d);
+                let dv = dq.add(2 * d);
+                mm(l, dh, l, dq, d3, 1, ds.as_ptr(), l, 1, k, d3, 1); // dQ = dS · K
+                mm(l, dh, l, dk, d3, 1, ds.as_ptr(), 1, l, q, d3, 1); // dK = dSᵀ · Q
+                mm(l, dh, l, dv, d3, 1, p.as_ptr(), 1, l, gc, d, 1); // dV = Pᵀ · dC
+            }
+        },
+    );
+    Ok(())
 }

@@ -39,15 +39,39 @@ fn gelu_chunk(y: &mut [f32], x: &[f32]) {
     }
 }
 
+/// d/dx [x Φ(x)] = Φ(x) + x φ(x).
+#[inline(always)]
+fn gelu_derivative(x: f32) -> f32 {
+    let inv_sqrt_2pi = 0.398_942_3_f32;
+    // z = |x|/√2, so e^(−z²) = e^(−x²/2), the density's exponential.
+    let (erf, gaussian) = erf_and_gaussian(x.abs() * std::f32::consts::FRAC_1_SQRT_2);
+    let cdf = 0.5 * (1.0 + erf.copysign(x));
+    cdf + x * inv_sqrt_2pi * gaussian
+}
+
 #[inline(always)]
 fn gelu_backward_chunk(d: &mut [f32], x: &[f32], g: &[f32]) {
-    let inv_sqrt_2pi = 0.398_942_3_f32;
     for ((d, &x), &g) in d.iter_mut().zip(x).zip(g) {
-        // z = |x|/√2, so e^(−z²) = e^(−x²/2), the density's exponential.
-        let (erf, gaussian) = erf_and_gaussian(x.abs() * std::f32::consts::FRAC_1_SQRT_2);
-        let cdf = 0.5 * (1.0 + erf.copysign(x));
-        *d = g * (cdf + x * inv_sqrt_2pi * gaussian);
+        *d = g * gelu_derivative(x);
     }
+}
+
+/// y = GELU(x), in parallel chunks.
+pub(super) fn gelu_into(y: &mut [f32], x: &[f32]) {
+    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
+        vectorized(#[inline(always)] || gelu_chunk(y, x))
+    });
+}
+
+/// g ← g ⊙ GELU′(x), in place, in parallel chunks.
+pub(super) fn gelu_backward_in_place(g: &mut [f32], x: &[f32]) {
+    g.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(g, x)| {
+        vectorized(#[inline(always)] || {
+            for (g, &x) in g.iter_mut().zip(x) {
+                *g *= gelu_derivative(x);
+            }
+        })
+    });
 }
 
 struct GeluErf;
@@ -60,9 +84,7 @@ impl CustomOp1 for GeluErf {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(self.name(), s, l)?;
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
-            vectorized(#[inline(always)] || gelu_chunk(y, x))
-        });
+        gelu_into(&mut y, x);
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -71,7 +93,6 @@ impl CustomOp1 for GeluErf {
     }
 }
 
-/// d/dx [x Φ(x)] = Φ(x) + x φ(x).
 struct GeluErfBackward;
 
 impl CustomOp2 for GeluErfBackward {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::{f32_slice, min_rows, param_vec};
+use super::cpu::{dot_f32, f32_slice, min_rows, param_vec, sum_f32, vectorized};
 
 /// (x − mean) / sqrt(var + eps) · w + b over the last dimension.
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
@@ -164,4 +164,47 @@ impl CustomOp2 for LayerNormBackward {
             });
         Ok((CpuStorage::F32(dx), xl.shape().clone()))
     }
+}
+
+/// Layer norm over rows of `n`, keeping what backward needs: each row of `x`
+/// becomes x̂ = (x − mean) · rstd in place, `rstd` gets the row's 1/std, and
+/// `y` = x̂ ⊙ w + b.
+pub(super) fn normalize_rows(x: &mut [f32], rstd: &mut [f32], y: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
+    let n = w.len();
+    x.par_chunks_mut(n).zip(rstd.par_iter_mut()).zip(y.par_chunks_mut(n)).with_min_len(min_rows(n)).for_each(
+        |((x, r), y)| {
+            vectorized(#[inline(always)] || {
+                let inv_n = 1.0 / n as f32;
+                let mean = sum_f32(x) * inv_n;
+                for v in x.iter_mut() {
+                    *v -= mean;
+                }
+                *r = 1.0 / (dot_f32(x, x) * inv_n + eps).sqrt();
+                for (((v, o), &w), &b) in x.iter_mut().zip(y.iter_mut()).zip(w).zip(b) {
+                    *v *= *r;
+                    *o = *v * w + b;
+                }
+            })
+        },
+    );
+}
+
+/// The backward of [`normalize_rows`] in place: `g` holds dL/dy on entry and
+/// dL/dx = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ ⊙ x̂)), ĝ = g ⊙ w, on return.
+pub(super) fn normalize_rows_backward(g: &mut [f32], xhat: &[f32], rstd: &[f32], w: &[f32]) {
+    let n = w.len();
+    g.par_chunks_mut(n).zip(xhat.par_chunks(n)).zip(rstd.par_iter()).with_min_len(min_rows(n)).for_each(
+        |((g, xh), &r)| {
+            vectorized(#[inline(always)] || {
+                for (g, &w) in g.iter_mut().zip(w) {
+                    *g *= w;
+                }
+                let inv_n = 1.0 / n as f32;
+                let (mean_g, mean_gx) = (sum_f32(g) * inv_n, dot_f32(g, xh) * inv_n);
+                for (g, &xh) in g.iter_mut().zip(xh) {
+                    *g = r * (*g - mean_g - xh * mean_gx);
+                }
+            })
+        },
+    );
 }

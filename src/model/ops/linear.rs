@@ -59,25 +59,7 @@ impl CustomOp1 for FrozenLinear {
         let (ws, wl) = self.w.storage_and_layout();
         let Storage::Cpu(ws) = &*ws else { bail!("{}: weight is not on the CPU", self.name()) };
         let w = f32_slice(self.name(), ws, wl)?;
-        let threads = candle_core::utils::get_num_threads();
-        let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-        if m > 0 && n > 0 {
-            // SAFETY: y is m×n row-major, x is m×k row-major, w is n×k row-major
-            // read as its transpose (k×n with column stride k); all slices have
-            // exactly those sizes, checked above via dims2 and x.len().
-            unsafe {
-                gemm::gemm(
-                    m, n, k,
-                    y.as_mut_ptr(), 1, n as isize,
-                    read_dst,
-                    x.as_ptr(), 1, k as isize,
-                    w.as_ptr(), k as isize, 1,
-                    1.0, 1.0,
-                    false, false, false,
-                    par,
-                );
-            }
-        }
+        linear_into(&mut y, x, w, n, k, read_dst)?;
         Ok((CpuStorage::F32(y), Shape::from(dims)))
     }
 
@@ -88,4 +70,65 @@ impl CustomOp1 for FrozenLinear {
         debug_assert_eq!(dx.dims(), &[m, k]);
         Ok(Some(dx.reshape(x.shape())?))
     }
+}
+
+/// The thread count for the big gemms (candle's setting).
+fn parallelism() -> gemm::Parallelism {
+    let threads = candle_core::utils::get_num_threads();
+    if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    }
+}
+
+/// y [m, n] = x [m, k] · w [n, k]ᵀ, or y += … when `accumulate` (the way to
+/// add a bias or a residual: fill y with it first). Row-major slices.
+pub(super) fn linear_into(y: &mut [f32], x: &[f32], w: &[f32], n: usize, k: usize, accumulate: bool) -> Result<()> {
+    let m = x.len() / k.max(1);
+    if x.len() != m * k || y.len() != m * n || w.len() != n * k {
+        bail!("linear: {} inputs, {} outputs and a {} weight do not fit [{m}, {k}] · [{n}, {k}]ᵀ", x.len(), y.len(), w.len());
+    }
+    if m > 0 && n > 0 {
+        // SAFETY: y is m×n row-major, x is m×k row-major, w is n×k row-major
+        // read as its transpose (k×n with column stride k); sizes checked above.
+        unsafe {
+            gemm::gemm(
+                m, n, k,
+                y.as_mut_ptr(), 1, n as isize,
+                accumulate,
+                x.as_ptr(), 1, k as isize,
+                w.as_ptr(), k as isize, 1,
+                1.0, 1.0,
+                false, false, false,
+                parallelism(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// dx [m, k] = g [m, n] · w [n, k] (the input gradient of [`linear_into`]),
+/// or dx += … when `accumulate`.
+pub(super) fn linear_backward_into(dx: &mut [f32], g: &[f32], w: &[f32], n: usize, k: usize, accumulate: bool) -> Result<()> {
+    let m = g.len() / n.max(1);
+    if g.len() != m * n || dx.len() != m * k || w.len() != n * k {
+        bail!("linear backward: {} gradients, {} outputs and a {} weight do not fit [{m}, {n}] · [{n}, {k}]", g.len(), dx.len(), w.len());
+    }
+    if m > 0 && k > 0 {
+        // SAFETY: all three are row-major with the sizes checked above.
+        unsafe {
+            gemm::gemm(
+                m, k, n,
+                dx.as_mut_ptr(), 1, k as isize,
+                accumulate,
+                g.as_ptr(), 1, n as isize,
+                w.as_ptr(), 1, k as isize,
+                1.0, 1.0,
+                false, false, false,
+                parallelism(),
+            );
+        }
+    }
+    Ok(())
 }

@@ -16,6 +16,7 @@ mod cpu;
 mod gelu;
 mod layer_norm;
 mod linear;
+mod post_ln_layer;
 pub mod rms_norm;
 mod softmax;
 
@@ -24,6 +25,7 @@ pub(crate) use cpu::{exp_f32, sum_f32, vectorized};
 pub use gelu::gelu_erf;
 pub use layer_norm::{add_layer_norm, layer_norm};
 pub use linear::linear;
+pub use post_ln_layer::PostLnLayer;
 pub use softmax::{masked_softmax, softmax_last_dim};
 
 use candle_core::{Result, Tensor};

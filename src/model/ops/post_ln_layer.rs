@@ -1,0 +1,253 @@
+//! A whole post-LN encoder layer (BERT's) as one op with a hand-written
+//! backward to its input.
+//!
+//! Built from the single ops a layer is eight graph nodes, and candle's
+//! backward gives each node's input a zeroed gradient buffer plus an add,
+//! besides the temporaries of every op. As one node the layer's backward runs
+//! straight through: residual gradients are accumulated by the gemms
+//! themselves (β = 1), GELU's and layer norm's backward work in place, and
+//! forward keeps only what backward reads (q|k|v, the attention
+//! probabilities, the FFN pre-activation, the two normalised sums and their
+//! 1/std) — and nothing at all when no gradient is wanted.
+
+use std::sync::Mutex;
+
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
+
+use super::attention::{self, attended_keys, Dims};
+use super::cpu::f32_slice;
+use super::gelu::{gelu_backward_in_place, gelu_into};
+use super::layer_norm::{normalize_rows, normalize_rows_backward};
+use super::linear::{linear_backward_into, linear_into};
+
+/// The frozen weights of one layer; linear weights are [out, in].
+#[derive(Clone)]
+pub struct PostLnLayer {
+    /// Query, key and value projections stacked: [3d, d] and [3d].
+    pub qkv_w: Tensor,
+    pub qkv_b: Tensor,
+    pub attn_out_w: Tensor,
+    pub attn_out_b: Tensor,
+    pub attn_ln_w: Tensor,
+    pub attn_ln_b: Tensor,
+    /// [i, d] and [i].
+    pub intermediate_w: Tensor,
+    pub intermediate_b: Tensor,
+    /// [d, i] and [d].
+    pub output_w: Tensor,
+    pub output_b: Tensor,
+    pub output_ln_w: Tensor,
+    pub output_ln_b: Tensor,
+    pub heads: usize,
+    pub eps: f64,
+}
+
+impl PostLnLayer {
+    /// x [b, L, d] with `mask` [b, L] (1 = attend) → [b, L, d]:
+    /// y = LN(x + attention(x)); LN(y + FFN(y)), FFN = GELU(y Wᵢ + bᵢ) Wₒ + bₒ.
+    pub fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let (b, l, d) = x.dims3()?;
+        if mask.dims() != [b, l] {
+            bail!("attention mask has shape {:?}, expected [{b}, {l}]", mask.dims());
+        }
+        if self.qkv_w.dims() != [3 * d, d] {
+            bail!("layer of width {} got input of width {d}", self.qkv_w.dim(1)?);
+        }
+        if !super::use_fused(x) || self.weights().iter().any(|w| !super::use_fused(w)) {
+            return self.forward_unfused(x, mask);
+        }
+        let op = FusedLayer {
+            layer: self.clone(),
+            keep: attended_keys(mask)?,
+            save: x.track_op(),
+            saved: Mutex::new(None),
+        };
+        x.contiguous()?.apply_op1(op)
+    }
+
+    /// The same layer from the single ops (any device, any dtype).
+    pub fn forward_unfused(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let ctx = super::attention(&super::linear(x, &self.qkv_w, Some(&self.qkv_b))?, mask, self.heads)?;
+        let attn = super::linear(&ctx, &self.attn_out_w, Some(&self.attn_out_b))?;
+        let x = super::add_layer_norm(&attn, x, &self.attn_ln_w, &self.attn_ln_b, self.eps)?;
+        let h = super::gelu_erf(&super::linear(&x, &self.intermediate_w, Some(&self.intermediate_b))?)?;
+        let out = super::linear(&h, &self.output_w, Some(&self.output_b))?;
+        super::add_layer_norm(&out, &x, &self.output_ln_w, &self.output_ln_b, self.eps)
+    }
+
+    fn weights(&self) -> [&Tensor; 12] {
+        [
+            &self.qkv_w, &self.qkv_b, &self.attn_out_w, &self.attn_out_b, &self.attn_ln_w, &self.attn_ln_b,
+            &self.intermediate_w, &self.intermediate_b, &self.output_w, &self.output_b, &self.output_ln_w,
+            &self.output_ln_b,
+        ]
+    }
+
+    fn intermediate_size(&self) -> Result<usize> {
+        Ok(self.intermediate_w.dim(0)?)
+    }
+}
+
+/// The layer's weights as slices, in [`PostLnLayer::weights`] order.
+struct WeightSlices<'a> {
+    qkv_w: &'a [f32],
+    qkv_b: &'a [f32],
+    attn_out_w: &'a [f32],
+    attn_out_b: &'a [f32],
+    attn_ln_w: &'a [f32],
+    attn_ln_b: &'a [f32],
+    intermediate_w: &'a [f32],
+    intermediate_b: &'a [f32],
+    output_w: &'a [f32],
+    output_b: &'a [f32],
+    output_ln_w: &'a [f32],
+    output_ln_b: &'a [f32],
+}
+
+/// Runs `f` on the CPU data of the layer's weights (read-locked meanwhile).
+fn with_weights<R>(layer: &PostLnLayer, f: impl FnOnce(&WeightSlices) -> Result<R>) -> Result<R> {
+    let held: Vec<_> = layer.weights().iter().map(|t| t.storage_and_layout()).collect();
+    let mut s = Vec::with_capacity(held.len());
+    for (storage, layout) in &held {
+        let Storage::Cpu(cpu) = &**storage else { bail!("post-LN layer: weights are not on the CPU") };
+        s.push(f32_slice("post-LN layer weight", cpu, layout)?);
+    }
+    let [qkv_w, qkv_b, attn_out_w, attn_out_b, attn_ln_w, attn_ln_b, intermediate_w, intermediate_b, output_w, output_b, output_ln_w, output_ln_b] =
+        s[..]
+    else {
+        bail!("post-LN layer: expected 12 weights")
+    };
+    f(&WeightSlices {
+        qkv_w, qkv_b, attn_out_w, attn_out_b, attn_ln_w, attn_ln_b, intermediate_w, intermediate_b, output_w,
+        output_b, output_ln_w, output_ln_b,
+    })
+}
+
+/// What backward reads, from one forward pass.
+struct Saved {
+    dims: Dims,
+    qkv: Vec<f32>,
+    probs: Vec<f32>,
+    /// The FFN's pre-activation [m, i].
+    intermediate: Vec<f32>,
+    /// Normalised residual sums [m, d] and their 1/std [m].
+    attn_xhat: Vec<f32>,
+    attn_rstd: Vec<f32>,
+    output_xhat: Vec<f32>,
+    output_rstd: Vec<f32>,
+}
+
+struct FusedLayer {
+    layer: PostLnLayer,
+    keep: Vec<bool>,
+    /// Whether a gradient may be asked for (the input is tracked).
+    save: bool,
+    saved: Mutex<Option<Saved>>,
+}
+
+/// `rows` copies of `row`, one after the other.
+fn repeat_rows(row: &[f32], rows: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(row.len() * rows);
+    for _ in 0..rows {
+        out.extend_from_slice(row);
+    }
+    out
+}
+
+/// out = a + row, `row` broadcast over the rows of `a`.
+fn add_row(a: &[f32], row: &[f32]) -> Vec<f32> {
+    let mut out = a.to_vec();
+    for chunk in out.chunks_mut(row.len()) {
+        for (o, &r) in chunk.iter_mut().zip(row) {
+            *o += r;
+        }
+    }
+    out
+}
+
+impl CustomOp1 for FusedLayer {
+    fn name(&self) -> &'static str {
+        "attempt-post-ln-layer"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(self.name(), s, layout)?;
+        let (b, l, d) = layout.shape().dims3()?;
+        let (m, i) = (b * l, self.layer.intermediate_size()?);
+        let dims = Dims::new(b, l, d, self.layer.heads);
+        let eps = self.layer.eps as f32;
+        let (y, saved) = with_weights(&self.layer, |w| {
+            let mut qkv = repeat_rows(w.qkv_b, m);
+            linear_into(&mut qkv, x, w.qkv_w, 3 * d, d, true)?;
+            let mut ctx = vec![0f32; m * d];
+            let mut probs = vec![0f32; b * dims.heads * l * l];
+            attention::forward_into(&qkv, &self.keep, dims, &mut ctx, &mut probs);
+            // Residual and bias go in first; the gemm adds the projection.
+            let mut attn_xhat = add_row(x, w.attn_out_b);
+            linear_into(&mut attn_xhat, &ctx, w.attn_out_w, d, d, true)?;
+            drop(ctx);
+            let mut attn_rstd = vec![0f32; m];
+            let mut hidden = vec![0f32; m * d];
+            normalize_rows(&mut attn_xhat, &mut attn_rstd, &mut hidden, w.attn_ln_w, w.attn_ln_b, eps);
+
+            let mut intermediate = repeat_rows(w.intermediate_b, m);
+            linear_into(&mut intermediate, &hidden, w.intermediate_w, i, d, true)?;
+            let mut activated = vec![0f32; m * i];
+            gelu_into(&mut activated, &intermediate);
+            let mut output_xhat = add_row(&hidden, w.output_b);
+            linear_into(&mut output_xhat, &activated, w.output_w, d, i, true)?;
+            drop(activated);
+            let mut output_rstd = vec![0f32; m];
+            // The layer's output reuses `hidden`, which is no longer needed.
+            normalize_rows(&mut output_xhat, &mut output_rstd, &mut hidden, w.output_ln_w, w.output_ln_b, eps);
+            let saved = Saved { dims, qkv, probs, intermediate, attn_xhat, attn_rstd, output_xhat, output_rstd };
+            Ok((hidden, saved))
+        })?;
+        if self.save {
+            if let Ok(mut slot) = self.saved.lock() {
+                *slot = Some(saved);
+            }
+        }
+        Ok((CpuStorage::F32(y), layout.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        // Taken, not cloned: the activations are freed as soon as this
+        // layer's backward is done rather than with the whole graph.
+        let saved = self.saved.lock().ok().and_then(|mut slot| slot.take());
+        let Some(s) = saved else {
+            bail!("post-LN layer backward without a saved forward pass (backward runs once per forward)")
+        };
+        let Dims { b, l, d, .. } = s.dims;
+        let (m, i) = (b * l, self.layer.intermediate_size()?);
+        let g = g.contiguous()?;
+        let (gs, gl) = g.storage_and_layout();
+        let Storage::Cpu(gs) = &*gs else { bail!("{}: gradient is not on the CPU", self.name()) };
+        let g = f32_slice(self.name(), gs, gl)?;
+        if g.len() != m * d {
+            bail!("{}: gradient of {} values for a [{b}, {l}, {d}] output", self.name(), g.len());
+        }
+        let dx = with_weights(&self.layer, |w| {
+            // Second block: y = LN(h + FFN(h)).
+            let mut dsum = g.to_vec();
+            normalize_rows_backward(&mut dsum, &s.output_xhat, &s.output_rstd, w.output_ln_w);
+            let mut dact = vec![0f32; m * i];
+            linear_backward_into(&mut dact, &dsum, w.output_w, d, i, false)?;
+            gelu_backward_in_place(&mut dact, &s.intermediate);
+            // dh = dsum (residual) + dact · Wᵢ, accumulated in place.
+            linear_backward_into(&mut dsum, &dact, w.intermediate_w, i, d, true)?;
+            drop(dact);
+            // First block: h = LN(x + attention(x)).
+            normalize_rows_backward(&mut dsum, &s.attn_xhat, &s.attn_rstd, w.attn_ln_w);
+            let mut dctx = vec![0f32; m * d];
+            linear_backward_into(&mut dctx, &dsum, w.attn_out_w, d, d, false)?;
+            let mut dqkv = vec![0f32; m * 3 * d];
+            attention::backward_into(&s.qkv, &s.probs, &dctx, s.dims, &mut dqkv)?;
+            drop(dctx);
+            // dx = dsum (residual) + dqkv · W_qkv.
+            linear_backward_into(&mut dsum, &dqkv, w.qkv_w, 3 * d, d, true)?;
+            Ok(dsum)
+        })?;
+        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
+    }
+}
