@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use candle_core::backend::BackendStorage;
@@ -25,6 +26,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use super::ops::rms_norm::rms_norm;
+use super::ops::{PreRmsFeedForward, PreRmsLayer};
 use super::Encoder;
 
 /// Added to attention scores of masked positions (what transformers uses).
@@ -879,10 +881,43 @@ struct Block {
 
 struct Stack {
     blocks: Vec<Block>,
+    /// Encoder only, where the FFN kind allows: each block as one fused op
+    /// (same weights, shared tensors).
+    fused: Option<Vec<PreRmsLayer>>,
     final_norm: Tensor,
     /// [num_buckets, num_heads], owned by the first block and shared by all.
     relative_bias: Tensor,
     bidirectional: bool,
+}
+
+impl Block {
+    /// This (encoder) block as one fused op, for the FFN kinds it covers.
+    fn fused(&self, cfg: &T5Config, gated: bool) -> Option<PreRmsLayer> {
+        let (activation, _) = cfg.ffn().ok()?;
+        let (ffn, wo) = match (&self.ffn, activation, gated) {
+            (FeedForward::Plain { wi, wo }, Activation::Relu, false) => {
+                (PreRmsFeedForward::Relu { wi: wi.weight.clone() }, wo)
+            }
+            (FeedForward::Gated { wi_0, wi_1, wo }, Activation::GeluNew, true) => (
+                PreRmsFeedForward::GatedGeluTanh { wi_0: wi_0.weight.clone(), wi_1: wi_1.weight.clone() },
+                wo,
+            ),
+            _ => return None,
+        };
+        let attn = &self.self_attn;
+        Some(PreRmsLayer {
+            attn_norm: self.self_attn_norm.clone(),
+            q: attn.q.weight.clone(),
+            k: attn.k.weight.clone(),
+            v: attn.v.weight.clone(),
+            o: attn.o.weight.clone(),
+            ffn_norm: self.ffn_norm.clone(),
+            ffn,
+            wo: wo.weight.clone(),
+            heads: attn.num_heads,
+            eps: cfg.layer_norm_epsilon,
+        })
+    }
 }
 
 struct StackSettings {
@@ -921,8 +956,14 @@ impl Stack {
                 ffn_norm: src.get(&format!("{p}.{ffn_layer}.layer_norm.weight"), &[d])?,
             });
         }
+        let fused = if name == "encoder" {
+            blocks.iter().map(|block| block.fused(cfg, gated)).collect::<Option<Vec<_>>>()
+        } else {
+            None
+        };
         Ok(Self {
             blocks,
+            fused,
             final_norm: src.get(&format!("{name}.final_layer_norm.weight"), &[d])?,
             relative_bias: src.get(
                 &format!("{name}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
@@ -1327,6 +1368,19 @@ impl Encoder for T5Model {
 
     fn encode(&self, input_embeds: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
         let (b, l) = self.check_hidden(input_embeds, "input embeddings")?;
+        if let (Some(fused), true) = (&self.encoder.fused, PreRmsLayer::supports(input_embeds)) {
+            let mask_dims = mask.dims();
+            if mask_dims != [b, l] {
+                candle_core::bail!("attention mask has shape {mask_dims:?}, expected [{b}, {l}] to match the inputs")
+            }
+            let bias = self.encoder.position_bias(l, l, &self.settings)?;
+            let bias = Arc::new(bias.flatten_all()?.to_vec1::<f32>()?);
+            let mut x = input_embeds.clone();
+            for block in fused {
+                x = block.forward(&x, mask, &bias)?;
+            }
+            return rms_norm(&x, &self.encoder.final_norm, self.settings.eps);
+        }
         let bias = self
             .encoder
             .position_bias(l, l, &self.settings)?

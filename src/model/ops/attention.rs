@@ -75,6 +75,10 @@ impl Dims {
     pub(super) fn new(b: usize, l: usize, d: usize, heads: usize) -> Dims {
         Dims { b, l, d, heads, dh: d / heads }
     }
+    /// 1/√(head size), the usual score scale (T5 folds it into its weights).
+    pub(super) fn default_scale(self) -> f32 {
+        1.0 / (self.dh as f32).sqrt()
+    }
 }
 
 /// A raw pointer that may cross threads: each task writes a disjoint region.
@@ -120,7 +124,7 @@ impl CustomOp1 for Attention {
         let dims = Dims::of(layout, self.heads)?;
         let mut ctx = vec![0f32; dims.b * dims.l * dims.d];
         let mut probs = vec![0f32; dims.b * dims.heads * dims.l * dims.l];
-        forward_into(qkv, &self.keep, dims, &mut ctx, &mut probs);
+        forward_into(qkv, &self.keep, None, dims.default_scale(), dims, &mut ctx, &mut probs);
         if let Ok(mut slot) = self.probs.lock() {
             *slot = Some(Arc::new(probs));
         }
@@ -177,17 +181,27 @@ impl CustomOp2 for AttentionBackward {
         let g = f32_slice(self.name(), gs, gl)?;
         let dims = Dims::of(layout, self.heads)?;
         let mut dqkv = vec![0f32; qkv.len()];
-        backward_into(qkv, &self.probs, g, dims, &mut dqkv)?;
+        backward_into(qkv, &self.probs, g, dims.default_scale(), dims, &mut dqkv)?;
         Ok((CpuStorage::F32(dqkv), layout.shape().clone()))
     }
 }
 
 /// The forward pass on plain slices: `qkv` [b, L, 3d] → `ctx` [b, L, d],
-/// keeping the probabilities [b, h, L, L] in `probs`. `keep` is [b, L].
-pub(super) fn forward_into(qkv: &[f32], keep: &[bool], dims: Dims, ctx: &mut [f32], probs: &mut [f32]) {
+/// keeping the probabilities [b, h, L, L] in `probs`. Scores are
+/// `scale · q·k + bias`, `bias` [h, L, L] shared by the batch (T5's relative
+/// positions); keys whose `keep` ([b, L]) is false get probability 0.
+pub(super) fn forward_into(
+    qkv: &[f32],
+    keep: &[bool],
+    bias: Option<&[f32]>,
+    scale: f32,
+    dims: Dims,
+    ctx: &mut [f32],
+    probs: &mut [f32],
+) {
     let Dims { b, l, d, heads, dh } = dims;
     debug_assert!(qkv.len() == b * l * 3 * d && ctx.len() == b * l * d && probs.len() == b * heads * l * l);
-    let scale = 1.0 / (dh as f32).sqrt();
+    debug_assert!(bias.is_none_or(|bias| bias.len() == heads * l * l));
     let ctx_ptr = SendPtr(ctx.as_mut_ptr());
     let d3 = 3 * d;
     probs.par_chunks_mut(l * l).enumerate().for_each(|(bh, p)| {
@@ -202,9 +216,20 @@ pub(super) fn forward_into(qkv: &[f32], keep: &[bool], dims: Dims, ctx: &mut [f3
             let k = q.add(d);
             let v = q.add(2 * d);
             mm(l, l, dh, p.as_mut_ptr(), l, 1, q, d3, 1, k, 1, d3);
-            vectorized(#[inline(always)] || {
-                for row in p.chunks_mut(l) {
-                    softmax_in_place(row, scale, keep);
+            let head_bias = bias.map(|bias| &bias[h * l * l..(h + 1) * l * l]);
+            vectorized(#[inline(always)] || match head_bias {
+                None => {
+                    for row in p.chunks_mut(l) {
+                        softmax_in_place(row, scale, keep);
+                    }
+                }
+                Some(bias) => {
+                    for (row, bias) in p.chunks_mut(l).zip(bias.chunks(l)) {
+                        for (v, &b) in row.iter_mut().zip(bias) {
+                            *v = *v * scale + b;
+                        }
+                        softmax_in_place(row, 1.0, keep);
+                    }
                 }
             });
             let c = ctx_ptr.get().add(bi * l * d + h * dh);
@@ -215,12 +240,12 @@ pub(super) fn forward_into(qkv: &[f32], keep: &[bool], dims: Dims, ctx: &mut [f3
 
 /// The backward pass on plain slices: from the context gradient `g`
 /// [b, L, d] to `dqkv` [b, L, 3d] (every element written).
-pub(super) fn backward_into(qkv: &[f32], probs: &[f32], g: &[f32], dims: Dims, dqkv: &mut [f32]) -> Result<()> {
+/// `scale` as in forward (the bias has no gradient).
+pub(super) fn backward_into(qkv: &[f32], probs: &[f32], g: &[f32], scale: f32, dims: Dims, dqkv: &mut [f32]) -> Result<()> {
     let Dims { b, l, d, heads, dh } = dims;
     if g.len() != b * l * d || probs.len() != b * heads * l * l || qkv.len() != b * l * 3 * d || dqkv.len() != qkv.len() {
         bail!("attention backward: gradient or saved probabilities have the wrong size");
     }
-    let scale = 1.0 / (dh as f32).sqrt();
     let d3 = 3 * d;
     let out = SendPtr(dqkv.as_mut_ptr());
     (0..b * heads).into_par_iter().for_each_init(

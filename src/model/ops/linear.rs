@@ -82,22 +82,37 @@ fn parallelism() -> gemm::Parallelism {
     }
 }
 
-/// y [m, n] = x [m, k] · w [n, k]ᵀ, or y += … when `accumulate` (the way to
-/// add a bias or a residual: fill y with it first). Row-major slices.
-pub(super) fn linear_into(y: &mut [f32], x: &[f32], w: &[f32], n: usize, k: usize, accumulate: bool) -> Result<()> {
-    let m = x.len() / k.max(1);
-    if x.len() != m * k || y.len() != m * n || w.len() != n * k {
-        bail!("linear: {} inputs, {} outputs and a {} weight do not fit [{m}, {k}] · [{n}, {k}]ᵀ", x.len(), y.len(), w.len());
+/// A row-major matrix inside a slice: row `r` starts at `r · row_stride`.
+#[derive(Clone, Copy)]
+pub(super) struct Rows<'a> {
+    pub data: &'a [f32],
+    pub row_stride: usize,
+}
+
+/// y[m, n] = x[m, k] · w[n, k]ᵀ (or y += … when `accumulate`) where y and x
+/// may be column blocks of wider matrices (row strides ≥ their widths) —
+/// e.g. q, k and v written into one packed q|k|v buffer.
+pub(super) fn linear_strided(
+    y: &mut [f32],
+    y_stride: usize,
+    x: Rows,
+    w: &[f32],
+    (m, n, k): (usize, usize, usize),
+    accumulate: bool,
+) -> Result<()> {
+    let fits = |len: usize, stride: usize, width: usize| m == 0 || (stride >= width && len >= (m - 1) * stride + width);
+    if !fits(y.len(), y_stride, n) || !fits(x.data.len(), x.row_stride, k) || w.len() != n * k {
+        bail!("linear: [{m}, {k}] · [{n}, {k}]ᵀ does not fit the given buffers");
     }
     if m > 0 && n > 0 {
-        // SAFETY: y is m×n row-major, x is m×k row-major, w is n×k row-major
-        // read as its transpose (k×n with column stride k); sizes checked above.
+        // SAFETY: the extents of y, x (rows of the given strides) and w
+        // (n×k row-major, read as its transpose) are checked above.
         unsafe {
             gemm::gemm(
                 m, n, k,
-                y.as_mut_ptr(), 1, n as isize,
+                y.as_mut_ptr(), 1, y_stride as isize,
                 accumulate,
-                x.as_ptr(), 1, k as isize,
+                x.data.as_ptr(), 1, x.row_stride as isize,
                 w.as_ptr(), k as isize, 1,
                 1.0, 1.0,
                 false, false, false,
@@ -108,21 +123,27 @@ pub(super) fn linear_into(y: &mut [f32], x: &[f32], w: &[f32], n: usize, k: usiz
     Ok(())
 }
 
-/// dx [m, k] = g [m, n] · w [n, k] (the input gradient of [`linear_into`]),
-/// or dx += … when `accumulate`.
-pub(super) fn linear_backward_into(dx: &mut [f32], g: &[f32], w: &[f32], n: usize, k: usize, accumulate: bool) -> Result<()> {
-    let m = g.len() / n.max(1);
-    if g.len() != m * n || dx.len() != m * k || w.len() != n * k {
-        bail!("linear backward: {} gradients, {} outputs and a {} weight do not fit [{m}, {n}] · [{n}, {k}]", g.len(), dx.len(), w.len());
+/// dx[m, k] (+)= g[m, n] · w[n, k], `g` possibly a column block of a wider
+/// matrix: the input gradient of [`linear_strided`].
+pub(super) fn linear_backward_strided(
+    dx: &mut [f32],
+    g: Rows,
+    w: &[f32],
+    (m, n, k): (usize, usize, usize),
+    accumulate: bool,
+) -> Result<()> {
+    let g_fits = m == 0 || (g.row_stride >= n && g.data.len() >= (m - 1) * g.row_stride + n);
+    if !g_fits || dx.len() != m * k || w.len() != n * k {
+        bail!("linear backward: [{m}, {n}] · [{n}, {k}] does not fit the given buffers");
     }
     if m > 0 && k > 0 {
-        // SAFETY: all three are row-major with the sizes checked above.
+        // SAFETY: extents checked above; dx and w are row-major.
         unsafe {
             gemm::gemm(
                 m, k, n,
                 dx.as_mut_ptr(), 1, k as isize,
                 accumulate,
-                g.as_ptr(), 1, n as isize,
+                g.data.as_ptr(), 1, g.row_stride as isize,
                 w.as_ptr(), 1, k as isize,
                 1.0, 1.0,
                 false, false, false,
@@ -131,4 +152,24 @@ pub(super) fn linear_backward_into(dx: &mut [f32], g: &[f32], w: &[f32], n: usiz
         }
     }
     Ok(())
+}
+
+/// y [m, n] = x [m, k] · w [n, k]ᵀ, or y += … when `accumulate` (the way to
+/// add a bias or a residual: fill y with it first). Row-major slices.
+pub(super) fn linear_into(y: &mut [f32], x: &[f32], w: &[f32], n: usize, k: usize, accumulate: bool) -> Result<()> {
+    let m = x.len() / k.max(1);
+    if x.len() != m * k || y.len() != m * n {
+        bail!("linear: {} inputs and {} outputs do not fit [{m}, {k}] · [{n}, {k}]ᵀ", x.len(), y.len());
+    }
+    linear_strided(y, n, Rows { data: x, row_stride: k }, w, (m, n, k), accumulate)
+}
+
+/// dx [m, k] = g [m, n] · w [n, k] (the input gradient of [`linear_into`]),
+/// or dx += … when `accumulate`.
+pub(super) fn linear_backward_into(dx: &mut [f32], g: &[f32], w: &[f32], n: usize, k: usize, accumulate: bool) -> Result<()> {
+    let m = g.len() / n.max(1);
+    if g.len() != m * n {
+        bail!("linear backward: {} gradients do not fit rows of {n}", g.len());
+    }
+    linear_backward_strided(dx, Rows { data: g, row_stride: n }, w, (m, n, k), accumulate)
 }

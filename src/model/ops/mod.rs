@@ -17,6 +17,7 @@ mod gelu;
 mod layer_norm;
 mod linear;
 mod post_ln_layer;
+mod pre_rms_layer;
 pub mod rms_norm;
 mod softmax;
 
@@ -26,6 +27,7 @@ pub use gelu::gelu_erf;
 pub use layer_norm::{add_layer_norm, layer_norm};
 pub use linear::linear;
 pub use post_ln_layer::PostLnLayer;
+pub use pre_rms_layer::{PreRmsFeedForward, PreRmsLayer};
 pub use softmax::{masked_softmax, softmax_last_dim};
 
 use candle_core::{Result, Tensor};

@@ -84,7 +84,7 @@ impl PostLnLayer {
     }
 
     fn intermediate_size(&self) -> Result<usize> {
-        Ok(self.intermediate_w.dim(0)?)
+        self.intermediate_w.dim(0)
     }
 }
 
@@ -181,7 +181,7 @@ impl CustomOp1 for FusedLayer {
             linear_into(&mut qkv, x, w.qkv_w, 3 * d, d, true)?;
             let mut ctx = vec![0f32; m * d];
             let mut probs = vec![0f32; b * dims.heads * l * l];
-            attention::forward_into(&qkv, &self.keep, dims, &mut ctx, &mut probs);
+            attention::forward_into(&qkv, &self.keep, None, dims.default_scale(), dims, &mut ctx, &mut probs);
             // Residual and bias go in first; the gemm adds the projection.
             let mut attn_xhat = add_row(x, w.attn_out_b);
             linear_into(&mut attn_xhat, &ctx, w.attn_out_w, d, d, true)?;
@@ -242,7 +242,7 @@ impl CustomOp1 for FusedLayer {
             let mut dctx = vec![0f32; m * d];
             linear_backward_into(&mut dctx, &dsum, w.attn_out_w, d, d, false)?;
             let mut dqkv = vec![0f32; m * 3 * d];
-            attention::backward_into(&s.qkv, &s.probs, &dctx, s.dims, &mut dqkv)?;
+            attention::backward_into(&s.qkv, &s.probs, &dctx, s.dims.default_scale(), s.dims, &mut dqkv)?;
             drop(dctx);
             // dx = dsum (residual) + dqkv · W_qkv.
             linear_backward_into(&mut dsum, &dqkv, w.qkv_w, 3 * d, d, true)?;

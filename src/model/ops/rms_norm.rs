@@ -172,3 +172,41 @@ impl CustomOp3 for RmsNormInputGrad {
         Ok((CpuStorage::F32(out), xs_layout.shape().clone()))
     }
 }
+
+/// Slice kernels for the fused T5 encoder layer: y = w ⊙ x · r per row of
+/// `w.len()`, with r = 1/√(mean(x²) + eps) kept in `rstd`.
+pub(super) fn rms_rows(x: &[f32], w: &[f32], eps: f32, rstd: &mut [f32], y: &mut [f32]) {
+    let d = w.len();
+    y.par_chunks_mut(d).zip(x.par_chunks(d)).zip(rstd.par_iter_mut()).with_min_len(MIN_ROWS_PER_TASK).for_each(
+        |((y, x), r)| {
+            super::vectorized(#[inline(always)] || {
+                *r = 1.0 / (super::cpu::dot_f32(x, x) / d as f32 + eps).sqrt();
+                for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
+                    *y = x * *r * w;
+                }
+            })
+        },
+    );
+}
+
+/// dst += the input gradient of [`rms_rows`] for output gradient `g`:
+/// r·ĝ − r³·mean(ĝ ⊙ x)·x with ĝ = g ⊙ w. `g` is used as scratch (left as ĝ).
+pub(super) fn rms_rows_backward_add(dst: &mut [f32], g: &mut [f32], x: &[f32], w: &[f32], rstd: &[f32]) {
+    let d = w.len();
+    dst.par_chunks_mut(d)
+        .zip(g.par_chunks_mut(d))
+        .zip(x.par_chunks(d).zip(rstd.par_iter()))
+        .with_min_len(MIN_ROWS_PER_TASK)
+        .for_each(|((dst, g), (x, &r))| {
+            super::vectorized(#[inline(always)] || {
+                for (g, &w) in g.iter_mut().zip(w) {
+                    *g *= w;
+                }
+                let coef = r * r * r * super::cpu::dot_f32(g, x) / d as f32;
+                for ((o, &g), &x) in dst.iter_mut().zip(g.iter()).zip(x) {
+                    *o += r * g - coef * x;
+                }
+            })
+        },
+    );
+}

@@ -1,0 +1,300 @@
+//! A whole T5 encoder block (pre-RMS-norm, relative-position self-attention,
+//! ReLU or gated-GELU feed-forward, no biases) as one op with a hand-written
+//! backward to its input — the T5 counterpart of [`super::PostLnLayer`].
+//!
+//! Forward keeps q|k|v, the attention probabilities, the sum after the
+//! attention residual, the FFN pre-activations and the two norms' 1/rms;
+//! nothing when no gradient is wanted.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
+use rayon::prelude::*;
+
+use super::attention::{self, attended_keys, Dims};
+use super::cpu::{f32_slice, vectorized};
+use super::linear::{linear_backward_into, linear_backward_strided, linear_into, linear_strided, Rows};
+use super::rms_norm::{rms_rows, rms_rows_backward_add};
+
+/// The feed-forward shapes the fused block runs (the others — exact GELU,
+/// SiLU — take the single-op path).
+#[derive(Clone)]
+pub enum PreRmsFeedForward {
+    /// T5 v1.0: relu(x Wᵢᵀ) Wₒᵀ.
+    Relu { wi: Tensor },
+    /// T5 v1.1 / FLAN: (gelu_tanh(x W₀ᵀ) ⊙ x W₁ᵀ) Wₒᵀ.
+    GatedGeluTanh { wi_0: Tensor, wi_1: Tensor },
+}
+
+/// The frozen weights of one T5 encoder block; linear weights are [out, in].
+#[derive(Clone)]
+pub struct PreRmsLayer {
+    pub attn_norm: Tensor,
+    /// [inner, d] each, inner = heads · d_kv.
+    pub q: Tensor,
+    pub k: Tensor,
+    pub v: Tensor,
+    /// [d, inner].
+    pub o: Tensor,
+    pub ffn_norm: Tensor,
+    pub ffn: PreRmsFeedForward,
+    /// [d, d_ff].
+    pub wo: Tensor,
+    pub heads: usize,
+    pub eps: f64,
+}
+
+impl PreRmsLayer {
+    /// x [b, L, d] → x + attn(rms(x)), then + FFN(rms(·)). `position_bias` is
+    /// [heads, L, L] (added to the unscaled scores, shared by the batch);
+    /// `mask` [b, L] (1 = attend). CPU and f32 only: see [`Self::supports`].
+    pub fn forward(&self, x: &Tensor, mask: &Tensor, position_bias: &Arc<Vec<f32>>) -> Result<Tensor> {
+        let (b, l, d) = x.dims3()?;
+        let inner = self.q.dim(0)?;
+        if mask.dims() != [b, l] {
+            bail!("attention mask has shape {:?}, expected [{b}, {l}]", mask.dims());
+        }
+        if self.q.dims() != [inner, d] || inner % self.heads != 0 {
+            bail!("T5 block with q of shape {:?} and {} heads got input width {d}", self.q.dims(), self.heads);
+        }
+        if position_bias.len() != self.heads * l * l {
+            bail!("position bias of {} values for {} heads × {l} × {l}", position_bias.len(), self.heads);
+        }
+        if !Self::supports(x) {
+            bail!("the fused T5 block runs on CPU f32 tensors only");
+        }
+        let op = FusedBlock {
+            layer: self.clone(),
+            keep: attended_keys(mask)?,
+            bias: position_bias.clone(),
+            save: x.track_op(),
+            saved: Mutex::new(None),
+        };
+        x.contiguous()?.apply_op1(op)
+    }
+
+    /// Whether [`Self::forward`] can run on `x` (else use the single ops).
+    pub fn supports(x: &Tensor) -> bool {
+        super::use_fused(x)
+    }
+
+    fn tensors(&self) -> Vec<&Tensor> {
+        let mut ts = vec![&self.attn_norm, &self.q, &self.k, &self.v, &self.o, &self.ffn_norm, &self.wo];
+        match &self.ffn {
+            PreRmsFeedForward::Relu { wi } => ts.push(wi),
+            PreRmsFeedForward::GatedGeluTanh { wi_0, wi_1 } => ts.extend([wi_0, wi_1]),
+        }
+        ts
+    }
+}
+
+/// Runs `f` on the CPU data of the block's weights, in [`PreRmsLayer::tensors`] order.
+fn with_weights<R>(layer: &PreRmsLayer, f: impl FnOnce(&[&[f32]]) -> Result<R>) -> Result<R> {
+    let held: Vec<_> = layer.tensors().into_iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(held.len());
+    for (storage, layout) in &held {
+        let Storage::Cpu(cpu) = &**storage else { bail!("T5 block: weights are not on the CPU") };
+        slices.push(f32_slice("T5 block weight", cpu, layout)?);
+    }
+    f(&slices)
+}
+
+struct Saved {
+    dims: Dims,
+    attn_rstd: Vec<f32>,
+    qkv: Vec<f32>,
+    probs: Vec<f32>,
+    /// x + attention output [m, d], the FFN norm's input.
+    mid: Vec<f32>,
+    ffn_rstd: Vec<f32>,
+    /// FFN pre-activation [m, ff] (gated: W₀ then W₁, [m, 2·ff]).
+    pre: Vec<f32>,
+}
+
+struct FusedBlock {
+    layer: PreRmsLayer,
+    keep: Vec<bool>,
+    bias: Arc<Vec<f32>>,
+    save: bool,
+    saved: Mutex<Option<Saved>>,
+}
+
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+const GELU_CUBIC: f32 = 0.044_715;
+
+/// gelu_tanh(x) and its derivative.
+#[inline(always)]
+fn gelu_tanh(x: f32) -> (f32, f32) {
+    let x2 = x * x;
+    let t = (SQRT_2_OVER_PI * (x + GELU_CUBIC * x2 * x)).tanh();
+    let dt = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * x2);
+    (0.5 * x * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt)
+}
+
+const CHUNK: usize = 4096;
+
+impl FusedBlock {
+    /// The FFN's activation [m, ff] from its pre-activation.
+    fn activate(&self, pre: &[f32], ff: usize) -> Vec<f32> {
+        let mut act = vec![0f32; pre.len() / self.width_factor()];
+        match self.layer.ffn {
+            PreRmsFeedForward::Relu { .. } => {
+                act.par_chunks_mut(CHUNK).zip(pre.par_chunks(CHUNK)).for_each(|(a, u)| {
+                    vectorized(#[inline(always)] || {
+                        for (a, &u) in a.iter_mut().zip(u) {
+                            *a = u.max(0.0);
+                        }
+                    })
+                });
+            }
+            PreRmsFeedForward::GatedGeluTanh { .. } => {
+                act.par_chunks_mut(ff).zip(pre.par_chunks(2 * ff)).for_each(|(a, u)| {
+                    let (u0, u1) = u.split_at(ff);
+                    for ((a, &u0), &u1) in a.iter_mut().zip(u0).zip(u1) {
+                        *a = gelu_tanh(u0).0 * u1;
+                    }
+                });
+            }
+        }
+        act
+    }
+
+    /// From the activation's gradient `da` [m, ff] to the pre-activation's.
+    fn activation_backward(&self, mut da: Vec<f32>, pre: &[f32], ff: usize) -> Vec<f32> {
+        match self.layer.ffn {
+            PreRmsFeedForward::Relu { .. } => {
+                da.par_chunks_mut(CHUNK).zip(pre.par_chunks(CHUNK)).for_each(|(g, u)| {
+                    vectorized(#[inline(always)] || {
+                        for (g, &u) in g.iter_mut().zip(u) {
+                            *g = if u > 0.0 { *g } else { 0.0 };
+                        }
+                    })
+                });
+                da
+            }
+            PreRmsFeedForward::GatedGeluTanh { .. } => {
+                let mut dpre = vec![0f32; pre.len()];
+                dpre.par_chunks_mut(2 * ff).zip(pre.par_chunks(2 * ff).zip(da.par_chunks(ff))).for_each(
+                    |(dp, (u, g))| {
+                        let (d0, d1) = dp.split_at_mut(ff);
+                        let (u0, u1) = u.split_at(ff);
+                        for ((((d0, d1), &u0), &u1), &g) in d0.iter_mut().zip(d1).zip(u0).zip(u1).zip(g) {
+                            let (act, dact) = gelu_tanh(u0);
+                            *d0 = g * u1 * dact;
+                            *d1 = g * act;
+                        }
+                    },
+                );
+                dpre
+            }
+        }
+    }
+
+    fn width_factor(&self) -> usize {
+        match self.layer.ffn {
+            PreRmsFeedForward::Relu { .. } => 1,
+            PreRmsFeedForward::GatedGeluTanh { .. } => 2,
+        }
+    }
+}
+
+impl CustomOp1 for FusedBlock {
+    fn name(&self) -> &'static str {
+        "attempt-t5-encoder-block"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(self.name(), s, layout)?;
+        let (b, l, d) = layout.shape().dims3()?;
+        let m = b * l;
+        let inner = self.layer.q.dim(0)?;
+        let ff = self.layer.wo.dim(1)?;
+        let dims = Dims::new(b, l, inner, self.layer.heads);
+        let eps = self.layer.eps as f32;
+        let (y, saved) = with_weights(&self.layer, |w| {
+            let (attn_norm, wq, wk, wv, wo_attn, ffn_norm, wo, wi) = (w[0], w[1], w[2], w[3], w[4], w[5], w[6], &w[7..]);
+            let mut normed = vec![0f32; m * d];
+            let mut attn_rstd = vec![0f32; m];
+            rms_rows(x, attn_norm, eps, &mut attn_rstd, &mut normed);
+            let mut qkv = vec![0f32; m * 3 * inner];
+            let input = Rows { data: &normed, row_stride: d };
+            for (i, wp) in [wq, wk, wv].into_iter().enumerate() {
+                linear_strided(&mut qkv[i * inner..], 3 * inner, input, wp, (m, inner, d), false)?;
+            }
+            let mut ctx = vec![0f32; m * inner];
+            let mut probs = vec![0f32; b * dims.heads * l * l];
+            // T5 folds 1/√d_kv into its initialisation: scores are unscaled.
+            attention::forward_into(&qkv, &self.keep, Some(&self.bias), 1.0, dims, &mut ctx, &mut probs);
+            let mut mid = x.to_vec();
+            linear_into(&mut mid, &ctx, wo_attn, d, inner, true)?;
+            drop(ctx);
+
+            let mut ffn_rstd = vec![0f32; m];
+            rms_rows(&mid, ffn_norm, eps, &mut ffn_rstd, &mut normed);
+            let mut pre = vec![0f32; m * ff * wi.len()];
+            let input = Rows { data: &normed, row_stride: d };
+            for (i, wp) in wi.iter().enumerate() {
+                linear_strided(&mut pre[i * ff..], wi.len() * ff, input, wp, (m, ff, d), false)?;
+            }
+            let act = self.activate(&pre, ff);
+            let mut y = mid.clone();
+            linear_into(&mut y, &act, wo, d, ff, true)?;
+            Ok((y, Saved { dims, attn_rstd, qkv, probs, mid, ffn_rstd, pre }))
+        })?;
+        if self.save {
+            if let Ok(mut slot) = self.saved.lock() {
+                *slot = Some(saved);
+            }
+        }
+        Ok((CpuStorage::F32(y), layout.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let saved = self.saved.lock().ok().and_then(|mut slot| slot.take());
+        let Some(s) = saved else {
+            bail!("T5 block backward without a saved forward pass (backward runs once per forward)")
+        };
+        let Dims { b, l, d: inner, .. } = s.dims;
+        let m = b * l;
+        let d = x.dim(2)?;
+        let ff = self.layer.wo.dim(1)?;
+        let x = x.contiguous()?;
+        let g = g.contiguous()?;
+        let (xs, xl) = x.storage_and_layout();
+        let (gs, gl) = g.storage_and_layout();
+        let (Storage::Cpu(xs), Storage::Cpu(gs)) = (&*xs, &*gs) else { bail!("{}: not on the CPU", self.name()) };
+        let (x, g) = (f32_slice(self.name(), xs, xl)?, f32_slice(self.name(), gs, gl)?);
+        if g.len() != m * d || x.len() != m * d {
+            bail!("{}: gradient of {} values for a [{b}, {l}, {d}] output", self.name(), g.len());
+        }
+        let dx = with_weights(&self.layer, |w| {
+            let (attn_norm, wq, wk, wv, wo_attn, ffn_norm, wo, wi) = (w[0], w[1], w[2], w[3], w[4], w[5], w[6], &w[7..]);
+            // y = mid + FFN(rms(mid)).
+            let mut dmid = g.to_vec();
+            let mut dact = vec![0f32; m * ff];
+            linear_backward_into(&mut dact, g, wo, d, ff, false)?;
+            let dpre = self.activation_backward(dact, &s.pre, ff);
+            let mut dnormed = vec![0f32; m * d];
+            for (i, wp) in wi.iter().enumerate() {
+                let rows = Rows { data: &dpre[i * ff..], row_stride: wi.len() * ff };
+                linear_backward_strided(&mut dnormed, rows, wp, (m, ff, d), i > 0)?;
+            }
+            drop(dpre);
+            rms_rows_backward_add(&mut dmid, &mut dnormed, &s.mid, ffn_norm, &s.ffn_rstd);
+            // mid = x + attention(rms(x)) Woᵀ.
+            let mut dctx = vec![0f32; m * inner];
+            linear_backward_into(&mut dctx, &dmid, wo_attn, d, inner, false)?;
+            let mut dqkv = vec![0f32; m * 3 * inner];
+            attention::backward_into(&s.qkv, &s.probs, &dctx, 1.0, s.dims, &mut dqkv)?;
+            drop(dctx);
+            for (i, wp) in [wq, wk, wv].into_iter().enumerate() {
+                let rows = Rows { data: &dqkv[i * inner..], row_stride: 3 * inner };
+                linear_backward_strided(&mut dnormed, rows, wp, (m, inner, d), i > 0)?;
+            }
+            let mut dx = dmid;
+            rms_rows_backward_add(&mut dx, &mut dnormed, x, attn_norm, &s.attn_rstd);
+            Ok(dx)
+        })?;
+        Ok(Some(Tensor::from_vec(dx, (b, l, d), &candle_core::Device::Cpu)?))
+    }
+}
