@@ -1,6 +1,8 @@
 //! Helpers shared by the CPU kernels.
 
-use candle_core::{bail, CpuStorage, Layout, Result, Tensor};
+use std::sync::Mutex;
+
+use candle_core::{bail, CpuStorage, Layout, Result, Storage, Tensor};
 
 /// The contiguous f32 data a layout selects.
 pub(crate) fn f32_slice<'a>(op: &str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
@@ -8,6 +10,49 @@ pub(crate) fn f32_slice<'a>(op: &str, s: &'a CpuStorage, l: &Layout) -> Result<&
     match l.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
         None => bail!("{op}: input must be contiguous"),
+    }
+}
+
+/// Runs `f` on the contiguous CPU f32 data of `tensors`, read-locked
+/// meanwhile (no copies).
+pub(crate) fn with_cpu_slices<R>(op: &str, tensors: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> Result<R>) -> Result<R> {
+    let held: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(held.len());
+    for (storage, layout) in &held {
+        let Storage::Cpu(cpu) = &**storage else { bail!("{op}: tensor is not on the CPU") };
+        slices.push(f32_slice(op, cpu, layout)?);
+    }
+    f(&slices)
+}
+
+/// What a fused op's forward keeps for its backward. Stored only when a
+/// gradient may be asked for; taken, not cloned, by backward, so the
+/// activations are freed as soon as that op's backward is done rather than
+/// with the whole graph.
+pub(crate) struct SavedForward<T> {
+    wanted: bool,
+    slot: Mutex<Option<T>>,
+}
+
+impl<T> SavedForward<T> {
+    /// `wanted`: whether the op's input is tracked (`Tensor::track_op`).
+    pub(crate) fn new(wanted: bool) -> Self {
+        SavedForward { wanted, slot: Mutex::new(None) }
+    }
+
+    pub(crate) fn put(&self, value: T) {
+        if self.wanted {
+            if let Ok(mut slot) = self.slot.lock() {
+                *slot = Some(value);
+            }
+        }
+    }
+
+    pub(crate) fn take(&self, op: &str) -> Result<T> {
+        match self.slot.lock().ok().and_then(|mut slot| slot.take()) {
+            Some(value) => Ok(value),
+            None => bail!("{op}: backward without a saved forward pass (backward runs once per forward)"),
+        }
     }
 }
 

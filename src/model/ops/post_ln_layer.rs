@@ -10,12 +10,10 @@
 //! probabilities, the FFN pre-activation, the two normalised sums and their
 //! 1/std) — and nothing at all when no gradient is wanted.
 
-use std::sync::Mutex;
-
-use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
 use super::attention::{self, attended_keys, Dims};
-use super::cpu::f32_slice;
+use super::cpu::{f32_slice, with_cpu_slices, SavedForward};
 use super::gelu::{gelu_backward_in_place, gelu_into};
 use super::layer_norm::{normalize_rows, normalize_rows_backward};
 use super::linear::{linear_backward_into, linear_into};
@@ -59,8 +57,7 @@ impl PostLnLayer {
         let op = FusedLayer {
             layer: self.clone(),
             keep: attended_keys(mask)?,
-            save: x.track_op(),
-            saved: Mutex::new(None),
+            saved: SavedForward::new(x.track_op()),
         };
         x.contiguous()?.apply_op1(op)
     }
@@ -106,20 +103,16 @@ struct WeightSlices<'a> {
 
 /// Runs `f` on the CPU data of the layer's weights (read-locked meanwhile).
 fn with_weights<R>(layer: &PostLnLayer, f: impl FnOnce(&WeightSlices) -> Result<R>) -> Result<R> {
-    let held: Vec<_> = layer.weights().iter().map(|t| t.storage_and_layout()).collect();
-    let mut s = Vec::with_capacity(held.len());
-    for (storage, layout) in &held {
-        let Storage::Cpu(cpu) = &**storage else { bail!("post-LN layer: weights are not on the CPU") };
-        s.push(f32_slice("post-LN layer weight", cpu, layout)?);
-    }
-    let [qkv_w, qkv_b, attn_out_w, attn_out_b, attn_ln_w, attn_ln_b, intermediate_w, intermediate_b, output_w, output_b, output_ln_w, output_ln_b] =
-        s[..]
-    else {
-        bail!("post-LN layer: expected 12 weights")
-    };
-    f(&WeightSlices {
-        qkv_w, qkv_b, attn_out_w, attn_out_b, attn_ln_w, attn_ln_b, intermediate_w, intermediate_b, output_w,
-        output_b, output_ln_w, output_ln_b,
+    with_cpu_slices("post-LN layer", &layer.weights(), |s| {
+        let &[qkv_w, qkv_b, attn_out_w, attn_out_b, attn_ln_w, attn_ln_b, intermediate_w, intermediate_b, output_w, output_b, output_ln_w, output_ln_b] =
+            s
+        else {
+            bail!("post-LN layer: expected 12 weights")
+        };
+        f(&WeightSlices {
+            qkv_w, qkv_b, attn_out_w, attn_out_b, attn_ln_w, attn_ln_b, intermediate_w, intermediate_b, output_w,
+            output_b, output_ln_w, output_ln_b,
+        })
     })
 }
 
@@ -140,9 +133,7 @@ struct Saved {
 struct FusedLayer {
     layer: PostLnLayer,
     keep: Vec<bool>,
-    /// Whether a gradient may be asked for (the input is tracked).
-    save: bool,
-    saved: Mutex<Option<Saved>>,
+    saved: SavedForward<Saved>,
 }
 
 /// `rows` copies of `row`, one after the other.
@@ -203,31 +194,20 @@ impl CustomOp1 for FusedLayer {
             let saved = Saved { dims, qkv, probs, intermediate, attn_xhat, attn_rstd, output_xhat, output_rstd };
             Ok((hidden, saved))
         })?;
-        if self.save {
-            if let Ok(mut slot) = self.saved.lock() {
-                *slot = Some(saved);
-            }
-        }
+        self.saved.put(saved);
         Ok((CpuStorage::F32(y), layout.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
-        // Taken, not cloned: the activations are freed as soon as this
-        // layer's backward is done rather than with the whole graph.
-        let saved = self.saved.lock().ok().and_then(|mut slot| slot.take());
-        let Some(s) = saved else {
-            bail!("post-LN layer backward without a saved forward pass (backward runs once per forward)")
-        };
+        let s = self.saved.take(self.name())?;
         let Dims { b, l, d, .. } = s.dims;
         let (m, i) = (b * l, self.layer.intermediate_size()?);
         let g = g.contiguous()?;
-        let (gs, gl) = g.storage_and_layout();
-        let Storage::Cpu(gs) = &*gs else { bail!("{}: gradient is not on the CPU", self.name()) };
-        let g = f32_slice(self.name(), gs, gl)?;
-        if g.len() != m * d {
-            bail!("{}: gradient of {} values for a [{b}, {l}, {d}] output", self.name(), g.len());
-        }
-        let dx = with_weights(&self.layer, |w| {
+        let dx = with_cpu_slices(self.name(), &[&g], |gs| with_weights(&self.layer, |w| {
+            let g = gs[0];
+            if g.len() != m * d {
+                bail!("{}: gradient of {} values for a [{b}, {l}, {d}] output", self.name(), g.len());
+            }
             // Second block: y = LN(h + FFN(h)).
             let mut dsum = g.to_vec();
             normalize_rows_backward(&mut dsum, &s.output_xhat, &s.output_rstd, w.output_ln_w);
@@ -247,7 +227,7 @@ impl CustomOp1 for FusedLayer {
             // dx = dsum (residual) + dqkv · W_qkv.
             linear_backward_into(&mut dsum, &dqkv, w.qkv_w, 3 * d, d, true)?;
             Ok(dsum)
-        })?;
+        }))?;
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }

@@ -6,13 +6,13 @@
 //! attention residual, the FFN pre-activations and the two norms' 1/rms;
 //! nothing when no gradient is wanted.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::attention::{self, attended_keys, Dims};
-use super::cpu::{f32_slice, vectorized};
+use super::cpu::{f32_slice, vectorized, with_cpu_slices, SavedForward};
 use super::linear::{linear_backward_into, linear_backward_strided, linear_into, linear_strided, Rows};
 use super::rms_norm::{rms_rows, rms_rows_backward_add};
 
@@ -67,8 +67,7 @@ impl PreRmsLayer {
             layer: self.clone(),
             keep: attended_keys(mask)?,
             bias: position_bias.clone(),
-            save: x.track_op(),
-            saved: Mutex::new(None),
+            saved: SavedForward::new(x.track_op()),
         };
         x.contiguous()?.apply_op1(op)
     }
@@ -78,6 +77,7 @@ impl PreRmsLayer {
         super::use_fused(x)
     }
 
+    /// The weights in the order the kernels unpack them.
     fn tensors(&self) -> Vec<&Tensor> {
         let mut ts = vec![&self.attn_norm, &self.q, &self.k, &self.v, &self.o, &self.ffn_norm, &self.wo];
         match &self.ffn {
@@ -86,17 +86,6 @@ impl PreRmsLayer {
         }
         ts
     }
-}
-
-/// Runs `f` on the CPU data of the block's weights, in [`PreRmsLayer::tensors`] order.
-fn with_weights<R>(layer: &PreRmsLayer, f: impl FnOnce(&[&[f32]]) -> Result<R>) -> Result<R> {
-    let held: Vec<_> = layer.tensors().into_iter().map(|t| t.storage_and_layout()).collect();
-    let mut slices = Vec::with_capacity(held.len());
-    for (storage, layout) in &held {
-        let Storage::Cpu(cpu) = &**storage else { bail!("T5 block: weights are not on the CPU") };
-        slices.push(f32_slice("T5 block weight", cpu, layout)?);
-    }
-    f(&slices)
 }
 
 struct Saved {
@@ -115,8 +104,7 @@ struct FusedBlock {
     layer: PreRmsLayer,
     keep: Vec<bool>,
     bias: Arc<Vec<f32>>,
-    save: bool,
-    saved: Mutex<Option<Saved>>,
+    saved: SavedForward<Saved>,
 }
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
@@ -211,7 +199,7 @@ impl CustomOp1 for FusedBlock {
         let ff = self.layer.wo.dim(1)?;
         let dims = Dims::new(b, l, inner, self.layer.heads);
         let eps = self.layer.eps as f32;
-        let (y, saved) = with_weights(&self.layer, |w| {
+        let (y, saved) = with_cpu_slices(self.name(), &self.layer.tensors(), |w| {
             let (attn_norm, wq, wk, wv, wo_attn, ffn_norm, wo, wi) = (w[0], w[1], w[2], w[3], w[4], w[5], w[6], &w[7..]);
             let mut normed = vec![0f32; m * d];
             let mut attn_rstd = vec![0f32; m];
@@ -241,33 +229,22 @@ impl CustomOp1 for FusedBlock {
             linear_into(&mut y, &act, wo, d, ff, true)?;
             Ok((y, Saved { dims, attn_rstd, qkv, probs, mid, ffn_rstd, pre }))
         })?;
-        if self.save {
-            if let Ok(mut slot) = self.saved.lock() {
-                *slot = Some(saved);
-            }
-        }
+        self.saved.put(saved);
         Ok((CpuStorage::F32(y), layout.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
-        let saved = self.saved.lock().ok().and_then(|mut slot| slot.take());
-        let Some(s) = saved else {
-            bail!("T5 block backward without a saved forward pass (backward runs once per forward)")
-        };
+        let s = self.saved.take(self.name())?;
         let Dims { b, l, d: inner, .. } = s.dims;
         let m = b * l;
         let d = x.dim(2)?;
         let ff = self.layer.wo.dim(1)?;
-        let x = x.contiguous()?;
-        let g = g.contiguous()?;
-        let (xs, xl) = x.storage_and_layout();
-        let (gs, gl) = g.storage_and_layout();
-        let (Storage::Cpu(xs), Storage::Cpu(gs)) = (&*xs, &*gs) else { bail!("{}: not on the CPU", self.name()) };
-        let (x, g) = (f32_slice(self.name(), xs, xl)?, f32_slice(self.name(), gs, gl)?);
-        if g.len() != m * d || x.len() != m * d {
-            bail!("{}: gradient of {} values for a [{b}, {l}, {d}] output", self.name(), g.len());
-        }
-        let dx = with_weights(&self.layer, |w| {
+        let (x, g) = (x.contiguous()?, g.contiguous()?);
+        let dx = with_cpu_slices(self.name(), &[&x, &g], |xg| with_cpu_slices(self.name(), &self.layer.tensors(), |w| {
+            let (x, g) = (xg[0], xg[1]);
+            if g.len() != m * d || x.len() != m * d {
+                bail!("{}: gradient of {} values for a [{b}, {l}, {d}] output", self.name(), g.len());
+            }
             let (attn_norm, wq, wk, wv, wo_attn, ffn_norm, wo, wi) = (w[0], w[1], w[2], w[3], w[4], w[5], w[6], &w[7..]);
             // y = mid + FFN(rms(mid)).
             let mut dmid = g.to_vec();
@@ -294,7 +271,7 @@ impl CustomOp1 for FusedBlock {
             let mut dx = dmid;
             rms_rows_backward_add(&mut dx, &mut dnormed, x, attn_norm, &s.attn_rstd);
             Ok(dx)
-        })?;
+        }))?;
         Ok(Some(Tensor::from_vec(dx, (b, l, d), &candle_core::Device::Cpu)?))
     }
 }
