@@ -1129,13 +1129,18 @@ impl T5Model {
     }
 
     /// Additive encoder mask [b, 1, 1, L] from a 1/0 mask [b, L].
-    fn mask_bias(&self, mask: &Tensor, batch: usize, len: usize) -> candle_core::Result<Tensor> {
+    fn check_mask(mask: &Tensor, batch: usize, len: usize) -> candle_core::Result<()> {
         if mask.dims() != [batch, len] {
             candle_core::bail!(
                 "attention mask has shape {:?}, expected [{batch}, {len}] to match the inputs",
                 mask.dims()
             )
         }
+        Ok(())
+    }
+
+    fn mask_bias(&self, mask: &Tensor, batch: usize, len: usize) -> candle_core::Result<Tensor> {
+        Self::check_mask(mask, batch, len)?;
         let keep = mask.to_dtype(DType::F32)?;
         let bias = ((keep.ones_like()? - keep)? * MASKED as f64)?;
         bias.reshape((batch, 1, 1, len))
@@ -1369,10 +1374,7 @@ impl Encoder for T5Model {
     fn encode(&self, input_embeds: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
         let (b, l) = self.check_hidden(input_embeds, "input embeddings")?;
         if let (Some(fused), true) = (&self.encoder.fused, PreRmsLayer::supports(input_embeds)) {
-            let mask_dims = mask.dims();
-            if mask_dims != [b, l] {
-                candle_core::bail!("attention mask has shape {mask_dims:?}, expected [{b}, {l}] to match the inputs")
-            }
+            Self::check_mask(mask, b, l)?;
             let bias = self.encoder.position_bias(l, l, &self.settings)?;
             let bias = Arc::new(bias.flatten_all()?.to_vec1::<f32>()?);
             let mut x = input_embeds.clone();

@@ -89,31 +89,38 @@ pub(super) struct Rows<'a> {
     pub row_stride: usize,
 }
 
-/// y[m, n] = x[m, k] · w[n, k]ᵀ (or y += … when `accumulate`) where y and x
-/// may be column blocks of wider matrices (row strides ≥ their widths) —
-/// e.g. q, k and v written into one packed q|k|v buffer.
-pub(super) fn linear_strided(
-    y: &mut [f32],
-    y_stride: usize,
-    x: Rows,
+/// Whether `m` rows of `width` with `row_stride` fit in `len` elements.
+fn rows_fit(len: usize, m: usize, row_stride: usize, width: usize) -> bool {
+    m == 0 || (row_stride >= width && len >= (m - 1) * row_stride + width)
+}
+
+/// dst[m, cols] (+)= lhs[m, inner] · w, where `w` holds an [n, k] row-major
+/// weight read either as its transpose (`transposed`: inner = k, cols = n) or
+/// as it is (inner = n, cols = k). `dst` and `lhs` may be column blocks of
+/// wider matrices. The one place the frozen-linear kernels call gemm.
+fn gemm_rows(
+    dst: &mut [f32],
+    dst_stride: usize,
+    lhs: Rows,
     w: &[f32],
     (m, n, k): (usize, usize, usize),
+    transposed: bool,
     accumulate: bool,
 ) -> Result<()> {
-    let fits = |len: usize, stride: usize, width: usize| m == 0 || (stride >= width && len >= (m - 1) * stride + width);
-    if !fits(y.len(), y_stride, n) || !fits(x.data.len(), x.row_stride, k) || w.len() != n * k {
-        bail!("linear: [{m}, {k}] · [{n}, {k}]ᵀ does not fit the given buffers");
+    let (inner, cols, w_rs, w_cs) = if transposed { (k, n, 1, k) } else { (n, k, k, 1) };
+    if !rows_fit(dst.len(), m, dst_stride, cols) || !rows_fit(lhs.data.len(), m, lhs.row_stride, inner) || w.len() != n * k {
+        bail!("linear: [{m}, {inner}] · [{inner}, {cols}] does not fit the given buffers");
     }
-    if m > 0 && n > 0 {
-        // SAFETY: the extents of y, x (rows of the given strides) and w
-        // (n×k row-major, read as its transpose) are checked above.
+    if m > 0 && cols > 0 {
+        // SAFETY: the extents of dst and lhs (m rows of the given strides)
+        // and of w (n×k elements, read with the strides above) are checked.
         unsafe {
             gemm::gemm(
-                m, n, k,
-                y.as_mut_ptr(), 1, y_stride as isize,
+                m, cols, inner,
+                dst.as_mut_ptr(), 1, dst_stride as isize,
                 accumulate,
-                x.data.as_ptr(), 1, x.row_stride as isize,
-                w.as_ptr(), k as isize, 1,
+                lhs.data.as_ptr(), 1, lhs.row_stride as isize,
+                w.as_ptr(), w_cs as isize, w_rs as isize,
                 1.0, 1.0,
                 false, false, false,
                 parallelism(),
@@ -123,35 +130,34 @@ pub(super) fn linear_strided(
     Ok(())
 }
 
+/// y[m, n] = x[m, k] · w[n, k]ᵀ (or y += … when `accumulate`) where y and x
+/// may be column blocks of wider matrices (row strides ≥ their widths) —
+/// e.g. q, k and v written into one packed q|k|v buffer.
+pub(super) fn linear_strided(
+    y: &mut [f32],
+    y_stride: usize,
+    x: Rows,
+    w: &[f32],
+    shape: (usize, usize, usize),
+    accumulate: bool,
+) -> Result<()> {
+    gemm_rows(y, y_stride, x, w, shape, true, accumulate)
+}
+
 /// dx[m, k] (+)= g[m, n] · w[n, k], `g` possibly a column block of a wider
 /// matrix: the input gradient of [`linear_strided`].
 pub(super) fn linear_backward_strided(
     dx: &mut [f32],
     g: Rows,
     w: &[f32],
-    (m, n, k): (usize, usize, usize),
+    shape: (usize, usize, usize),
     accumulate: bool,
 ) -> Result<()> {
-    let g_fits = m == 0 || (g.row_stride >= n && g.data.len() >= (m - 1) * g.row_stride + n);
-    if !g_fits || dx.len() != m * k || w.len() != n * k {
-        bail!("linear backward: [{m}, {n}] · [{n}, {k}] does not fit the given buffers");
+    let (m, _, k) = shape;
+    if dx.len() != m * k {
+        bail!("linear backward: {} outputs for [{m}, {k}]", dx.len());
     }
-    if m > 0 && k > 0 {
-        // SAFETY: extents checked above; dx and w are row-major.
-        unsafe {
-            gemm::gemm(
-                m, k, n,
-                dx.as_mut_ptr(), 1, k as isize,
-                accumulate,
-                g.data.as_ptr(), 1, g.row_stride as isize,
-                w.as_ptr(), 1, k as isize,
-                1.0, 1.0,
-                false, false, false,
-                parallelism(),
-            );
-        }
-    }
-    Ok(())
+    gemm_rows(dx, k, g, w, shape, false, accumulate)
 }
 
 /// y [m, n] = x [m, k] · w [n, k]ᵀ, or y += … when `accumulate` (the way to
