@@ -20,4 +20,4 @@ ATTEMPT_TEST_POSTGRES_URL=$(scripts/postgres-test-server.sh start "$pg_dir")
 export ATTEMPT_TEST_POSTGRES_URL
 export ATTEMPT_REQUIRE_POSTGRES=1
 
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast

@@ -81,7 +81,22 @@ fn glue_and_superglue_formats_load() {
     assert_eq!(b.train[0], ex("q0", Some("p"), Label::Class(1)));
     assert_eq!(b.dev[0].text_a, "q2000");
 
-    assert_eq!(builtin_task_names().len(), 11);
+    // SST-5 and SUBJ: JSON objects of rows with integer labels; AG News: headerless TSV with class names.
+    write(d, "SST-5/train.json", r#"{"0": {"text_a": "bad", "text_b": null, "label": 0}, "1": {"text_a": "great", "text_b": null, "label": 4}}"#);
+    write(d, "SST-5/dev.json", r#"{"0": {"text_a": "fine", "text_b": null, "label": 2}}"#);
+    let s5 = load_task(&builtin_task("sst-5").unwrap(), d).unwrap();
+    assert_eq!(s5.train[1], ex("great", None, Label::Class(4)));
+    assert_eq!(s5.dev[0].label, Label::Class(2));
+    write(d, "SUBJ/train.json", r#"{"0": {"text_a": "i think", "text_b": null, "label": 1}}"#);
+    write(d, "SUBJ/dev.json", r#"{"0": {"text_a": "it is", "text_b": null, "label": 0}}"#);
+    assert_eq!(load_task(&builtin_task("subj").unwrap(), d).unwrap().train[0], ex("i think", None, Label::Class(1)));
+    write(d, "AGNews/train.tsv", "stocks fell\tBusiness\nthe match\tSports\n");
+    write(d, "AGNews/test.tsv", "a chip\tSci/Tech\n");
+    let ag = load_task(&builtin_task("agnews").unwrap(), d).unwrap();
+    assert_eq!(ag.train, vec![ex("stocks fell", None, Label::Class(2)), ex("the match", None, Label::Class(1))]);
+    assert_eq!(ag.dev[0].label, Label::Class(3));
+
+    assert_eq!(builtin_task_names().len(), 14);
     assert!(builtin_task("nope").is_none());
 }
 

@@ -1,91 +1,200 @@
-//! `attempt-pkg suggest`: rank registry prompts for the project's target task.
+//! `attempt-pkg suggest`: rank registry prompts for the project's target task
+//! and propose which to add and which to remove (or none at all).
+
+use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
 use candle_core::Device;
 
+use super::lock::report_lock;
 use super::train::TrainFlags;
 use super::Context;
-use crate::package::LoadedPackage;
+use crate::project::ops::{self, AddSpec};
 use crate::registry::{registry_dir, BlockingRegistry};
+use crate::select::{SelectConfig, Selection};
 use crate::train::{suggest_sources, SourcePrompt, TrainRequest};
 use crate::workflow::project::prepare;
+use crate::workflow::suggest::{registry_candidates, save_selection, select_for_task, SELECTION_FILE};
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Every registry package trained for the project's model (newest non-yanked version, \
-same prompt length) enters a short ATTEMPT probe on the target task; candidates are ranked by the mean \
-attention G gives them on dev examples. Those drawing at least the uniform share are proposed to keep \
-(`attempt-pkg add`), the rest to remove.\n\nExamples:\n  attempt-pkg suggest --task rte --data-dir ../shared/data\n  \
-attempt-pkg suggest --probe-steps 100 --keep 3")]
+#[command(after_help = "Every registry package trained for the project's base model (its newest non-yanked \
+version for that model) is scored on a sample of the target's labelled training examples, without training: \
+the prompt is prepended, the frozen encoder runs once, and LogME measures how well the pooled features explain \
+the labels. The score is that LogME minus the LogME of random prompts with the same row norm (trained prompts \
+are far larger than word embeddings, and size alone changes the features), with a bootstrap standard error. \
+Candidates whose score clears --z standard errors are proposed to keep, best first; when none does, suggest \
+says so and proposes removing every source (train then runs plain prompt tuning).\n\n\
+--apply makes the proposal real through the resolver (the same edits `add` and `remove` make, in one lock \
+write) and records the selection in attempt.selection.json; `train` then starts ATTEMPT/SPoT from the \
+best-ranked kept source and copies the record into run.json.\n\n\
+Examples:\n  attempt-pkg suggest --task rte --data-dir ../shared/data\n  \
+attempt-pkg suggest --task rte --top 3 --apply\n  attempt-pkg --json suggest --task my-reviews --sample 300")]
 pub struct Args {
     #[command(flatten)]
     pub flags: TrainFlags,
-    /// Optimiser steps of the probe run.
-    #[arg(long, default_value_t = 50)]
-    pub probe_steps: usize,
-    /// Propose at most this many sources to keep.
+    /// Labelled target training examples scored per candidate.
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    pub sample: usize,
+    /// Propose at most K sources.
+    #[arg(long, value_name = "K")]
+    pub top: Option<usize>,
+    /// Standard errors a candidate's score must clear to be proposed.
+    #[arg(long, default_value_t = 2.0)]
+    pub z: f64,
+    /// Bootstrap resamples for the standard errors.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub bootstrap: usize,
+    /// Also run the older attention probe for N ATTEMPT steps and report its
+    /// weights beside the scores (a baseline; not used for the proposal).
+    #[arg(long, value_name = "N")]
+    pub probe_steps: Option<usize>,
+    /// Add and remove sources as proposed and record the selection.
     #[arg(long)]
-    pub keep: Option<usize>,
+    pub apply: bool,
     /// Model directory or imported model name (default: [model] path).
     #[arg(long, value_name = "DIR|NAME")]
     pub model: Option<String>,
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
-    let ws = ctx.workspace()?;
+    if !(args.z.is_finite() && args.z >= 0.0) {
+        bail!("--z must be a non-negative number, got {}", args.z);
+    }
+    if args.top == Some(0) {
+        bail!("--top 0 would propose nothing; leave it out to propose every source that is predicted to help");
+    }
+    // The edit lock is taken before anything is read, so an --apply cannot race another edit.
+    let (ws, _lock) = if args.apply { ctx.workspace_for_edit().map(|(w, l)| (w, Some(l)))? } else { (ctx.workspace()?, None) };
     let current: Vec<String> = ws.manifest.sources.keys().cloned().collect();
     let registries = ctx.registries()?;
     let project = prepare(&ctx.home, ws, &registries, ctx.flags(), args.model.as_deref(), &Device::Cpu)?;
     let registry = BlockingRegistry::open_existing(&registry_dir(ctx.global.registry.as_deref(), &ctx.home)?)?;
-    let mut candidates = Vec::new();
-    let mut length = project.sources.prompt_length;
-    for summary in registry.list()? {
-        if summary.base_model.prefixed() != project.backbone.fingerprint || summary.prompt_length == 0 {
-            continue;
-        }
-        let Some(info) = registry.info(&summary.name)? else { continue };
-        let Some(v) = info.latest().filter(|v| !v.yanked) else { continue };
-        let m = *length.get_or_insert(summary.prompt_length as usize);
-        if summary.prompt_length as usize != m {
-            eprintln!("  skipping {}@{}: prompt length {} (others have {m})", summary.name, v.version, summary.prompt_length);
-            continue;
-        }
-        let pkg = LoadedPackage::read_verified(&registry.inner().blob_file(&v.cksum), &v.cksum)?;
-        candidates.push(SourcePrompt { name: format!("{}@{}", summary.name, v.version), tensor: pkg.prompt_tensor(&project.device)? });
-    }
-    if candidates.is_empty() {
-        bail!("the registry has no prompt trained for model {}", project.backbone.fingerprint);
+    let found = registry_candidates(&registry, &project.backbone.fingerprint, project.backbone.hidden_size(), &project.device)?;
+    for (name, why) in &found.skipped {
+        eprintln!("  skipping {name}: {why}");
     }
     let section = project.section.overridden_by(&args.flags.section());
+    let config = SelectConfig {
+        sample: args.sample,
+        seed: section.seed.unwrap_or(SelectConfig::default().seed),
+        max_length: section.config().max_length,
+        top: args.top,
+        z: args.z,
+        bootstrap: args.bootstrap,
+        ..SelectConfig::default()
+    };
+    let quiet = ctx.global.json;
+    let progress = |what: &str| {
+        if !quiet {
+            eprintln!("  scoring: {what}");
+        }
+    };
+    let selection = select_for_task(&project, &section, &found.candidates, &config, &progress)?;
+    let attention = match args.probe_steps {
+        Some(steps) => Some(attention_probe(&project, &section, &found.candidates, steps)?),
+        None => None,
+    };
+    let add: Vec<String> = selection.keep.iter().filter(|n| !current.contains(n)).cloned().collect();
+    let remove: Vec<String> = current.iter().filter(|n| !selection.keep.contains(n)).cloned().collect();
+
+    if ctx.global.json {
+        let mut value = serde_json::to_value(&selection)?;
+        if let Some(a) = &attention {
+            value["attention_probe"] = serde_json::to_value(a)?;
+        }
+        value["proposed_add"] = serde_json::to_value(&add)?;
+        value["proposed_remove"] = serde_json::to_value(&remove)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print_selection(&selection, attention.as_ref());
+    }
+    if !args.apply {
+        if !quiet {
+            if !add.is_empty() {
+                println!("Proposed: attempt-pkg add {}", add.join(" "));
+            }
+            if !remove.is_empty() {
+                println!("Proposed: attempt-pkg remove {}", remove.join(" "));
+            }
+            if add.is_empty() && remove.is_empty() {
+                println!("The project's sources already match the proposal.");
+            } else {
+                println!("Run again with --apply to make these changes.");
+            }
+        }
+        return Ok(());
+    }
+    let ws = &project.ws;
+    let specs: Vec<AddSpec> = add
+        .iter()
+        .map(|name| {
+            let version = selection.ranking.iter().find(|r| &r.name == name).map(|r| r.version.clone()).unwrap_or_default();
+            AddSpec::parse(&format!("{name}@{version}"))
+        })
+        .collect::<Result<_>>()?;
+    let (written, outcome) = ops::edit_sources(ws, &specs, &remove, &registries, ctx.flags())?;
+    save_selection(&ws.dir, &selection)?;
+    for (name, req) in &written {
+        eprintln!("Adding {name} {req} to [sources]");
+    }
+    for name in &remove {
+        eprintln!("Removing {name} from [sources]");
+    }
+    eprintln!("Recorded the selection in {SELECTION_FILE}");
+    report_lock(&outcome);
+    Ok(())
+}
+
+fn print_selection(s: &Selection, attention: Option<&BTreeMap<String, f32>>) {
+    println!(
+        "Ranking for task {} ({} examples, LogME per example; score = LogME minus random prompts of the same norm):",
+        s.task, s.sample_size
+    );
+    println!("  {:<28} {:>8} {:>8} {:>8} {:>9} {:>7}  {}", "package", "score", "± se", "LogME", "vs none", "norm", "proposal");
+    for r in &s.ranking {
+        let probe = attention.and_then(|a| a.get(&r.name)).map(|w| format!("  attention {w:.3}")).unwrap_or_default();
+        println!(
+            "  {:<28} {:>8.4} {:>8.4} {:>8.4} {:>+9.4} {:>7.1}  {}{probe}",
+            format!("{}@{}", r.name, r.version),
+            r.score,
+            r.stderr,
+            r.logme,
+            r.logme_gain,
+            r.row_norm,
+            if r.helps { "keep" } else { "-" }
+        );
+    }
+    let controls: Vec<String> = s
+        .controls
+        .iter()
+        .map(|c| format!("norm {:.1}: {}", c.row_norm, c.logme.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(" / ")))
+        .collect();
+    println!("  no prompt: {:.4}; random prompts: {}", s.no_prompt_logme, controls.join(", "));
+    println!("{}", s.verdict);
+}
+
+/// The attention probe of earlier versions, kept as a baseline: mean
+/// attention per candidate after a short ATTEMPT run over all of them.
+fn attention_probe(
+    project: &crate::workflow::project::PreparedProject,
+    section: &crate::workflow::TrainSection,
+    candidates: &[crate::select::Candidate],
+    steps: usize,
+) -> Result<BTreeMap<String, f32>> {
+    let m = candidates.first().map(|c| c.prompt.dims()[0]).unwrap_or(0);
+    if let Some(c) = candidates.iter().find(|c| c.prompt.dims()[0] != m) {
+        bail!("the attention probe mixes prompts of one length; {} has {} rows, others {m}", c.name, c.prompt.dims()[0]);
+    }
     let mut config = section.config();
-    config.prompt_length = length.unwrap_or(config.prompt_length);
+    config.prompt_length = m;
     let request = TrainRequest {
         encoder: project.backbone.encoder(),
         tokenizer: &project.backbone.tokenizer,
-        sources: candidates,
-        tasks: project.tasks(&section)?,
+        sources: candidates.iter().map(|c| SourcePrompt { name: c.name.clone(), tensor: c.prompt.clone() }).collect(),
+        tasks: project.tasks(section)?,
         config,
         device: project.device.clone(),
     };
-    let s = suggest_sources(request, args.probe_steps, args.keep)?;
-    if ctx.global.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
-        return Ok(());
-    }
-    println!("Ranking after a {}-step ATTEMPT probe (target prompt kept {:.3}):", s.probe_steps, s.target_attention);
-    for r in &s.ranking {
-        println!("  {:<32} {:.3}", r.name, r.attention);
-    }
-    let bare = |id: &String| id.split('@').next().unwrap_or(id).to_string();
-    let add: Vec<String> = s.keep.iter().map(bare).filter(|n| !current.contains(n)).collect();
-    let remove: Vec<String> = s.remove.iter().map(bare).filter(|n| current.contains(n)).collect();
-    if !add.is_empty() {
-        println!("Proposed: attempt-pkg add {}", add.join(" "));
-    }
-    if !remove.is_empty() {
-        println!("Proposed: attempt-pkg remove {}", remove.join(" "));
-    }
-    if add.is_empty() && remove.is_empty() {
-        println!("The project's sources already match the proposal.");
-    }
-    Ok(())
+    let s = suggest_sources(request, steps, None)?;
+    Ok(s.ranking.into_iter().map(|r| (r.name, r.attention)).collect())
 }

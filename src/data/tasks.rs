@@ -135,7 +135,7 @@ fn fields(a: &str, b: Option<&str>, label: &str) -> FieldMap {
 
 /// Names of the built-in tasks (lower case).
 pub fn builtin_task_names() -> &'static [&'static str] {
-    &["mnli", "qnli", "qqp", "sst2", "rte", "mrpc", "cola", "stsb", "cb", "boolq", "wnli"]
+    &["mnli", "qnli", "qqp", "sst2", "rte", "mrpc", "cola", "stsb", "cb", "boolq", "wnli", "sst5", "subj", "agnews"]
 }
 
 /// A built-in task by name (case-insensitive; `sst-2`/`sts-b` accepted).
@@ -224,6 +224,27 @@ pub fn builtin_task(name: &str) -> Option<TaskDef> {
             fields("sentence1", Some("sentence2"), "label"),
             split("WNLI/train.tsv", Tsv),
             split("WNLI/dev.tsv", Tsv),
+        ),
+        "sst5" => (
+            labels(&["0", "1", "2", "3", "4"]),
+            vec![Accuracy],
+            fields("text_a", None, "label"),
+            split("SST-5/train.json", Json),
+            split("SST-5/dev.json", Json),
+        ),
+        "subj" => (
+            binary(),
+            vec![Accuracy],
+            fields("text_a", None, "label"),
+            split("SUBJ/train.json", Json),
+            split("SUBJ/dev.json", Json),
+        ),
+        "agnews" => (
+            labels(&["World", "Sports", "Business", "Sci/Tech"]),
+            vec![Accuracy],
+            FieldMap { text_a: Column::Index(0), text_b: None, label: Column::Index(1) },
+            split("AGNews/train.tsv", TsvNoHeader),
+            split("AGNews/test.tsv", TsvNoHeader),
         ),
         _ => return None,
     };

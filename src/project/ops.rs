@@ -281,7 +281,25 @@ pub fn add(
     registries: &[Box<dyn RegistrySource>],
     flags: Flags,
 ) -> Result<(Vec<(String, VersionReq)>, LockOutcome)> {
+    edit_sources(ws, specs, &[], registries, flags)
+}
+
+/// `remove` of `removals` and `add` of `specs` in one resolution and one
+/// write of `attempt.toml` and `attempt.lock` (what `suggest --apply` does).
+/// Nothing is written when a name is not a source or resolution fails.
+pub fn edit_sources(
+    ws: &Workspace,
+    specs: &[AddSpec],
+    removals: &[String],
+    registries: &[Box<dyn RegistrySource>],
+    flags: Flags,
+) -> Result<(Vec<(String, VersionReq)>, LockOutcome)> {
     let mut manifest = ws.manifest.clone();
+    for name in removals {
+        if !manifest.remove_source(name) {
+            bail!("{name} is not in [sources] of {}", manifest.path.display());
+        }
+    }
     let model = manifest.model.requirement();
     let mut written = Vec::new();
     for spec in specs {

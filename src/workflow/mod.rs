@@ -9,6 +9,7 @@ pub mod quickstart;
 pub mod settings;
 pub mod source;
 pub mod sources;
+pub mod suggest;
 
 pub use backbone::Backbone;
 pub use settings::{TaskSelection, TrainSection};

@@ -10,6 +10,7 @@ use candle_core::Device;
 use super::backbone::{self, Backbone};
 use super::settings::{load_tasks, read_sections, TaskSelection, TrainSection};
 use super::sources::{verified_sources, VerifiedSources};
+use super::suggest::{init_source_index, load_selection};
 use crate::cache::Cache;
 use crate::data::TaskSpec;
 use crate::home::Home;
@@ -22,6 +23,10 @@ use crate::train::{
 
 /// Key of the effective `[train]` values in a run's `provenance.extra`.
 pub const TRAIN_SECTION_KEY: &str = "train-section";
+/// Key of the selection record (`attempt.selection.json`) in `provenance.extra`.
+pub const SELECTION_KEY: &str = "selection";
+/// Key of the source the target prompt was initialised from.
+pub const INIT_SOURCE_KEY: &str = "init-source";
 
 pub struct PreparedProject {
     pub ws: Workspace,
@@ -111,6 +116,23 @@ impl PreparedProject {
             config.prompt_length = m;
         }
         let tasks = self.tasks(&section)?;
+        let mut provenance = self.provenance();
+        // Start ATTEMPT/SPoT from the best-ranked source `suggest --apply`
+        // kept (else the first in lock order), and record what chose it.
+        let names: Vec<String> = self.sources.sources.iter().map(|s| s.name.clone()).collect();
+        if let Some(selection) = load_selection(&self.ws.dir)?.filter(|s| section.tasks.contains(&s.task)) {
+            if config.target_init.is_none() && config.method != crate::compose::Method::Pt {
+                if let Some(index) = init_source_index(&selection, &names) {
+                    config.target_init = Some(crate::compose::TargetInit::Source { index });
+                }
+            }
+            provenance.extra.insert(SELECTION_KEY.to_string(), serde_json::to_string(&selection)?);
+        }
+        if let crate::compose::TargetInit::Source { index } = config.effective_target_init(!names.is_empty()) {
+            if let Some(name) = names.get(index) {
+                provenance.extra.insert(INIT_SOURCE_KEY.to_string(), name.clone());
+            }
+        }
         let request = TrainRequest {
             encoder: self.backbone.encoder(),
             tokenizer: &self.backbone.tokenizer,
@@ -119,7 +141,6 @@ impl PreparedProject {
             config,
             device: self.device.clone(),
         };
-        let mut provenance = self.provenance();
         // What `eval` needs to rebuild the same dev data.
         let mut recorded = section.clone();
         recorded.data_dir = section.data_dir.as_ref().map(|d| self.ws.dir.join(d));

@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# Does `attempt-pkg suggest` pick the source prompts that transfer? (issue 13)
+#
+#   bash scripts/experiment_select.sh [DATA_DIR] OUT [PHASE...]
+#
+# Phases (default: all, in this order; each resumes from what OUT holds):
+#   sources  train-source + publish one prompt per SOURCES task (seed 1), and two
+#            controls that carry no task knowledge: `shuffled-sst2-prompt` (SST-2
+#            text with its training labels shuffled) and `noise-prompt` (Gaussian
+#            rows with the mean row norm of the trained sources)
+#   truth    for every SEED and TARGET: plain prompt tuning, and SPoT from each
+#            candidate alone (the transfer it gives), same seed and budget
+#   select   `suggest --json` over the whole registry for every TARGET (LogME
+#            against norm-matched random prompts; the attention probe beside it)
+#   mixture  ATTEMPT over suggest's top 3 vs over all real sources, every SEED
+# Rows go to OUT/truth.jsonl, OUT/select.jsonl and OUT/mixture.jsonl as runs
+# finish; a row already there is not run again. Summary:
+#   python3 scripts/select_table.py OUT > OUT/select.md
+#
+# Knobs (environment): SOURCES TARGETS SEEDS PROMPT_LEN MAX_LEN BATCH SOURCE_STEPS
+# TARGET_STEPS MAX_EVAL SAMPLE PROBE_STEPS MODEL BIN.
+set -euo pipefail
+
+DATA_DIR=$(realpath "${1:-../shared/data}")
+OUT=$(realpath -m "${2:?usage: experiment_select.sh DATA_DIR OUT [PHASE...]}")
+shift 2 || true
+PHASES=${*:-sources truth select mixture}
+BIN=$(realpath "${BIN:-target/release/attempt-pkg}")
+MODEL=${MODEL:-all-MiniLM-L6-v2}
+: "${SOURCES:=mnli qnli qqp sst2 sst5 subj agnews wnli}" "${TARGETS:=rte mrpc cola stsb cb boolq}"
+: "${SEEDS:=1 2 3}" "${PROMPT_LEN:=20}" "${MAX_LEN:=128}" "${BATCH:=16}" "${SOURCE_STEPS:=300}"
+: "${TARGET_STEPS:=100}" "${MAX_EVAL:=1000}" "${SAMPLE:=500}" "${PROBE_STEPS:=40}"
+CONTROLS="shuffled-sst2 noise"
+[[ -x "$BIN" ]] || { echo "no binary at $BIN: run \`cargo build --release\` or set BIN" >&2; exit 1; }
+[[ -d "$DATA_DIR" ]] || { echo "no data directory $DATA_DIR" >&2; exit 1; }
+mkdir -p "$OUT"
+export ATTEMPT_HOME=${ATTEMPT_HOME:-$HOME/.attempt}
+export ATTEMPT_REGISTRY="$OUT/registry"
+touch "$OUT/truth.jsonl" "$OUT/select.jsonl" "$OUT/mixture.jsonl"
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+has_row() { # file key=value...: is there a row with all these fields?
+  python3 - "$@" <<'PY'
+import json, sys
+path, *pairs = sys.argv[1:]
+want = dict(p.split("=", 1) for p in pairs)
+for line in open(path):
+    if line.strip():
+        r = json.loads(line)
+        if all(str(r.get(k)) == v for k, v in want.items()):
+            sys.exit(0)
+sys.exit(1)
+PY
+}
+# One dev evaluation, after the last step (no best-of-several selection on dev).
+budget=(--data-dir "$DATA_DIR" --max-length "$MAX_LEN" --batch-size "$BATCH" --max-steps "$TARGET_STEPS"
+  --epochs 1000 --eval-every 1000 --max-eval-examples "$MAX_EVAL")
+
+phase_sources() {
+  mkdir -p "$OUT/sources"
+  for src in $SOURCES; do
+    [[ -f "$OUT/sources/$src.published" ]] && continue
+    log "source $src"
+    "$BIN" train-source --model "$MODEL" --task "$src" --data-dir "$DATA_DIR" --name "$src-prompt" --version 1.0.0 \
+      --out "$OUT/sources/$src" --force --seed 1 --prompt-length "$PROMPT_LEN" --max-length "$MAX_LEN" \
+      --batch-size "$BATCH" --max-steps "$SOURCE_STEPS" --epochs 1000 --eval-every 1000 --max-eval-examples "$MAX_EVAL" \
+      --quiet >"$OUT/sources/$src.log" 2>&1 || { tail -5 "$OUT/sources/$src.log" >&2; exit 1; }
+    "$BIN" publish "$OUT/sources/$src" >/dev/null
+    touch "$OUT/sources/$src.published"
+  done
+  if [[ ! -f "$OUT/sources/shuffled-sst2.published" ]]; then
+    log "control: SST-2 with shuffled training labels"
+    python3 - "$DATA_DIR/SST-2" "$OUT/shuffled-data/SST-2" <<'PY'
+import os, random, shutil, sys
+src, dst = sys.argv[1:]
+os.makedirs(dst, exist_ok=True)
+lines = open(os.path.join(src, "train.tsv"), encoding="utf-8").read().splitlines()
+header, rows = lines[0], [l.split("\t") for l in lines[1:] if l.strip()]
+labels = [r[-1] for r in rows]
+random.Random(1).shuffle(labels)
+with open(os.path.join(dst, "train.tsv"), "w", encoding="utf-8") as f:
+    f.write(header + "\n" + "".join("\t".join(r[:-1] + [y]) + "\n" for r, y in zip(rows, labels)))
+shutil.copy(os.path.join(src, "dev.tsv"), os.path.join(dst, "dev.tsv"))
+PY
+    "$BIN" train-source --model "$MODEL" --task sst2 --data-dir "$OUT/shuffled-data" --name shuffled-sst2-prompt \
+      --version 1.0.0 --description "control: SST-2 text with shuffled labels" --out "$OUT/sources/shuffled-sst2" --force \
+      --seed 1 --prompt-length "$PROMPT_LEN" --max-length "$MAX_LEN" --batch-size "$BATCH" --max-steps "$SOURCE_STEPS" \
+      --epochs 1000 --eval-every 1000 --max-eval-examples "$MAX_EVAL" --quiet >"$OUT/sources/shuffled-sst2.log" 2>&1 \
+      || { tail -5 "$OUT/sources/shuffled-sst2.log" >&2; exit 1; }
+    "$BIN" publish "$OUT/sources/shuffled-sst2" >/dev/null
+    touch "$OUT/sources/shuffled-sst2.published"
+  fi
+  if [[ ! -f "$OUT/sources/noise.published" ]]; then
+    log "control: Gaussian prompt with the trained sources' mean row norm"
+    local trained=()
+    for src in $SOURCES; do trained+=("$OUT/sources/$src/prompt.safetensors"); done
+    python3 "$(dirname "$0")/noise_prompt.py" "$OUT/sources/noise.safetensors" "${trained[@]}"
+    local fp
+    fp=$(grep -m1 '^fingerprint' "$OUT/sources/sst2/Prompt.toml" | cut -d'"' -f2)
+    rm -rf "$OUT/sources/noise"
+    "$BIN" import "$OUT/sources/noise.safetensors" --name noise-prompt --version 1.0.0 --task none \
+      --description "control: Gaussian noise, norm-matched" --base-model "$fp" --hidden-size 384 \
+      --base-model-name "$MODEL" --out "$OUT/sources/noise" >/dev/null
+    "$BIN" publish "$OUT/sources/noise" >/dev/null
+    touch "$OUT/sources/noise.published"
+  fi
+}
+
+new_project() { # dir [sources...]
+  local proj=$1
+  shift
+  rm -rf "$proj"
+  "$BIN" --project "$proj" init --name exp --model-path "$MODEL" >/dev/null 2>&1
+  if (($#)); then
+    local adds=()
+    for s in "$@"; do adds+=("$s-prompt@=1.0.0"); done
+    "$BIN" --project "$proj" add "${adds[@]}" >/dev/null 2>&1
+  fi
+}
+
+train_row() { # file json-extra -- train args...: run `train --json` and append one row
+  local file=$1 extra=$2 proj=$3
+  shift 3
+  if "$BIN" --project "$proj" --json train "$@" --run-dir "$proj/run" --quiet >"$proj/train.json" 2>"$proj/train.log"; then
+    python3 - "$proj/train.json" "$extra" >>"$file" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+row = json.loads(sys.argv[2])
+row.update({"metrics": r["tasks"][0]["metrics"], "steps": r["steps"], "step_s": r["mean_step_seconds"],
+            "trainable": r["trainable_parameters"]})
+print(json.dumps(row))
+PY
+  else
+    log "FAILED: see $proj/train.log"
+    tail -3 "$proj/train.log" >&2
+  fi
+}
+
+phase_truth() {
+  for seed in $SEEDS; do
+    for target in $TARGETS; do
+      if ! has_row "$OUT/truth.jsonl" target="$target" seed="$seed" method=pt; then
+        log "truth: $target PT (seed $seed)"
+        proj="$OUT/truth/seed$seed/$target-pt"
+        new_project "$proj"
+        train_row "$OUT/truth.jsonl" "{\"target\": \"$target\", \"seed\": $seed, \"method\": \"pt\", \"source\": null}" \
+          "$proj" --task "$target" --method pt --seed "$seed" --prompt-length "$PROMPT_LEN" "${budget[@]}"
+      fi
+      for src in $SOURCES $CONTROLS; do
+        has_row "$OUT/truth.jsonl" target="$target" seed="$seed" method=spot source="$src" && continue
+        log "truth: $target SPoT from $src (seed $seed)"
+        proj="$OUT/truth/seed$seed/$target-$src"
+        new_project "$proj" "$src"
+        train_row "$OUT/truth.jsonl" "{\"target\": \"$target\", \"seed\": $seed, \"method\": \"spot\", \"source\": \"$src\"}" \
+          "$proj" --task "$target" --method spot --seed "$seed" "${budget[@]}"
+      done
+    done
+  done
+}
+
+phase_select() {
+  for target in $TARGETS; do
+    has_row "$OUT/select.jsonl" target="$target" && continue
+    log "select: suggest for $target over every registry prompt"
+    proj="$OUT/select/$target"
+    new_project "$proj"
+    local t0=$SECONDS
+    "$BIN" --project "$proj" --json suggest --task "$target" --data-dir "$DATA_DIR" --max-length "$MAX_LEN" \
+      --batch-size "$BATCH" --sample "$SAMPLE" --probe-steps "$PROBE_STEPS" --seed 1 \
+      >"$proj/suggest.json" 2>"$proj/suggest.log" || { tail -3 "$proj/suggest.log" >&2; exit 1; }
+    python3 - "$proj/suggest.json" "$target" "$((SECONDS - t0))" >>"$OUT/select.jsonl" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+s["target"] = sys.argv[2]
+s["wall_s"] = int(sys.argv[3])
+print(json.dumps(s))
+PY
+  done
+}
+
+phase_mixture() {
+  local real=()
+  for src in $SOURCES; do real+=("$src"); done
+  for seed in $SEEDS; do
+    for target in $TARGETS; do
+      if ! has_row "$OUT/mixture.jsonl" target="$target" seed="$seed" pool=all; then
+        log "mixture: $target ATTEMPT over all real sources (seed $seed)"
+        proj="$OUT/mixture/seed$seed/$target-all"
+        new_project "$proj" "${real[@]}"
+        train_row "$OUT/mixture.jsonl" "{\"target\": \"$target\", \"seed\": $seed, \"pool\": \"all\", \"sources\": \"${real[*]}\"}" \
+          "$proj" --task "$target" --method attempt --seed "$seed" "${budget[@]}"
+      fi
+      has_row "$OUT/mixture.jsonl" target="$target" seed="$seed" pool=top3 && continue
+      # suggest's own proposal, applied to a project that starts with every real source.
+      proj="$OUT/mixture/seed$seed/$target-top3"
+      new_project "$proj" "${real[@]}"
+      "$BIN" --project "$proj" suggest --task "$target" --data-dir "$DATA_DIR" --max-length "$MAX_LEN" --batch-size "$BATCH" \
+        --sample "$SAMPLE" --seed 1 --top 3 --apply >"$proj/suggest.txt" 2>"$proj/suggest.log" \
+        || { tail -3 "$proj/suggest.log" >&2; exit 1; }
+      kept=$(python3 -c "import json,sys; print(' '.join(json.load(open(sys.argv[1]))['keep']))" "$proj/attempt.selection.json")
+      if [[ -z "$kept" ]]; then
+        log "mixture: $target: suggest keeps nothing, so the top-3 run is plain prompt tuning (seed $seed)"
+        method=pt
+      else
+        log "mixture: $target ATTEMPT over suggest's top 3 ($kept; seed $seed)"
+        method=attempt
+      fi
+      train_row "$OUT/mixture.jsonl" "{\"target\": \"$target\", \"seed\": $seed, \"pool\": \"top3\", \"sources\": \"$kept\"}" \
+        "$proj" --task "$target" --method "$method" --seed "$seed" --prompt-length "$PROMPT_LEN" "${budget[@]}"
+    done
+  done
+}
+
+for phase in $PHASES; do
+  case $phase in
+    sources | truth | select | mixture) "phase_$phase" ;;
+    *) echo "unknown phase $phase (sources, truth, select, mixture)" >&2; exit 1 ;;
+  esac
+done
+log "done: python3 scripts/select_table.py $OUT"
