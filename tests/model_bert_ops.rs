@@ -217,3 +217,15 @@ fn fused_post_ln_layer_without_gradient_tracking_and_twice_backward() {
     let err = loss.backward().unwrap_err().to_string();
     assert!(err.contains("backward runs once per forward"), "{err}");
 }
+
+#[test]
+fn the_kernel_path_is_the_one_asked_for() {
+    // scripts/test.sh runs this binary once per path the CPU supports; each
+    // run must really exercise the path it names.
+    let supported = ops::supported_kernel_paths();
+    match std::env::var(ops::KERNEL_PATH_VAR) {
+        Ok(name) if !name.is_empty() && name != "auto" => assert_eq!(ops::kernel_path().as_str(), name),
+        _ => assert_eq!(ops::kernel_path(), supported[0], "unforced: the best path this CPU runs"),
+    }
+    assert_eq!(supported.last(), Some(&ops::KernelPath::Portable), "the portable path runs everywhere");
+}

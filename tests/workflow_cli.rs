@@ -153,3 +153,72 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+#[test]
+fn suggest_ranks_the_registry_and_apply_edits_as_add_and_remove_would() {
+    let env = Env::new();
+    let work = tempfile::tempdir().unwrap();
+    let (proj, _) = project_with_sources(&env, work.path());
+    let p = proj.to_str().unwrap();
+    let before = (fs::read_to_string(proj.join("attempt.toml")).unwrap(), fs::read_to_string(proj.join("attempt.lock")).unwrap());
+    let args = ["--project", p, "suggest", "--task", "mood", "--sample", "24", "--bootstrap", "4", "--top", "1"];
+
+    // The contract scripts rely on.
+    let s = env.json(&args);
+    let ranking = s["ranking"].as_array().expect("ranking");
+    let names: Vec<&str> = ranking.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["sentiment-prompt", "topic-prompt"], "{s}");
+    assert!(ranking.iter().all(|r| r["version"] == "0.1.0" && r["score"].is_f64()), "{s}");
+    assert!(ranking.windows(2).all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()), "best first: {s}");
+    let keep: Vec<String> = s["keep"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let remove: Vec<String> = s["remove"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert!(keep.len() <= 1 && keep.len() + remove.len() == 2, "{s}");
+    // Without --apply nothing changes.
+    assert_eq!(fs::read_to_string(proj.join("attempt.toml")).unwrap(), before.0);
+    assert!(!proj.join("attempt.selection.json").exists());
+
+    // train starts from the best-ranked kept source of the record (here the
+    // second in name order, so not the default) and copies the record into run.json.
+    let mut record = s.clone();
+    record["keep"] = serde_json::json!(["topic-prompt"]);
+    fs::write(proj.join("attempt.selection.json"), record.to_string()).unwrap();
+    let run = proj.join("runs/selected");
+    env.ok(&["--project", p, "train", "--method", "spot", "--run-dir", run.to_str().unwrap(), "--quiet"]);
+    let run_record: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    let extra = &run_record["provenance"]["extra"];
+    assert_eq!(extra["init-source"].as_str(), Some("topic-prompt@0.1.0"), "{run_record}");
+    assert!(extra["selection"].as_str().is_some_and(|t| t.contains("signal_version")), "{run_record}");
+    assert_eq!(run_record["config"]["target-init"]["index"], 1, "{run_record}");
+    fs::remove_file(proj.join("attempt.selection.json")).unwrap();
+
+    // The same edits by hand, on a copy of the project.
+    let manual = work.path().join("manual");
+    fs::create_dir_all(&manual).unwrap();
+    for f in ["attempt.toml", "attempt.lock"] {
+        fs::copy(proj.join(f), manual.join(f)).unwrap();
+    }
+    let m = manual.to_str().unwrap();
+    let mut rm = vec!["--project", m, "remove"];
+    rm.extend(remove.iter().map(String::as_str));
+    env.ok(&rm);
+
+    env.ok(&[&args[..], &["--apply"]].concat());
+    for f in ["attempt.toml", "attempt.lock"] {
+        assert_eq!(fs::read_to_string(proj.join(f)).unwrap(), fs::read_to_string(manual.join(f)).unwrap(), "{f}");
+    }
+    let record: serde_json::Value = serde_json::from_str(&fs::read_to_string(proj.join("attempt.selection.json")).unwrap()).unwrap();
+    assert_eq!(record["keep"], s["keep"]);
+    assert_eq!(record["signal_version"], s["signal_version"]);
+
+    // Refusals change nothing.
+    let after = fs::read_to_string(proj.join("attempt.toml")).unwrap();
+    let err = env.fails(&["--project", p, "suggest", "--task", "mood", "--top", "0", "--apply"]);
+    assert!(err.contains("--top 0"), "{err}");
+    let err = env.fails(&["--project", p, "suggest", "--task", "mood", "--task", "sentiment", "--apply"]);
+    assert!(err.contains("exactly one --task"), "{err}");
+    let err = env.fails(&["--project", p, "suggest", "--task", "mood", "--synthetic-train", "2", "--apply"]);
+    assert!(err.contains("for 3 classes"), "{err}");
+    assert_eq!(fs::read_to_string(proj.join("attempt.toml")).unwrap(), after);
+}

@@ -61,9 +61,68 @@ pub(crate) fn param_vec(t: &Tensor) -> Result<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
 }
 
-/// Runs `kernel` compiled for AVX2 + FMA when the CPU has them. The crate
-/// targets baseline x86-64 (SSE2, no FMA), so the elementwise and row loops
-/// of the kernels would otherwise vectorise 4 wide without fused
+/// The compiled variants of attempt-pkg's own kernels (softmax, attention,
+/// GELU, norms): AVX2 + FMA, or the portable baseline. The matrix products go
+/// through the gemm crate, which picks its own AVX-512 / AVX2 / scalar path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelPath {
+    Avx2,
+    Portable,
+}
+
+impl KernelPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KernelPath::Avx2 => "avx2",
+            KernelPath::Portable => "portable",
+        }
+    }
+}
+
+/// Environment variable that forces a kernel path (`avx2` or `portable`;
+/// unset or `auto`: the best this CPU runs). The test script runs the
+/// numerical tests once per path the CPU supports.
+pub const KERNEL_PATH_VAR: &str = "ATTEMPT_KERNELS";
+
+/// The kernel paths this CPU can execute, best first.
+pub fn supported_kernel_paths() -> Vec<KernelPath> {
+    let mut paths = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        paths.push(KernelPath::Avx2);
+    }
+    paths.push(KernelPath::Portable);
+    paths
+}
+
+/// The path the kernels run: the one `ATTEMPT_KERNELS` names, else the best
+/// supported. Read once. A path this CPU cannot run, or an unknown name, is a
+/// hard error: a test run must never silently check another path than asked.
+pub fn kernel_path() -> KernelPath {
+    static PATH: std::sync::OnceLock<KernelPath> = std::sync::OnceLock::new();
+    *PATH.get_or_init(|| {
+        let supported = supported_kernel_paths();
+        let wanted = match std::env::var(KERNEL_PATH_VAR) {
+            Ok(v) if v.is_empty() || v == "auto" => None,
+            Ok(v) => Some(v),
+            Err(_) => None,
+        };
+        match wanted {
+            None => supported[0],
+            Some(name) => match supported.iter().find(|p| p.as_str() == name) {
+                Some(p) => *p,
+                None => panic!(
+                    "{KERNEL_PATH_VAR}={name}: this CPU runs {}; unset it or name one of those",
+                    supported.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            },
+        }
+    })
+}
+
+/// Runs `kernel` compiled for AVX2 + FMA when that is the [`kernel_path`].
+/// The crate targets baseline x86-64 (SSE2, no FMA), so the elementwise and
+/// row loops of the kernels would otherwise vectorise 4 wide without fused
 /// multiply-adds; candle's gemm does the same runtime dispatch.
 #[inline(always)]
 pub(crate) fn vectorized<R>(kernel: impl FnOnce() -> R) -> R {
@@ -73,8 +132,8 @@ pub(crate) fn vectorized<R>(kernel: impl FnOnce() -> R) -> R {
         fn avx2<R>(kernel: impl FnOnce() -> R) -> R {
             kernel()
         }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has the features `avx2` is compiled for.
+        if kernel_path() == KernelPath::Avx2 {
+            // SAFETY: kernel_path() is Avx2 only when the CPU has avx2 and fma.
             return unsafe { avx2(kernel) };
         }
     }

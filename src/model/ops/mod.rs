@@ -23,6 +23,7 @@ mod softmax;
 
 pub use attention::attention;
 pub(crate) use cpu::{exp_f32, sum_f32, vectorized};
+pub use cpu::{kernel_path, supported_kernel_paths, KernelPath, KERNEL_PATH_VAR};
 pub use gelu::gelu_erf;
 pub use layer_norm::{add_layer_norm, layer_norm};
 pub use linear::linear;
