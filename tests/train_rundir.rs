@@ -99,6 +99,7 @@ fn resume_continues_where_the_run_stopped() {
     assert_eq!(first.history.len(), 2);
     let resumed = go(&enc, cfg(Method::Pt, 4), vec![], &TrainOptions { resume: true, ..opts }).unwrap();
     assert_eq!(resumed.history.len(), 4);
+    // The first two epochs' records are read back from resume.json: identical.
     assert_eq!(resumed.history[..2], first.history[..2]);
     assert_eq!(resumed.steps, 4 * 6);
     // Resuming without a run directory is refused.
@@ -271,6 +272,8 @@ fn a_finished_run_reloads_for_eval_and_predict() {
     let backbone = Backbone { encoder: &enc, tokenizer: &tok, device: &Device::Cpu };
     let dev = &data("sentiment", 48).dev;
     let again = attempt_pkg::train::evaluate(&model, backbone, 0, dev, 16, 16).unwrap();
+    // Accuracy comes from the argmax, promised exact although the batches differ
+    // (training evaluated the 40 dev examples in one batch, this in batches of 16).
     assert_eq!(again.metrics, o.best_eval[0].metrics);
     let p = predict(&model, backbone, "sentiment", &dev[0].text_a, None, 16).unwrap();
     // One example runs the matrix products at another shape than the batched

@@ -90,6 +90,7 @@ fn same_seed_same_bits_different_seed_differs() {
     let a = run(Method::Attempt, vec![task("sentiment", 96, 5)], srcs.clone(), cfg(11), &TrainOptions::default());
     let b = run(Method::Attempt, vec![task("sentiment", 96, 5)], srcs.clone(), cfg(11), &TrainOptions::default());
     let c = run(Method::Attempt, vec![task("sentiment", 96, 5)], srcs, cfg(12), &TrainOptions::default());
+    // Same seed, inputs, shapes and kernel path: promised bit for bit.
     assert_eq!(a.final_loss.to_bits(), b.final_loss.to_bits());
     let pa = a.model.tasks[0].target.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let pb = b.model.tasks[0].target.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
