@@ -90,6 +90,7 @@ fn write_registry(root: &Path) -> usize {
                     prompt_length: if is_set { 0 } else { 100 },
                     size: 153_600,
                     v: registry_index::FORMAT_VERSION,
+                    sig: None,
                 }
             })
             .collect();

@@ -38,7 +38,7 @@ fn publish_then_search_info_list() {
     assert_eq!((e.hidden_size, e.prompt_length, e.yanked), (8, 4, false));
     assert_eq!(e.base_model.prefixed(), FINGERPRINT);
     assert_eq!(e.size, fs::read(&blob).unwrap().len() as u64);
-    assert_eq!(e.v, 1);
+    assert_eq!((e.v, e.sig.is_none()), (2, true), "format 2 lines; no signature in this package");
     assert!(env.registry().join("index/config.json").is_file());
 
     // Search: prefix words over name, task and description.

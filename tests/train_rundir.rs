@@ -215,6 +215,7 @@ fn info() -> PackageInfo {
         license: "Apache-2.0".into(),
         base_model_name: "tiny".into(),
         base_model_fingerprint: format!("sha256:{}", "0123456789abcdef".repeat(4)),
+        signature: None,
     }
 }
 

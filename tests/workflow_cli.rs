@@ -171,6 +171,11 @@ fn suggest_ranks_the_registry_and_apply_edits_as_add_and_remove_would() {
     sorted.sort();
     assert_eq!(sorted, ["sentiment-prompt", "topic-prompt"], "{s}");
     assert!(ranking.iter().all(|r| r["version"] == "0.1.0" && r["score"].is_f64()), "{s}");
+    // train-source recorded each source's task signature; it reached the index and the ranking.
+    let authored = fs::read_to_string(work.path().join("sentiment/Prompt.toml")).unwrap();
+    assert!(authored.contains("format = 2") && authored.contains("[signature]"), "{authored}");
+    assert!(env.index_text("sentiment-prompt").is_some_and(|t| t.contains("\"sig\"") && t.contains("\"v\":2")));
+    assert!(ranking.iter().all(|r| r["signature_cosine"].as_f64().is_some_and(|c| (-1.0..=1.0).contains(&c))), "{s}");
     assert!(ranking.windows(2).all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()), "best first: {s}");
     let keep: Vec<String> = s["keep"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
     let remove: Vec<String> = s["remove"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();

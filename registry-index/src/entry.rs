@@ -26,6 +26,9 @@ pub struct IndexEntry {
     pub size: u64,
     /// Format version of this line (see [`crate::FORMAT_VERSION`]).
     pub v: u32,
+    /// The source data's task signature, when the package records one (format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<crate::Signature>,
 }
 
 /// A dependency of a prompt set on another prompt package.
@@ -115,6 +118,7 @@ mod tests {
             prompt_length: 100,
             size: 1234,
             v: crate::FORMAT_VERSION,
+            sig: None,
         }
     }
 
@@ -139,5 +143,45 @@ mod tests {
             parse_index_file("mnli-prompt", "{not json"),
             Err(ParseError::Json { line: 1, .. })
         ));
+    }
+
+    /// The index line as format 1 defined it, standing in for an old reader.
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct FormatOneEntry {
+        name: String,
+        vers: semver::Version,
+        cksum: Checksum,
+        #[serde(default)]
+        deps: Vec<IndexDep>,
+        #[serde(default)]
+        yanked: bool,
+        task: String,
+        base_model: Checksum,
+        hidden_size: u32,
+        prompt_length: u32,
+        size: u64,
+        v: u32,
+    }
+
+    #[test]
+    fn lines_with_and_without_a_signature_read_in_old_and_new_readers() {
+        let plain = entry("1.0.0");
+        let signed = IndexEntry { sig: Some(crate::Signature::encode(&[0.5; 384], 700)), ..entry("1.1.0") };
+        let text = write_index_file(&[plain.clone(), signed.clone()]);
+        assert!(text.lines().next().is_some_and(|l| !l.contains("\"sig\"")), "no field when absent: {text}");
+        // New reader: both lines, the signature decoded.
+        let back = parse_index_file("mnli-prompt", &text).unwrap();
+        assert_eq!(back, vec![plain, signed]);
+        assert_eq!(back[1].sig.as_ref().unwrap().decode(384).unwrap()[0], 0.5);
+        // Old reader: ignores the new field.
+        for line in text.lines() {
+            let old: FormatOneEntry = serde_json::from_str(line).unwrap();
+            assert_eq!(old.name, "mnli-prompt");
+        }
+        // A line written by a format-1 writer (no `sig`, `v` 1) reads as unsigned.
+        let old_line = r#"{"name":"mnli-prompt","vers":"0.9.0","cksum":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","deps":[],"yanked":false,"task":"mnli","base_model":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","hidden_size":384,"prompt_length":100,"size":1,"v":1}"#;
+        let parsed = parse_index_file("mnli-prompt", old_line).unwrap();
+        assert_eq!((parsed[0].v, parsed[0].sig.clone()), (1, None));
     }
 }

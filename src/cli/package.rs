@@ -82,6 +82,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         license: args.package.license.clone(),
         base_model_name: record.provenance.model_name.clone(),
         base_model_fingerprint: record.provenance.model_fingerprint.clone(),
+        // A run does not keep its data: `train-source` records signatures.
+        signature: None,
     };
     let training = TrainingInfo {
         method: record.config.method.as_str().to_string(),

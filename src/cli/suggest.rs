@@ -14,7 +14,7 @@ use crate::registry::{registry_dir, BlockingRegistry};
 use crate::select::{SelectConfig, Selection};
 use crate::train::{suggest_sources, SourcePrompt, TrainRequest};
 use crate::workflow::project::prepare;
-use crate::workflow::suggest::{registry_candidates, save_selection, select_for_task, SELECTION_FILE};
+use crate::workflow::suggest::{list_candidates, load_candidates, prefilter, save_selection, select_for_task, target_mean, SELECTION_FILE};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Every registry package trained for the project's base model (its newest non-yanked \
@@ -44,6 +44,11 @@ pub struct Args {
     /// Bootstrap resamples for the standard errors.
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub bootstrap: usize,
+    /// With more than N packages that record a task signature, forward-score
+    /// only the N whose signatures are closest to the target's data (and every
+    /// package without one); 0 scores every package.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub prefilter: usize,
     /// Also run the older attention probe for N ATTEMPT steps and report its
     /// weights beside the scores (a baseline; not used for the proposal).
     #[arg(long, value_name = "N")]
@@ -69,8 +74,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let registries = ctx.registries()?;
     let project = prepare(&ctx.home, ws, &registries, ctx.flags(), args.model.as_deref(), &Device::Cpu)?;
     let registry = BlockingRegistry::open_existing(&registry_dir(ctx.global.registry.as_deref(), &ctx.home)?)?;
-    let found = registry_candidates(&registry, &project.backbone.fingerprint, project.backbone.hidden_size(), &project.device)?;
-    for (name, why) in &found.skipped {
+    let listing = list_candidates(&registry, &project.backbone.fingerprint, project.backbone.hidden_size())?;
+    for (name, why) in &listing.skipped {
         eprintln!("  skipping {name}: {why}");
     }
     let section = project.section.overridden_by(&args.flags.section());
@@ -89,9 +94,17 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
             eprintln!("  scoring: {what}");
         }
     };
-    let selection = select_for_task(&project, &section, &found.candidates, &config, &progress)?;
+    let signed = listing.listed.iter().filter(|l| l.signature.is_some()).count();
+    let (listed, filtered) = if args.prefilter > 0 && signed > args.prefilter {
+        progress(&format!("pre-filtering {signed} signed packages by task signature to the {} closest", args.prefilter));
+        prefilter(listing.listed, &target_mean(&project, &section, &config)?, args.prefilter)
+    } else {
+        (listing.listed, Vec::new())
+    };
+    let candidates = load_candidates(&registry, &listed, &project.device)?;
+    let selection = select_for_task(&project, &section, &candidates, &config, &progress)?;
     let attention = match args.probe_steps {
-        Some(steps) => Some(attention_probe(&project, &section, &found.candidates, steps)?),
+        Some(steps) => Some(attention_probe(&project, &section, &candidates, steps)?),
         None => None,
     };
     let add: Vec<String> = selection.keep.iter().filter(|n| !current.contains(n)).cloned().collect();
@@ -104,9 +117,13 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         }
         value["proposed_add"] = serde_json::to_value(&add)?;
         value["proposed_remove"] = serde_json::to_value(&remove)?;
+        value["filtered_by_signature"] = serde_json::to_value(&filtered)?;
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print_selection(&selection, attention.as_ref());
+        if !filtered.is_empty() {
+            println!("  {} more packages were not scored: their task signatures are the least similar to this task's data", filtered.len());
+        }
     }
     if !args.apply {
         if !quiet {
@@ -153,8 +170,9 @@ fn print_selection(s: &Selection, attention: Option<&BTreeMap<String, f32>>) {
     println!("  {:<28} {:>8} {:>8} {:>8} {:>9} {:>7}  {}", "package", "score", "± se", "LogME", "vs none", "norm", "proposal");
     for r in &s.ranking {
         let probe = attention.and_then(|a| a.get(&r.name)).map(|w| format!("  attention {w:.3}")).unwrap_or_default();
+        let sig = r.signature_cosine.map(|c| format!("  data cosine {c:.3}")).unwrap_or_default();
         println!(
-            "  {:<28} {:>8.4} {:>8.4} {:>8.4} {:>+9.4} {:>7.1}  {}{probe}",
+            "  {:<28} {:>8.4} {:>8.4} {:>8.4} {:>+9.4} {:>7.1}  {}{sig}{probe}",
             format!("{}@{}", r.name, r.version),
             r.score,
             r.stderr,

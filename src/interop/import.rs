@@ -386,6 +386,8 @@ pub fn build(source: Source, base: &ResolvedBase, fields: &PackageFields) -> Res
         dependencies: BTreeMap::new(),
         provenance,
         metrics: BTreeMap::new(),
+        // The source data of a foreign prompt is unknown here.
+        signature: None,
     };
     let artifact = Artifact::from_parts(manifest, Some(prompt)).context("the imported package is invalid")?;
     Ok(Imported { artifact, notes })

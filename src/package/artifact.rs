@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use registry_index::{Checksum, IndexDep, IndexEntry, FORMAT_VERSION};
 use sha2::{Digest, Sha256};
 
-use super::manifest::{Manifest, MANIFEST_FORMAT};
+use super::manifest::{Manifest, MANIFEST_FORMAT, SIGNATURE_FORMAT};
 use super::safetensors_file::{self, Dtype, RawFile, TensorToWrite};
 
 /// Name of the tensor inside both the authoring tensor file and the artifact.
@@ -131,7 +131,7 @@ impl Artifact {
         manifest.validate()?;
         check_prompt_against_manifest(&manifest, prompt.as_ref())?;
         let mut metadata = BTreeMap::new();
-        metadata.insert(META_FORMAT.to_string(), MANIFEST_FORMAT.to_string());
+        metadata.insert(META_FORMAT.to_string(), manifest.format.to_string());
         metadata.insert(META_MANIFEST.to_string(), manifest.to_json());
         let shape;
         let tensors: Vec<TensorToWrite<'_>> = match &prompt {
@@ -207,8 +207,11 @@ impl LoadedPackage {
         let format = raw.metadata.get(META_FORMAT).with_context(|| {
             format!("metadata has no `{META_FORMAT}` key: this is a safetensors file, but not an attempt-pkg artifact")
         })?;
-        if format != &MANIFEST_FORMAT.to_string() {
-            bail!("artifact format `{format}` is not supported by this attempt-pkg (expected {MANIFEST_FORMAT}); upgrade attempt-pkg");
+        match format.parse::<u32>() {
+            Ok(f) if (MANIFEST_FORMAT..=SIGNATURE_FORMAT).contains(&f) => {}
+            _ => bail!(
+                "artifact format `{format}` is not supported by this attempt-pkg (it reads {MANIFEST_FORMAT} to {SIGNATURE_FORMAT}); upgrade attempt-pkg"
+            ),
         }
         let manifest_json = raw.metadata.get(META_MANIFEST).with_context(|| format!("metadata has no `{META_MANIFEST}` key"))?;
         let manifest = Manifest::from_json(manifest_json).context("the embedded manifest is invalid")?;
@@ -245,6 +248,7 @@ impl LoadedPackage {
             prompt_length: self.prompt_length(),
             size: self.size,
             v: FORMAT_VERSION,
+            sig: m.signature.clone(),
         }
     }
 }
@@ -380,7 +384,7 @@ mod tests {
         assert!(LoadedPackage::from_bytes(&with_meta(&[(META_FORMAT, "1".into()), (META_MANIFEST, good.clone())])).is_ok());
         let err = |bytes: Vec<u8>| format!("{:#}", LoadedPackage::from_bytes(&bytes).unwrap_err());
         assert!(err(with_meta(&[(META_MANIFEST, good.clone())])).contains("not an attempt-pkg artifact"));
-        assert!(err(with_meta(&[(META_FORMAT, "2".into()), (META_MANIFEST, good.clone())])).contains("upgrade"));
+        assert!(err(with_meta(&[(META_FORMAT, "3".into()), (META_MANIFEST, good.clone())])).contains("upgrade"));
         assert!(err(with_meta(&[(META_FORMAT, "1".into())])).contains("attempt.manifest"));
         assert!(err(with_meta(&[(META_FORMAT, "1".into()), (META_MANIFEST, "{".into())])).contains("not valid JSON"));
         let wide = good.replace("\"hidden-size\":3", "\"hidden-size\":4");

@@ -16,9 +16,14 @@ use serde::{Deserialize, Serialize};
 /// The manifest file name inside an authoring directory.
 pub const MANIFEST_FILE: &str = "Prompt.toml";
 
-/// Format version of `Prompt.toml` and of the artifact metadata written by
-/// this build. Older readers refuse a newer format instead of misreading it.
+/// Format version of `Prompt.toml` and of the artifact metadata for a
+/// manifest without newer sections. Older readers refuse a newer format
+/// instead of misreading it, so a manifest is written with the oldest format
+/// that holds it.
 pub const MANIFEST_FORMAT: u32 = 1;
+/// Format 2 adds the optional `[signature]` (the source data's task
+/// signature); the newest this build reads and writes.
+pub const SIGNATURE_FORMAT: u32 = 2;
 
 /// Longest accepted free-text field (task, description, license…), in bytes.
 const MAX_TEXT_LEN: usize = 4096;
@@ -54,6 +59,11 @@ pub struct Manifest {
     /// Evaluation metrics (e.g. `accuracy = 0.843`); must be finite.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, f64>,
+    /// What the source data looks like to the base model (`train-source`
+    /// records it; format 2). Copied into the index line, so clients can
+    /// pre-filter packages by similarity to their data without a download.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<registry_index::Signature>,
 }
 
 fn default_format() -> u32 {
@@ -118,7 +128,10 @@ impl Manifest {
         // manifest fails with "upgrade" rather than "unknown field".
         let raw: toml::Value = toml::from_str(text).context("not valid TOML")?;
         check_format(raw.get("format").and_then(|v| v.as_integer()))?;
-        let manifest: Manifest = toml::from_str(text)?;
+        let mut manifest: Manifest = toml::from_str(text)?;
+        if raw.get("format").is_none() && manifest.signature.is_some() {
+            manifest.format = SIGNATURE_FORMAT;
+        }
         manifest.validate()?;
         Ok(manifest)
     }
@@ -149,8 +162,12 @@ impl Manifest {
 
     /// Checks every rule a manifest must satisfy beyond its syntax.
     pub fn validate(&self) -> Result<()> {
-        if self.format != MANIFEST_FORMAT {
-            check_format(Some(i64::from(self.format)))?;
+        check_format(Some(i64::from(self.format)))?;
+        if let Some(signature) = &self.signature {
+            if self.format < SIGNATURE_FORMAT {
+                bail!("[signature] needs `format = {SIGNATURE_FORMAT}` (the manifest says format {})", self.format);
+            }
+            signature.decode(self.base_model.hidden_size as usize).context("[signature]")?;
         }
         let p = &self.package;
         validate_name(&p.name).context("[package] name")?;
@@ -199,11 +216,11 @@ impl Manifest {
 fn check_format(found: Option<i64>) -> Result<()> {
     match found {
         None => Ok(()),
-        Some(v) if v == i64::from(MANIFEST_FORMAT) => Ok(()),
-        Some(v) if v > i64::from(MANIFEST_FORMAT) => bail!(
-            "manifest format {v} is newer than this attempt-pkg understands ({MANIFEST_FORMAT}); upgrade attempt-pkg"
+        Some(v) if (i64::from(MANIFEST_FORMAT)..=i64::from(SIGNATURE_FORMAT)).contains(&v) => Ok(()),
+        Some(v) if v > i64::from(SIGNATURE_FORMAT) => bail!(
+            "manifest format {v} is newer than this attempt-pkg understands ({SIGNATURE_FORMAT}); upgrade attempt-pkg"
         ),
-        Some(v) => bail!("manifest format {v} is not supported (expected {MANIFEST_FORMAT})"),
+        Some(v) => bail!("manifest format {v} is not supported (expected {MANIFEST_FORMAT} to {SIGNATURE_FORMAT})"),
     }
 }
 
@@ -264,6 +281,17 @@ sst2-prompt = "^1.0"
     }
 
     #[test]
+    fn a_signature_makes_format_2_and_round_trips() {
+        let sig = registry_index::Signature::encode(&vec![0.25; 384], 1000);
+        let text = format!("{GOOD}\n[signature]\nexamples = 1000\nmean = \"{}\"\n", sig.mean);
+        let m = Manifest::from_toml(&text).unwrap();
+        assert_eq!((m.format, m.signature.as_ref()), (SIGNATURE_FORMAT, Some(&sig)));
+        assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
+        // Without one, the format stays 1, so older readers keep reading it.
+        assert_eq!(Manifest::from_toml(GOOD).unwrap().format, MANIFEST_FORMAT);
+    }
+
+    #[test]
     fn rejects_bad_fields() {
         let cases = [
             (GOOD.replace("mnli-prompt", "Mnli"), "name"),
@@ -273,7 +301,9 @@ sst2-prompt = "^1.0"
             (GOOD.replace("sst2-prompt", "mnli_prompt"), "itself"),
             (GOOD.replace("^1.0", "not a req"), "req"),
             (GOOD.replace("hidden-size", "hiden-size"), "unknown"),
-            (format!("format = 2\n{GOOD}"), "newer"),
+            (format!("format = 3\n{GOOD}"), "newer"),
+            (format!("format = 1\n{GOOD}\n[signature]\nexamples = 2\nmean = \"AAAA\"\n"), "signature in format 1"),
+            (format!("{GOOD}\n[signature]\nexamples = 2\nmean = \"AAAA\"\n"), "signature of the wrong width"),
         ];
         for (text, what) in cases {
             assert!(Manifest::from_toml(&text).is_err(), "{what} should be rejected");

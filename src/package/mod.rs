@@ -16,6 +16,6 @@ pub use artifact::{
     META_MANIFEST, PROMPT_TENSOR,
 };
 pub use manifest::{
-    BaseModel, Manifest, PackageId, PackageMeta, PromptSection, MANIFEST_FILE, MANIFEST_FORMAT, MAX_HIDDEN_SIZE,
+    BaseModel, Manifest, PackageId, PackageMeta, PromptSection, MANIFEST_FILE, MANIFEST_FORMAT, MAX_HIDDEN_SIZE, SIGNATURE_FORMAT,
 };
 pub use safetensors_file::Dtype;

@@ -50,7 +50,7 @@ const CONFIG_FILE: &str = "config.json";
 /// is large and only needed to audit a version).
 const VERSION_COLUMNS: &str = "versions.version, versions.cksum, versions.size, versions.yanked, versions.task, \
      versions.description, versions.license, versions.base_model_name, versions.base_model, versions.hidden_size, \
-     versions.prompt_length, versions.dtype, versions.deps, versions.published_at";
+     versions.prompt_length, versions.dtype, versions.deps, versions.published_at, versions.signature";
 
 /// A local registry directory, opened (created if needed) and consistent.
 #[derive(Debug, Clone)]
@@ -96,6 +96,9 @@ pub struct VersionInfo {
     pub deps: Vec<IndexDep>,
     /// Unix seconds.
     pub published_at: i64,
+    /// The source data's task signature (index format 2), if the package has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<registry_index::Signature>,
 }
 
 /// A yank or unyank, oldest first.
@@ -319,8 +322,8 @@ impl LocalRegistry {
         };
         sqlx::query(
             "INSERT INTO versions (package_id, version, cksum, size, task, description, license, base_model_name, \
-             base_model, hidden_size, prompt_length, dtype, deps, manifest, yanked, published_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, $15)",
+             base_model, hidden_size, prompt_length, dtype, deps, manifest, yanked, published_at, signature) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, $15, $16)",
         )
         .bind(package_id)
         .bind(id.version.to_string())
@@ -337,6 +340,7 @@ impl LocalRegistry {
         .bind(serde_json::to_string(&entry.deps)?)
         .bind(manifest.to_json())
         .bind(now)
+        .bind(entry.sig.as_ref().map(serde_json::to_string).transpose()?)
         .execute(&mut *tx)
         .await
         .map_err(|e| match &e {
@@ -754,6 +758,7 @@ fn entry_of(name: &str, v: &VersionInfo) -> IndexEntry {
         prompt_length: v.prompt_length,
         size: v.size,
         v: FORMAT_VERSION,
+        sig: v.signature.clone(),
     }
 }
 
@@ -775,6 +780,11 @@ fn version_from_row(row: &AnyRow) -> Result<VersionInfo> {
         dtype: row.get("dtype"),
         deps: serde_json::from_str(&deps).with_context(|| corrupt("dependency list"))?,
         published_at: row.get("published_at"),
+        signature: row
+            .get::<Option<String>, _>("signature")
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .with_context(|| corrupt("task signature"))?,
     })
 }
 

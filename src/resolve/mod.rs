@@ -225,6 +225,7 @@ mod tests {
             prompt_length: if deps.is_empty() { 4 } else { 0 },
             size: 1,
             v: 1,
+            sig: None,
         }
     }
 

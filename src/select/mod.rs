@@ -6,6 +6,8 @@
 //! - [`features`]: forward-only features of target examples under a prompt.
 //! - [`rank`]: candidates ranked against norm-matched random prompts, with a
 //!   bootstrap standard error and the keep/remove proposal.
+//! - [`signature`]: a task's mean embedding, recorded in packages and
+//!   compared by cosine (ranking signal and index-only pre-filter).
 //!
 //! Like `train`, this layer knows nothing of packages or registries; the
 //! workflow layer hands it prompt tensors.
@@ -13,5 +15,6 @@
 pub mod features;
 pub mod logme;
 pub mod rank;
+pub mod signature;
 
 pub use rank::{rank, Candidate, CandidateScore, ControlScore, SelectConfig, Selection, SIGNAL_VERSION};

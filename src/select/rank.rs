@@ -16,7 +16,7 @@
 //!
 //! The score's standard error has two parts: a paired bootstrap over the
 //! sample (the same resampled rows for the candidate and the controls), and
-//! the spread between random prompts of one norm (two draws per level), since
+//! the spread between random prompts of one norm (three draws per level), since
 //! under "no task knowledge" a candidate is just one more such draw. A
 //! candidate is proposed only when its score exceeds `z` standard errors;
 //! when none does, the selection is empty and says so (train plain prompt
@@ -28,12 +28,12 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use nalgebra::DMatrix;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::features::TokenisedSample;
 use super::logme::{feature_matrix, h_score, logme, Targets};
+use super::signature::{mean_row, sample};
 use crate::data::tasks::{TaskDef, TaskKind};
 use crate::data::tokenize::TextEncoder;
 use crate::data::{Example, Label};
@@ -49,6 +49,8 @@ pub struct Candidate {
     pub name: String,
     pub version: String,
     pub prompt: Tensor,
+    /// The package's task signature (mean embedding of its source data), if recorded.
+    pub signature: Option<Vec<f32>>,
 }
 
 /// How candidates are scored.
@@ -64,7 +66,8 @@ pub struct SelectConfig {
     /// Row norms at which random control prompts are drawn.
     pub control_levels: usize,
     /// Random prompts drawn per level (two or more also measure how much
-    /// random prompts of one norm differ among themselves).
+    /// random prompts of one norm differ among themselves; three per level give
+    /// the spread six degrees of freedom).
     pub control_draws: usize,
     /// Bootstrap resamples for the standard error of a score.
     pub bootstrap: usize,
@@ -76,7 +79,7 @@ pub struct SelectConfig {
 
 impl Default for SelectConfig {
     fn default() -> Self {
-        Self { sample: 500, seed: 1, max_length: 128, batch_size: 32, control_levels: 3, control_draws: 2, bootstrap: 20, z: 2.0, top: None }
+        Self { sample: 500, seed: 1, max_length: 128, batch_size: 32, control_levels: 3, control_draws: 3, bootstrap: 20, z: 2.0, top: None }
     }
 }
 
@@ -99,6 +102,9 @@ pub struct CandidateScore {
     pub control_logme: f64,
     /// H-score with this prompt (classification only).
     pub h_score: Option<f64>,
+    /// Cosine between the package's task signature and the target sample's
+    /// mean embedding (none when the package records no signature).
+    pub signature_cosine: Option<f64>,
     /// Mean row norm of the prompt.
     pub row_norm: f64,
     /// Rows of the prompt (ATTEMPT mixes prompts of one length).
@@ -166,22 +172,27 @@ pub fn rank(
             bail!("{}@{} has width {cd} but the model's hidden size is {d}; it was trained for another model", c.name, c.version);
         }
     }
-    let mut rng = StdRng::seed_from_u64(config.seed);
-    let mut picked: Vec<&Example> = train.iter().collect();
-    picked.shuffle(&mut rng);
-    picked.truncate(config.sample);
+    let picked = sample(train, config.sample, config.seed);
+    // Controls and bootstrap draw from their own stream, after the sample's.
+    let mut rng = StdRng::seed_from_u64(config.seed.wrapping_add(1));
     let targets = targets_of(task, &picked)?;
-    let sample = TokenisedSample::new(&picked, tokenizer, config.max_length, config.batch_size)?;
-    let n = sample.len();
+    let sample_tokens = TokenisedSample::new(&picked, tokenizer, config.max_length, config.batch_size)?;
+    let n = sample_tokens.len();
     let score_features = |prompt: Option<&Tensor>| -> Result<Scored> {
-        let rows = sample.pooled_features(encoder, prompt, device)?;
+        let rows = sample_tokens.pooled_features(encoder, prompt, device)?;
         let features = feature_matrix(&rows)?;
         let logme = logme(&features, &targets)?;
         Ok(Scored { features, logme })
     };
 
     progress("features without a prompt");
-    let bare = score_features(None)?;
+    let bare_rows = sample_tokens.pooled_features(encoder, None, device)?;
+    let target_mean = mean_row(&bare_rows);
+    let bare = {
+        let features = feature_matrix(&bare_rows)?;
+        let logme = logme(&features, &targets)?;
+        Scored { features, logme }
+    };
 
     // Controls: Gaussian prompts whose every row has the given norm, at
     // geometrically spaced norms covering the candidates', a few draws each.
@@ -250,6 +261,7 @@ pub fn rank(
             logme_gain: s.logme - bare.logme,
             control_logme,
             h_score: h,
+            signature_cosine: c.signature.as_ref().map(|sig| registry_index::cosine(sig, &target_mean)),
             row_norm: norm,
             prompt_length: c.prompt.dims()[0],
             helps: false,

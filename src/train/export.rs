@@ -27,6 +27,8 @@ pub struct PackageInfo {
     pub base_model_name: String,
     /// `sha256:<64 hex>` of the frozen base model.
     pub base_model_fingerprint: String,
+    /// The source data's task signature (`select::signature`), when known.
+    pub signature: Option<registry_index::Signature>,
 }
 
 /// Training facts, written as `[provenance]` strings and a `[metrics]` value.
@@ -43,6 +45,9 @@ pub struct TrainingInfo {
 
 #[derive(Serialize)]
 struct Manifest<'a> {
+    /// 2 when there is a `[signature]`, else left out (format 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    format: Option<u32>,
     package: PackageTable<'a>,
     #[serde(rename = "base-model")]
     base_model: BaseModelTable<'a>,
@@ -51,6 +56,8 @@ struct Manifest<'a> {
     /// `[metrics]`; training facts go there.
     provenance: std::collections::BTreeMap<&'static str, String>,
     metrics: std::collections::BTreeMap<String, f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<&'a registry_index::Signature>,
 }
 
 #[derive(Serialize)]
@@ -78,6 +85,7 @@ struct PromptTable<'a> {
 /// The text of `Prompt.toml`.
 pub fn manifest_toml(info: &PackageInfo, hidden_size: usize, training: &TrainingInfo) -> Result<String> {
     let manifest = Manifest {
+        format: info.signature.as_ref().map(|_| crate::package::SIGNATURE_FORMAT),
         package: PackageTable {
             name: &info.name,
             version: &info.version,
@@ -99,6 +107,7 @@ pub fn manifest_toml(info: &PackageInfo, hidden_size: usize, training: &Training
         } else {
             Default::default()
         },
+        signature: info.signature.as_ref(),
     };
     Ok(toml::to_string(&manifest)?)
 }

@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 
 use super::backbone::Backbone;
 use super::settings::{load_tasks, TaskSelection, TrainSection};
+use crate::select::signature::task_signature;
 use crate::data::TaskSpec;
 use crate::train::{train_source_prompt, PackageInfo, RunProvenance, TrainOptions, TrainOutcome, TrainRequest};
 
@@ -54,6 +55,15 @@ pub fn train_source(job: &SourceJob<'_>) -> Result<TrainOutcome> {
         license: job.license.to_string(),
         base_model_name: job.backbone.name.clone(),
         base_model_fingerprint: job.backbone.fingerprint.clone(),
+        // What the source data looks like to the model, for `suggest`'s
+        // index-only pre-filter (one forward pass over at most 1,000 inputs).
+        signature: Some(task_signature(
+            job.backbone.encoder(),
+            &job.backbone.tokenizer,
+            &tasks[0].train,
+            job.section.config().max_length,
+            &candle_core::Device::Cpu,
+        )?),
     };
     let request = TrainRequest {
         encoder: job.backbone.encoder(),

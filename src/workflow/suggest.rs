@@ -18,17 +18,27 @@ use crate::select::{rank, Candidate, SelectConfig, Selection};
 /// The record of the selection that chose a project's sources.
 pub const SELECTION_FILE: &str = "attempt.selection.json";
 
-/// Packages skipped as candidates, with the reason.
-pub struct Candidates {
-    pub candidates: Vec<Candidate>,
+/// A registry package that fits the project's model, before its blob is read.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub name: String,
+    pub version: semver::Version,
+    pub cksum: registry_index::Checksum,
+    /// Decoded task signature, when the package records one.
+    pub signature: Option<Vec<f32>>,
+}
+
+/// Candidates found in a registry, and the packages passed over with why.
+pub struct Listing {
+    pub listed: Vec<Listed>,
     pub skipped: Vec<(String, String)>,
 }
 
-/// The newest non-yanked version of every package in `registry` that was
-/// trained for the model `fingerprint` with hidden size `hidden` (prompt sets
-/// have no tensor of their own and are left out).
-pub fn registry_candidates(registry: &BlockingRegistry, fingerprint: &str, hidden: usize, device: &candle_core::Device) -> Result<Candidates> {
-    let mut candidates = Vec::new();
+/// The newest non-yanked version, made for the model `fingerprint` with
+/// hidden size `hidden`, of every package in `registry` (prompt sets have no
+/// tensor of their own and are left out). Reads the database only.
+pub fn list_candidates(registry: &BlockingRegistry, fingerprint: &str, hidden: usize) -> Result<Listing> {
+    let mut listed = Vec::new();
     let mut skipped = Vec::new();
     for summary in registry.list()? {
         let Some(info) = registry.info(&summary.name)? else { continue };
@@ -49,11 +59,62 @@ pub fn registry_candidates(registry: &BlockingRegistry, fingerprint: &str, hidde
             skipped.push((summary.name.clone(), format!("hidden size {} (the model has {hidden})", v.hidden_size)));
             continue;
         }
-        let pkg = LoadedPackage::read_verified(&registry.inner().blob_file(&v.cksum), &v.cksum)
-            .with_context(|| format!("reading {}@{} from the registry", summary.name, v.version))?;
-        candidates.push(Candidate { name: summary.name.clone(), version: v.version.to_string(), prompt: pkg.prompt_tensor(device)? });
+        let signature = match v.signature.as_ref().map(|s| s.decode(hidden)).transpose() {
+            Ok(sig) => sig,
+            Err(e) => {
+                eprintln!("  note: {}@{}: unreadable task signature ({e}); it is scored without one", summary.name, v.version);
+                None
+            }
+        };
+        listed.push(Listed { name: summary.name.clone(), version: v.version.clone(), cksum: v.cksum.clone(), signature });
     }
-    Ok(Candidates { candidates, skipped })
+    Ok(Listing { listed, skipped })
+}
+
+/// Keep the `keep` candidates whose signatures are most similar to
+/// `target_mean`, and every candidate without a signature (nothing to judge
+/// them by); returns the kept ones and the filtered-out names with cosines.
+pub fn prefilter(listed: Vec<Listed>, target_mean: &[f32], keep: usize) -> (Vec<Listed>, Vec<(String, f64)>) {
+    let signed = listed.iter().filter(|l| l.signature.is_some()).count();
+    if keep == 0 || signed <= keep {
+        return (listed, Vec::new());
+    }
+    let mut scored: Vec<(f64, Listed)> = listed
+        .into_iter()
+        .map(|l| (l.signature.as_ref().map_or(f64::INFINITY, |s| registry_index::cosine(s, target_mean)), l))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
+    let unsigned = scored.iter().filter(|(c, _)| c.is_infinite()).count();
+    let cut = unsigned + keep;
+    let dropped = scored[cut..].iter().map(|(c, l)| (l.name.clone(), *c)).collect();
+    (scored.into_iter().take(cut).map(|(_, l)| l).collect(), dropped)
+}
+
+/// Read (and verify) the blobs of `listed` as candidates.
+pub fn load_candidates(registry: &BlockingRegistry, listed: &[Listed], device: &candle_core::Device) -> Result<Vec<Candidate>> {
+    listed
+        .iter()
+        .map(|l| {
+            let pkg = LoadedPackage::read_verified(&registry.inner().blob_file(&l.cksum), &l.cksum)
+                .with_context(|| format!("reading {}@{} from the registry", l.name, l.version))?;
+            Ok(Candidate {
+                name: l.name.clone(),
+                version: l.version.to_string(),
+                prompt: pkg.prompt_tensor(device)?,
+                signature: l.signature.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The target sample's mean embedding (no prompt): what candidates'
+/// signatures are compared with. The sample is the one `rank` scores.
+pub fn target_mean(project: &PreparedProject, section: &TrainSection, config: &SelectConfig) -> Result<Vec<f32>> {
+    let tasks = project.tasks(section)?;
+    let task = tasks.first().context("no task to score candidates for")?;
+    let picked = crate::select::signature::sample(&task.train, config.sample, config.seed);
+    let tokens = crate::select::features::TokenisedSample::new(&picked, &project.backbone.tokenizer, config.max_length, config.batch_size)?;
+    Ok(crate::select::signature::mean_row(&tokens.pooled_features(project.backbone.encoder(), None, &project.device)?))
 }
 
 /// Score `candidates` for the one task of `section` on the project's model.
@@ -121,4 +182,37 @@ pub fn load_selection(project_dir: &Path) -> Result<Option<Selection>> {
 /// the index of the best-ranked one the selection kept.
 pub fn init_source_index(selection: &Selection, source_names: &[String]) -> Option<usize> {
     selection.keep.iter().find_map(|kept| source_names.iter().position(|s| s.split('@').next() == Some(kept.as_str())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(name: &str, signature: Option<Vec<f32>>) -> Listed {
+        Listed {
+            name: name.to_string(),
+            version: semver::Version::new(1, 0, 0),
+            cksum: registry_index::Checksum::from_digest(&[0; 32]),
+            signature,
+        }
+    }
+
+    #[test]
+    fn prefilter_keeps_the_closest_signatures_and_every_unsigned_package() {
+        let target = [1.0, 0.0];
+        let pool = vec![
+            listed("far", Some(vec![0.0, 1.0])),
+            listed("near", Some(vec![1.0, 0.1])),
+            listed("unsigned", None),
+            listed("middle", Some(vec![1.0, 1.0])),
+        ];
+        let (kept, dropped) = prefilter(pool.clone(), &target, 2);
+        let names: Vec<&str> = kept.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["unsigned", "near", "middle"]);
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].0, "far");
+        // Nothing to cut when no more signed packages than asked for.
+        assert_eq!(prefilter(pool.clone(), &target, 3).0.len(), 4);
+        assert_eq!(prefilter(pool, &target, 0).0.len(), 4);
+    }
 }

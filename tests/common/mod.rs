@@ -91,6 +91,7 @@ impl Registry {
             prompt_length: v.length,
             size: bytes.len() as u64,
             v: registry_index::FORMAT_VERSION,
+            sig: None,
         };
         self.update_entries(v.name, |entries| entries.push(entry));
         cksum
