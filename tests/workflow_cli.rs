@@ -227,3 +227,33 @@ fn suggest_ranks_the_registry_and_apply_edits_as_add_and_remove_would() {
     assert!(err.contains("for 3 classes"), "{err}");
     assert_eq!(fs::read_to_string(proj.join("attempt.toml")).unwrap(), after);
 }
+
+#[test]
+fn train_select_chooses_sources_then_trains() {
+    let env = Env::new();
+    let work = tempfile::tempdir().unwrap();
+    let (proj, _) = project_with_sources(&env, work.path());
+    let p = proj.to_str().unwrap();
+    let run = proj.join("runs/selected");
+    let out = env.json(&["--project", p, "train", "--method", "spot", "--select", "1", "--run-dir", run.to_str().unwrap(), "--quiet"]);
+    assert!(out["tasks"][0]["metrics"]["accuracy"].is_f64(), "one JSON object on stdout: {out}");
+    let selection: serde_json::Value = serde_json::from_str(&fs::read_to_string(proj.join("attempt.selection.json")).unwrap()).unwrap();
+    let keep = selection["keep"].as_array().unwrap();
+    assert!(keep.len() <= 1, "{selection}");
+    let record: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert!(record["provenance"]["extra"]["selection"].is_string(), "{record}");
+    let manifest = fs::read_to_string(proj.join("attempt.toml")).unwrap();
+    match keep.first().and_then(|k| k.as_str()) {
+        // Nothing predicted to help: no sources left, and plain prompt tuning ran.
+        None => {
+            assert_eq!(record["config"]["method"], "pt", "{record}");
+            assert!(!manifest.contains("sentiment-prompt") && !manifest.contains("topic-prompt"), "{manifest}");
+        }
+        Some(kept) => {
+            assert_eq!(record["config"]["method"], "spot", "{record}");
+            assert_eq!(record["provenance"]["extra"]["init-source"], format!("{kept}@0.1.0"), "{record}");
+        }
+    }
+    let err = env.fails(&["--project", p, "train", "--select", "0"]);
+    assert!(err.contains("--select 0"), "{err}");
+}

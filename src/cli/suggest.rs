@@ -61,7 +61,67 @@ pub struct Args {
     pub model: Option<String>,
 }
 
+/// What `suggest` found and proposed (and, with `--apply`, did).
+pub(super) struct Proposal {
+    pub selection: Selection,
+    attention: Option<BTreeMap<String, f32>>,
+    add: Vec<String>,
+    remove: Vec<String>,
+    filtered: Vec<(String, f64)>,
+}
+
+impl Args {
+    /// What `train --select K` runs: the defaults, `--top K`, `--apply`.
+    pub(super) fn for_train(flags: &TrainFlags, top: usize, model: Option<String>) -> Args {
+        Args {
+            flags: flags.clone(),
+            sample: 500,
+            top: Some(top),
+            z: 2.0,
+            bootstrap: 20,
+            prefilter: 20,
+            probe_steps: None,
+            apply: true,
+            model,
+        }
+    }
+}
+
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
+    let Proposal { selection, attention, add, remove, filtered } = propose(&args, ctx)?;
+    if ctx.global.json {
+        let mut value = serde_json::to_value(&selection)?;
+        if let Some(a) = &attention {
+            value["attention_probe"] = serde_json::to_value(a)?;
+        }
+        value["proposed_add"] = serde_json::to_value(&add)?;
+        value["proposed_remove"] = serde_json::to_value(&remove)?;
+        value["filtered_by_signature"] = serde_json::to_value(&filtered)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    print_selection(&selection, attention.as_ref());
+    if !filtered.is_empty() {
+        println!("  {} more packages were not scored: their task signatures are the least similar to this task's data", filtered.len());
+    }
+    if !args.apply {
+        if !add.is_empty() {
+            println!("Proposed: attempt-pkg add {}", add.join(" "));
+        }
+        if !remove.is_empty() {
+            println!("Proposed: attempt-pkg remove {}", remove.join(" "));
+        }
+        if add.is_empty() && remove.is_empty() {
+            println!("The project's sources already match the proposal.");
+        } else {
+            println!("Run again with --apply to make these changes.");
+        }
+    }
+    Ok(())
+}
+
+/// Score the registry for the task and, with `--apply`, make the proposal.
+pub(super) fn propose(args: &Args, ctx: &Context) -> Result<Proposal> {
     if !(args.z.is_finite() && args.z >= 0.0) {
         bail!("--z must be a non-negative number, got {}", args.z);
     }
@@ -110,36 +170,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let add: Vec<String> = selection.keep.iter().filter(|n| !current.contains(n)).cloned().collect();
     let remove: Vec<String> = current.iter().filter(|n| !selection.keep.contains(n)).cloned().collect();
 
-    if ctx.global.json {
-        let mut value = serde_json::to_value(&selection)?;
-        if let Some(a) = &attention {
-            value["attention_probe"] = serde_json::to_value(a)?;
-        }
-        value["proposed_add"] = serde_json::to_value(&add)?;
-        value["proposed_remove"] = serde_json::to_value(&remove)?;
-        value["filtered_by_signature"] = serde_json::to_value(&filtered)?;
-        println!("{}", serde_json::to_string_pretty(&value)?);
-    } else {
-        print_selection(&selection, attention.as_ref());
-        if !filtered.is_empty() {
-            println!("  {} more packages were not scored: their task signatures are the least similar to this task's data", filtered.len());
-        }
-    }
     if !args.apply {
-        if !quiet {
-            if !add.is_empty() {
-                println!("Proposed: attempt-pkg add {}", add.join(" "));
-            }
-            if !remove.is_empty() {
-                println!("Proposed: attempt-pkg remove {}", remove.join(" "));
-            }
-            if add.is_empty() && remove.is_empty() {
-                println!("The project's sources already match the proposal.");
-            } else {
-                println!("Run again with --apply to make these changes.");
-            }
-        }
-        return Ok(());
+        return Ok(Proposal { selection, attention, add, remove, filtered });
     }
     let ws = &project.ws;
     let specs: Vec<AddSpec> = add
@@ -159,7 +191,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     }
     eprintln!("Recorded the selection in {SELECTION_FILE}");
     report_lock(&outcome);
-    Ok(())
+    Ok(Proposal { selection, attention, add, remove, filtered })
 }
 
 fn print_selection(s: &Selection, attention: Option<&BTreeMap<String, f32>>) {

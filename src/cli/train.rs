@@ -105,6 +105,12 @@ pub struct Args {
     /// Model directory or imported model name (default: [model] path).
     #[arg(long, value_name = "DIR|NAME")]
     pub model: Option<String>,
+    /// Choose the sources first, as `suggest --top K --apply` does: score every
+    /// registry prompt for the task, keep at most K that are predicted to help
+    /// (through the resolver and the lock), then train. When none is, train
+    /// runs plain prompt tuning.
+    #[arg(long, value_name = "K", conflicts_with = "resume")]
+    pub select: Option<usize>,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -116,8 +122,28 @@ pub(super) fn open_project(ctx: &Context, model: Option<&str>) -> Result<Prepare
     prepare(&ctx.home, ws, &registries, ctx.flags(), model, &Device::Cpu)
 }
 
-pub fn run(args: Args, ctx: &Context) -> Result<()> {
+pub fn run(mut args: Args, ctx: &Context) -> Result<()> {
+    let mut candidate_length = None;
+    if let Some(k) = args.select {
+        if k == 0 {
+            anyhow::bail!("--select 0 would keep no source; use --method pt for plain prompt tuning");
+        }
+        let proposal = super::suggest::propose(&super::suggest::Args::for_train(&args.flags, k, args.model.clone()), ctx)?;
+        eprintln!("{}", proposal.selection.verdict);
+        candidate_length = proposal.selection.ranking.first().map(|r| r.prompt_length);
+    }
     let project = open_project(ctx, args.model.as_deref())?;
+    if args.select.is_some() && project.sources.sources.is_empty() {
+        let method = project.section.overridden_by(&args.flags.section()).config().method;
+        if method != Method::Pt {
+            eprintln!("No source was selected: training plain prompt tuning instead of {method}");
+            args.flags.method = Some(Method::Pt);
+        }
+        // The same prompt length as the candidates, unless one is set.
+        if project.section.prompt_length.is_none() && args.flags.prompt_length.is_none() {
+            args.flags.prompt_length = candidate_length;
+        }
+    }
     let run_dir = args.run_dir.clone().unwrap_or_else(|| next_run_dir(&project.ws.dir));
     let names: Vec<String> = project.sources.sources.iter().map(|s| s.name.clone()).collect();
     eprintln!(
