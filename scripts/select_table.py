@@ -189,6 +189,8 @@ def main():
             out["LogME vs norm-matched random (suggest's score)"] = {k: r["score"] for k, r in rk.items()}
             out["LogME gain over no prompt"] = {k: r["logme_gain"] for k, r in rk.items()}
             out["H-score"] = {k: r["h_score"] for k, r in rk.items() if r.get("h_score") is not None}
+            out["task signature cosine (data similarity)"] = {
+                k: r["signature_cosine"] for k, r in rk.items() if r.get("signature_cosine") is not None}
             if s.get("attention_probe"):
                 out["attention probe (baseline)"] = {short(k): v for k, v in s["attention_probe"].items()}
         out["source data size (baseline)"] = {k: DATA_SIZE.get(k, 0) for k in gains[t]}

@@ -249,3 +249,48 @@ fn prompt_is_prepended_and_mask_extended() {
     assert_eq!(e.i((0, 2, 0)).unwrap().to_scalar::<f32>().unwrap(), 1.0);
     assert_eq!(e.i((0, 3, 0)).unwrap().to_scalar::<f32>().unwrap(), 0.0);
 }
+
+fn build_with(f: &Fixture, config: AttentionConfig) -> Built {
+    let dev = Device::Cpu;
+    let t = |v: &Vec<f32>, s: &[usize]| Tensor::from_vec(v.clone(), s, &dev).unwrap();
+    let mut b = build(f, false);
+    b.g = AttentionModule::from_tensors(&t(&f.w_down, &[R, D]), &t(&f.w_up, &[D, R]), &t(&f.ln_w, &[D]), &t(&f.ln_b, &[D]), config)
+        .unwrap();
+    b
+}
+
+#[test]
+fn cosine_scores_ignore_the_prompts_norms() {
+    use attempt_pkg::compose::AttentionScores;
+    let f = fixture();
+    let b = build_with(&f, AttentionConfig { scores: AttentionScores::Cosine, ..AttentionConfig::default() });
+    assert_eq!(b.g.temperature().unwrap(), attempt_pkg::compose::attention::COSINE_TEMPERATURE);
+    let h = b.g.instance_representation(&b.x, &b.mask).unwrap();
+    let pooled = Tensor::from_vec(vals((T + 1) * D, 4), (T + 1, D), &Device::Cpu).unwrap();
+    let s1 = b.g.scores(&h, &pooled).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let s3 = b.g.scores(&h, &(pooled.clone() * 3.0).unwrap()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(s1.iter().zip(&s3).all(|(a, c)| (a - c).abs() < 1e-4), "{s1:?} vs {s3:?}");
+    assert!(s1.iter().all(|v| v.abs() <= 1.0 / 0.1 + 1e-3), "cosine / 0.1 stays within ±10: {s1:?}");
+    // Dot scores (the default) do grow with the norm.
+    let d = build(&f, false);
+    let d1 = d.g.scores(&h, &pooled).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+    let d3 = d.g.scores(&h, &(pooled * 3.0).unwrap()).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!((d3 - 3.0 * d1).abs() < 1e-3 * d1.abs().max(1.0));
+}
+
+#[test]
+fn a_learned_temperature_is_a_trained_tensor_that_gets_a_gradient() {
+    let f = fixture();
+    let b = build_with(&f, AttentionConfig { learn_temperature: true, ..AttentionConfig::default() });
+    let names: Vec<String> = b.g.named_vars().into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&"attention.log_temperature".to_string()), "{names:?}");
+    assert!((b.g.temperature().unwrap() - D as f64 * std::f64::consts::E).abs() < 1e-2, "starts at d·e");
+    let out = b.mixture.compose(b.target.as_tensor(), Some(&b.g), &b.x, &b.mask).unwrap();
+    let c = Tensor::from_vec(vals(B * (T + 1), 10), (B, T + 1), &Device::Cpu).unwrap();
+    let loss = (out.weights.unwrap() * c).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let g = grads.get(b.g.log_temperature.as_ref().unwrap()).expect("a gradient for the log-temperature");
+    assert!(g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+    // The default has no such tensor: the official setting's trainable set is unchanged.
+    assert_eq!(build(&f, false).g.named_vars().len(), 4);
+}

@@ -344,3 +344,21 @@ fn suggest_ranks_every_candidate_by_attention() {
     assert_eq!(s.keep.len() + s.remove.len(), 3);
     assert_eq!(s.keep[0], s.ranking[0].name);
 }
+
+#[test]
+fn a_learned_temperature_is_trained_checkpointed_and_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let enc = encoder();
+    let tok = WordTokenizer::new(synthetic_vocabulary());
+    let mut config = cfg(Method::Attempt, 2);
+    config.attention.learn_temperature = true;
+    config.attention.scores = attempt_pkg::compose::AttentionScores::Cosine;
+    let o = go(&enc, config, sources(), &TrainOptions { run_dir: Some(run.clone()), ..Default::default() }).unwrap();
+    let trained = o.model.attention.as_ref().unwrap().temperature().unwrap();
+    assert!((trained - attempt_pkg::compose::attention::COSINE_TEMPERATURE).abs() > 1e-6, "the temperature moved: {trained}");
+    assert!(o.best_eval[0].attention_spread.is_some_and(|s| s.is_finite() && s >= 0.0));
+    let (model, record) = load_run(&run, &enc, &tok, &sources(), &Device::Cpu).unwrap();
+    assert!(record.config.attention.learn_temperature);
+    assert_eq!(model.attention.as_ref().unwrap().temperature().unwrap(), trained, "reloaded from the checkpoint");
+}

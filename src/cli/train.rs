@@ -61,6 +61,15 @@ pub struct TrainFlags {
     /// Examples generated per synthetic task for dev.
     #[arg(long, value_name = "N")]
     pub synthetic_dev: Option<usize>,
+    /// How G scores prompts: dot (the paper) or cosine (norm-free).
+    #[arg(long, value_name = "dot|cosine")]
+    pub attention_scores: Option<crate::compose::AttentionScores>,
+    /// G's softmax temperature (default d·e for dot, 0.1 for cosine scores).
+    #[arg(long, value_name = "T")]
+    pub attention_temperature: Option<f64>,
+    /// Learn G's temperature (a trainable log-temperature).
+    #[arg(long)]
+    pub learn_temperature: bool,
 }
 
 impl TrainFlags {
@@ -83,6 +92,9 @@ impl TrainFlags {
             eval_every: self.eval_every,
             synthetic_train: self.synthetic_train,
             synthetic_dev: self.synthetic_dev,
+            attention_scores: self.attention_scores,
+            attention_temperature: self.attention_temperature,
+            learn_temperature: self.learn_temperature.then_some(true),
         }
     }
 }
@@ -187,7 +199,7 @@ pub(super) fn eval_json(e: &EvalResult) -> serde_json::Value {
         .mean_attention
         .as_ref()
         .map(|w| e.mixture_names.iter().zip(w).map(|(n, w)| serde_json::json!({"prompt": n, "weight": w})).collect());
-    serde_json::json!({"task": e.task, "metrics": e.metrics, "attention": attention})
+    serde_json::json!({"task": e.task, "metrics": e.metrics, "attention": attention, "attention_spread": e.attention_spread})
 }
 
 /// `task  accuracy 0.912  f1 0.900` and the mean attention over the mixture.
@@ -195,7 +207,8 @@ pub(super) fn print_eval(e: &EvalResult) {
     let metrics: Vec<String> = e.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
     println!("  {:<16} {}", e.task, metrics.join("  "));
     if let Some(w) = &e.mean_attention {
-        println!("    attention over sources (mean on dev):");
+        let spread = e.attention_spread.map(|s| format!(", per-example spread {s:.4}")).unwrap_or_default();
+        println!("    attention over sources (mean on dev{spread}):");
         for (n, w) in e.mixture_names.iter().zip(w) {
             println!("      {n:<32} {w:.3} {}", bar(*w));
         }

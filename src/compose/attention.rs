@@ -7,14 +7,48 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+/// How G scores a prompt against an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AttentionScores {
+    /// `maxpool(P_j) · h / T`, as in the paper and the official code.
+    #[default]
+    Dot,
+    /// The same with both vectors scaled to unit length, so a prompt's norm
+    /// (trained prompts differ by 2x) cannot decide its weight.
+    Cosine,
+}
+
+impl std::str::FromStr for AttentionScores {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "dot" => Ok(AttentionScores::Dot),
+            "cosine" => Ok(AttentionScores::Cosine),
+            other => Err(format!("unknown attention scores `{other}`; expected dot or cosine")),
+        }
+    }
+}
+
+/// Default temperature of cosine scores: cosines lie in [-1, 1], so with
+/// d·e (≈ 1,000) every weight would stay uniform.
+pub const COSINE_TEMPERATURE: f64 = 0.1;
+
 /// Hyper-parameters of G.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AttentionConfig {
     /// Width of the W_down/W_up bottleneck (the paper uses 100).
     pub bottleneck: usize,
-    /// Softmax temperature; `None` means d·e as in the official code.
+    /// Softmax temperature; `None` means d·e as in the official code (for
+    /// dot scores) or [`COSINE_TEMPERATURE`] (for cosine scores).
     pub temperature: Option<f64>,
+    /// Dot (the paper) or cosine scores.
+    pub scores: AttentionScores,
+    /// Train the temperature too: a log-temperature starting at
+    /// [`AttentionConfig::temperature_for`], learned with G (the official
+    /// code meant to and did not).
+    pub learn_temperature: bool,
     /// Max-pool the input over every position, padding included, as the
     /// official implementation does. Off by default: padding is masked out.
     pub unmasked_pooling: bool,
@@ -24,14 +58,24 @@ pub struct AttentionConfig {
 
 impl Default for AttentionConfig {
     fn default() -> Self {
-        Self { bottleneck: 100, temperature: None, unmasked_pooling: false, layer_norm_eps: 1e-5 }
+        Self {
+            bottleneck: 100,
+            temperature: None,
+            scores: AttentionScores::Dot,
+            learn_temperature: false,
+            unmasked_pooling: false,
+            layer_norm_eps: 1e-5,
+        }
     }
 }
 
 impl AttentionConfig {
     /// The temperature actually used for hidden size `d`.
     pub fn temperature_for(&self, hidden_size: usize) -> f64 {
-        self.temperature.unwrap_or(hidden_size as f64 * std::f64::consts::E)
+        self.temperature.unwrap_or(match self.scores {
+            AttentionScores::Dot => hidden_size as f64 * std::f64::consts::E,
+            AttentionScores::Cosine => COSINE_TEMPERATURE,
+        })
     }
 }
 
@@ -43,6 +87,8 @@ pub struct AttentionModule {
     pub w_up: Var,
     pub ln_weight: Var,
     pub ln_bias: Var,
+    /// `[1]`, present when the temperature is learned.
+    pub log_temperature: Option<Var>,
     pub config: AttentionConfig,
     hidden_size: usize,
 }
@@ -52,6 +98,18 @@ pub const W_DOWN: &str = "attention.w_down";
 pub const W_UP: &str = "attention.w_up";
 pub const LN_WEIGHT: &str = "attention.layer_norm.weight";
 pub const LN_BIAS: &str = "attention.layer_norm.bias";
+pub const LOG_TEMPERATURE: &str = "attention.log_temperature";
+
+fn log_temperature_var(config: &AttentionConfig, hidden_size: usize, device: &Device) -> Result<Option<Var>> {
+    if !config.learn_temperature {
+        return Ok(None);
+    }
+    let t = config.temperature_for(hidden_size);
+    if !(t > 0.0 && t.is_finite()) {
+        candle_core::bail!("the attention temperature must be a positive number, got {t}");
+    }
+    Ok(Some(Var::from_vec(vec![t.ln() as f32], 1, device)?))
+}
 
 fn uniform_var(rng: &mut StdRng, shape: (usize, usize), bound: f32, device: &Device) -> Result<Var> {
     let data: Vec<f32> = (0..shape.0 * shape.1).map(|_| rng.gen_range(-bound..bound)).collect();
@@ -67,7 +125,8 @@ impl AttentionModule {
         let w_up = uniform_var(rng, (hidden_size, r), 1.0 / (r as f32).sqrt(), device)?;
         let ln_weight = Var::ones(hidden_size, DType::F32, device)?;
         let ln_bias = Var::zeros(hidden_size, DType::F32, device)?;
-        Ok(Self { w_down, w_up, ln_weight, ln_bias, config, hidden_size })
+        let log_temperature = log_temperature_var(&config, hidden_size, device)?;
+        Ok(Self { w_down, w_up, ln_weight, ln_bias, log_temperature, config, hidden_size })
     }
 
     /// G from given weights (checkpoint restore, tests). Shapes are checked.
@@ -89,7 +148,9 @@ impl AttentionModule {
             );
         }
         let config = AttentionConfig { bottleneck: r, ..config };
+        let log_temperature = log_temperature_var(&config, d, w_down.device())?;
         Ok(Self {
+            log_temperature,
             w_down: Var::from_tensor(&w_down.to_dtype(DType::F32)?)?,
             w_up: Var::from_tensor(&w_up.to_dtype(DType::F32)?)?,
             ln_weight: Var::from_tensor(&ln_weight.to_dtype(DType::F32)?)?,
@@ -105,12 +166,24 @@ impl AttentionModule {
 
     /// Trainable variables with their checkpoint names.
     pub fn named_vars(&self) -> Vec<(String, Var)> {
-        vec![
+        let mut vars = vec![
             (W_DOWN.to_string(), self.w_down.clone()),
             (W_UP.to_string(), self.w_up.clone()),
             (LN_WEIGHT.to_string(), self.ln_weight.clone()),
             (LN_BIAS.to_string(), self.ln_bias.clone()),
-        ]
+        ];
+        if let Some(t) = &self.log_temperature {
+            vars.push((LOG_TEMPERATURE.to_string(), t.clone()));
+        }
+        vars
+    }
+
+    /// The temperature in use (the learned one's current value).
+    pub fn temperature(&self) -> Result<f64> {
+        match &self.log_temperature {
+            Some(t) => Ok((t.as_tensor().to_vec1::<f32>()?[0] as f64).exp()),
+            None => Ok(self.config.temperature_for(self.hidden_size)),
+        }
     }
 
     pub fn parameter_count(&self) -> usize {
@@ -128,9 +201,21 @@ impl AttentionModule {
     /// Attention scores before the softmax: `h [b, d]` against pooled prompts
     /// `[k, d]` → `[b, k]`, divided by the temperature.
     pub fn scores(&self, h: &Tensor, pooled_prompts: &Tensor) -> Result<Tensor> {
-        let t = self.config.temperature_for(self.hidden_size);
-        h.matmul(&pooled_prompts.t()?)? / t
+        let raw = match self.config.scores {
+            AttentionScores::Dot => h.matmul(&pooled_prompts.t()?)?,
+            AttentionScores::Cosine => unit_rows(h)?.matmul(&unit_rows(pooled_prompts)?.t()?)?,
+        };
+        match &self.log_temperature {
+            Some(t) => raw.broadcast_div(&t.as_tensor().exp()?),
+            None => raw / self.config.temperature_for(self.hidden_size),
+        }
     }
+}
+
+/// Rows scaled to unit L2 norm, from composed ops (gradients flow).
+fn unit_rows(x: &Tensor) -> Result<Tensor> {
+    let norm = (x.sqr()?.sum_keepdim(D::Minus1)? + 1e-12)?.sqrt()?;
+    x.broadcast_div(&norm)
 }
 
 /// Max over the sequence axis of `[b, L, d]`. Unless `unmasked`, positions

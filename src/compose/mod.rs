@@ -9,5 +9,5 @@
 pub mod attention;
 pub mod mixture;
 
-pub use attention::{layer_norm, max_pool, AttentionConfig, AttentionModule};
+pub use attention::{layer_norm, max_pool, AttentionConfig, AttentionModule, AttentionScores};
 pub use mixture::{prepend_prompt, ComposedPrompt, Method, PromptMixture, TargetInit};

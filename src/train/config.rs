@@ -110,6 +110,11 @@ impl TrainConfig {
         if !(self.lr_prompt > 0.0 && self.lr_other > 0.0) {
             anyhow::bail!("learning rates must be positive");
         }
+        if let Some(t) = self.attention.temperature {
+            if !(t > 0.0 && t.is_finite()) {
+                anyhow::bail!("the attention temperature must be a positive number, got {t}");
+            }
+        }
         Ok(())
     }
 }

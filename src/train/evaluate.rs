@@ -20,6 +20,10 @@ pub struct EvalResult {
     pub metrics: TaskMetrics,
     /// Mean weights over the evaluated examples (sources then target).
     pub mean_attention: Option<Vec<f32>>,
+    /// How instance-wise the mixture is: the standard deviation of each
+    /// weight across the evaluated examples, averaged over the prompts
+    /// (0 when every example gets the same mixture).
+    pub attention_spread: Option<f32>,
     pub mixture_names: Vec<String>,
     pub predictions: Vec<PredictedLabel>,
 }
@@ -87,6 +91,16 @@ fn run(
     Ok(Outputs { labels, weights })
 }
 
+/// Mean over columns of each column's standard deviation across rows.
+fn column_spread(rows: &[Vec<f32>]) -> Option<f32> {
+    let mean = mean_rows(rows)?;
+    let n = rows.len() as f64;
+    let total: f64 = (0..mean.len())
+        .map(|j| (rows.iter().map(|r| (r[j] as f64 - mean[j] as f64).powi(2)).sum::<f64>() / n).sqrt())
+        .sum();
+    Some((total / mean.len().max(1) as f64) as f32)
+}
+
 fn mean_rows(rows: &[Vec<f32>]) -> Option<Vec<f32>> {
     let first = rows.first()?;
     let mut acc = vec![0f32; first.len()];
@@ -124,6 +138,7 @@ pub fn evaluate(
         task: def.name.clone(),
         metrics,
         mean_attention: mean_rows(&out.weights),
+        attention_spread: column_spread(&out.weights),
         mixture_names: model.mixture_names(task),
         predictions: out.labels,
     })

@@ -13,6 +13,9 @@
 //! seed = 42
 //! max-length = 128
 //! few-shot = 16                    # k examples per class
+//! attention-scores = "cosine"      # G's scores: dot (the paper, default) | cosine
+//! attention-temperature = 0.1      # default d·e for dot, 0.1 for cosine
+//! learn-temperature = true         # train the temperature with G
 //!
 //! [tasks.my-reviews]
 //! train = "data/train.jsonl"
@@ -28,7 +31,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::compose::Method;
+use crate::compose::{AttentionScores, Method};
 use crate::data::{few_shot, load_examples, resolve_task, SyntheticSizes, TaskOrigin, TaskSpec};
 use crate::train::{TaskData, TrainConfig};
 
@@ -53,6 +56,12 @@ pub struct TrainSection {
     pub eval_every: Option<usize>,
     pub synthetic_train: Option<usize>,
     pub synthetic_dev: Option<usize>,
+    /// G's scores: dot (the paper) or cosine.
+    pub attention_scores: Option<AttentionScores>,
+    /// G's softmax temperature (default d·e for dot, 0.1 for cosine scores).
+    pub attention_temperature: Option<f64>,
+    /// Learn the temperature with G.
+    pub learn_temperature: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,7 +98,8 @@ impl TrainSection {
             } };
         }
         pick!(data_dir, method, epochs, max_steps, batch_size, lr, lr_other, seed, prompt_length, max_length, few_shot,
-            max_train_examples, max_eval_examples, eval_every, synthetic_train, synthetic_dev)
+            max_train_examples, max_eval_examples, eval_every, synthetic_train, synthetic_dev, attention_scores,
+            attention_temperature, learn_temperature)
     }
 
     /// The training configuration: library defaults, then these values.
@@ -123,6 +133,13 @@ impl TrainSection {
         c.max_eval_examples = self.max_eval_examples.or(c.max_eval_examples);
         if let Some(v) = self.eval_every {
             c.eval_every = v.max(1);
+        }
+        if let Some(v) = self.attention_scores {
+            c.attention.scores = v;
+        }
+        c.attention.temperature = self.attention_temperature.or(c.attention.temperature);
+        if let Some(v) = self.learn_temperature {
+            c.attention.learn_temperature = v;
         }
         c
     }
