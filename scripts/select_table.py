@@ -194,9 +194,18 @@ def main():
             if s.get("attention_probe"):
                 out["attention probe (baseline)"] = {short(k): v for k, v in s["attention_probe"].items()}
         out["source data size (baseline)"] = {k: DATA_SIZE.get(k, 0) for k in gains[t]}
+        # Rank average of the forward-only signals (no fitting, nothing to leak).
+        parts = [out[k] for k in ("LogME vs norm-matched random (suggest's score)", "H-score",
+                                  "task signature cosine (data similarity)") if k in out]
+        common = set(gains[t]).intersection(*[set(p) for p in parts]) if parts else set()
+        if len(parts) > 1 and len(common) >= 3:
+            names = sorted(common)
+            rk = [dict(zip(names, ranks([float(p[n]) for n in names]))) for p in parts]
+            out["rank average of LogME score, H-score, signature"] = {n: statistics.fmean(r[n] for r in rk) for n in names}
         return out
 
     summary = defaultdict(lambda: defaultdict(list))
+    per_target = defaultdict(dict)
     print("## Each signal against the ground truth, per target\n")
     print("Spearman and Kendall with exact one-sided permutation p; NDCG over all candidates; "
           "regret against the oracle (best of PT and every SPoT) in metric points.\n")
@@ -228,6 +237,7 @@ def main():
             ) if transferring[t] else None
             for k, v in [("rho", rho), ("tau", tau), ("ndcg", ndcg(sig, tru)), ("r1", r1), ("r3", r3), ("hit", float(hit))]:
                 summary[name][k].append(v)
+            per_target[name][t] = {"rho": rho, "r1": r1, "r3": r3, "hit": float(hit)}
             print(f"| {t} | {name} | {len(names)} | {fmt(rho)} ({fmt(p_rho, 3)}) | {fmt(tau)} ({fmt(p_tau, 3)}) | "
                   f"{fmt(ndcg(sig, tru))} | {names[order[0]]} | {'yes' if hit else 'no'} | {r1:.1f} | {r3:.1f} | "
                   f"{'n/a' if ctrl_ok is None else 'yes' if ctrl_ok else 'no'} |")
@@ -239,6 +249,29 @@ def main():
         summary["random (expected)"]["r3"].append(oracle - statistics.fmean(max(c) for c in k3))
         summary["random (expected)"]["hit"].append(1.0 / len(vals))
     print()
+    # Leave one target out: for each target, the signal with the best mean
+    # Spearman on the other targets, scored on this one (never fitted on it).
+    loto = []
+    for i, t in enumerate(targets):
+        best_name, best_rho = None, -2.0
+        for name, m in per_target.items():
+            others = [m[u]["rho"] for u in targets if u != t and u in m and not math.isnan(m[u]["rho"])]
+            if others and t in m and statistics.fmean(others) > best_rho:
+                best_name, best_rho = name, statistics.fmean(others)
+        if best_name:
+            r = per_target[best_name][t]
+            loto.append((t, best_name, r))
+    if loto:
+        print("## Chosen leave-one-target-out\n")
+        print("For each target, the signal with the best mean Spearman on the other targets, scored on this one.\n")
+        print("| target | chosen signal | Spearman | Regret@1 | Regret@3 |")
+        print("|---|---|---|---|---|")
+        for t, name, r in loto:
+            print(f"| {t} | {name} | {fmt(r['rho'])} | {r['r1']:.1f} | {r['r3']:.1f} |")
+        for k in ("rho", "r1", "r3"):
+            summary["chosen leave-one-target-out"][k] = [r[k] for _, _, r in loto]
+        summary["chosen leave-one-target-out"]["hit"] = [r["hit"] for _, _, r in loto]
+        print()
     print("## Mean over targets\n")
     print("| signal | targets | mean Spearman | mean Kendall | mean NDCG | top-1 hit rate | mean Regret@1 | mean Regret@3 |")
     print("|---|---|---|---|---|---|---|---|")
