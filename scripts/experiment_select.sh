@@ -27,7 +27,7 @@ shift 2 || true
 PHASES=${*:-sources truth select mixture}
 BIN=$(realpath "${BIN:-target/release/attempt-pkg}")
 MODEL=${MODEL:-all-MiniLM-L6-v2}
-: "${SOURCES:=mnli qnli qqp sst2 sst5 subj agnews wnli}" "${TARGETS:=rte mrpc cola stsb cb boolq}"
+: "${SOURCES:=mnli qnli qqp sst2 sst5 subj agnews wnli}" "${TARGETS:=cb cola mrpc rte stsb boolq}"
 : "${SEEDS:=1 2 3}" "${PROMPT_LEN:=20}" "${MAX_LEN:=128}" "${BATCH:=16}" "${SOURCE_STEPS:=300}"
 : "${TARGET_STEPS:=100}" "${MAX_EVAL:=1000}" "${SAMPLE:=500}" "${PROBE_STEPS:=40}"
 CONTROLS="shuffled-sst2 noise"
@@ -136,8 +136,10 @@ PY
 }
 
 phase_truth() {
-  for seed in $SEEDS; do
-    for target in $TARGETS; do
+  # Every seed of a target before the next target, cheapest targets first, so
+  # a partial run already has the seed spread of the targets it covers.
+  for target in $TARGETS; do
+    for seed in $SEEDS; do
       if ! has_row "$OUT/truth.jsonl" target="$target" seed="$seed" method=pt; then
         log "truth: $target PT (seed $seed)"
         proj="$OUT/truth/seed$seed/$target-pt"
@@ -190,12 +192,20 @@ phase_mixture() {
           "$proj" --task "$target" --method attempt --seed "$seed" "${budget[@]}"
       fi
       has_row "$OUT/mixture.jsonl" target="$target" seed="$seed" pool=top3 && continue
-      # suggest's own proposal, applied to a project that starts with every real source.
+      # suggest's own proposal, applied to a project that starts with every
+      # real source. The selector's seed is fixed (1), so the proposal is the
+      # same for every training seed: it is made once and the project copied.
       proj="$OUT/mixture/seed$seed/$target-top3"
-      new_project "$proj" "${real[@]}"
-      "$BIN" --project "$proj" suggest --task "$target" --data-dir "$DATA_DIR" --max-length "$MAX_LEN" --batch-size "$BATCH" \
-        --sample "$SAMPLE" --seed 1 --top 3 --apply >"$proj/suggest.txt" 2>"$proj/suggest.log" \
-        || { tail -3 "$proj/suggest.log" >&2; exit 1; }
+      first="$OUT/mixture/proposal/$target"
+      if [[ ! -f "$first/attempt.selection.json" ]]; then
+        new_project "$first" "${real[@]}"
+        "$BIN" --project "$first" suggest --task "$target" --data-dir "$DATA_DIR" --max-length "$MAX_LEN" --batch-size "$BATCH" \
+          --sample "$SAMPLE" --seed 1 --top 3 --apply >"$first/suggest.txt" 2>"$first/suggest.log" \
+          || { tail -3 "$first/suggest.log" >&2; exit 1; }
+      fi
+      rm -rf "$proj"
+      mkdir -p "$proj"
+      cp "$first/attempt.toml" "$first/attempt.lock" "$first/attempt.selection.json" "$proj/"
       kept=$(python3 -c "import json,sys; print(' '.join(json.load(open(sys.argv[1]))['keep']))" "$proj/attempt.selection.json")
       if [[ -z "$kept" ]]; then
         log "mixture: $target: suggest keeps nothing, so the top-3 run is plain prompt tuning (seed $seed)"
