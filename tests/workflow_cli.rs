@@ -216,6 +216,10 @@ fn suggest_ranks_the_registry_and_apply_edits_as_add_and_remove_would() {
     let record: serde_json::Value = serde_json::from_str(&fs::read_to_string(proj.join("attempt.selection.json")).unwrap()).unwrap();
     assert_eq!(record["keep"], s["keep"]);
     assert_eq!(record["signal_version"], s["signal_version"]);
+    // `tree` says why the lock holds what it holds.
+    let tree = env.ok(&["--project", p, "tree"]);
+    assert!(tree.contains("chosen by `suggest` for task mood") && tree.contains("#1 ") && tree.contains("#2 "), "{tree}");
+    assert_eq!(env.json(&["--project", p, "tree"])["selection"]["keep"], s["keep"]);
 
     // Refusals change nothing.
     let after = fs::read_to_string(proj.join("attempt.toml")).unwrap();

@@ -6,10 +6,14 @@ use serde_json::json;
 use super::Context;
 use crate::project::ops::{self, Workspace};
 use crate::project::{LockedPackage, Lockfile};
+use crate::select::Selection;
+use crate::workflow::suggest::load_selection;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Brings attempt.lock up to date first (like `lock`), then prints the \
-packages under each [sources] entry. A package already shown is marked (*).\n\n\
+packages under each [sources] entry. A package already shown is marked (*). When \
+`suggest --apply` chose the sources, its record (every candidate's score, what was kept and why) \
+follows.\n\n\
 Examples:\n  attempt-pkg tree\n  attempt-pkg tree --json | jq '.packages[].name'\n  attempt-pkg tree --frozen")]
 pub struct Args {}
 
@@ -17,12 +21,42 @@ pub fn run(_args: Args, ctx: &Context) -> Result<()> {
     let ws = ctx.workspace()?;
     let registries = ctx.registries()?;
     let outcome = ops::ensure_lock(&ws, &registries, ctx.flags())?;
+    let selection = load_selection(&ws.dir)?;
     if ctx.global.json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&ws, &outcome.lock))?);
+        let mut value = to_json(&ws, &outcome.lock);
+        if let Some(s) = &selection {
+            value["selection"] = serde_json::to_value(s)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", render(&ws, &outcome.lock));
+        if let Some(s) = &selection {
+            print!("{}", render_selection(&ws, s));
+        }
     }
     Ok(())
+}
+
+/// Why the sources are what they are: the record `suggest --apply` left.
+fn render_selection(ws: &Workspace, s: &Selection) -> String {
+    let mut out = format!(
+        "\nchosen by `suggest` for task {} ({}, {} examples, seed {}):\n",
+        s.task, s.signal_version, s.sample_size, s.config.seed
+    );
+    for (rank, r) in s.ranking.iter().enumerate() {
+        let here = if ws.manifest.sources.contains_key(&r.name) { "in [sources]" } else { "not added" };
+        let helps = if r.helps { ", predicted to help" } else { "" };
+        out.push_str(&format!(
+            "  #{} {}@{}: score {:.4} ± {:.4}{helps} ({here})\n",
+            rank + 1,
+            r.name,
+            r.version,
+            r.score,
+            r.stderr
+        ));
+    }
+    out.push_str(&format!("  {}\n", s.verdict));
+    out
 }
 
 fn to_json(ws: &Workspace, lock: &Lockfile) -> serde_json::Value {
