@@ -362,3 +362,27 @@ fn a_learned_temperature_is_trained_checkpointed_and_reloaded() {
     assert!(record.config.attention.learn_temperature);
     assert_eq!(model.attention.as_ref().unwrap().temperature().unwrap(), trained, "reloaded from the checkpoint");
 }
+
+#[test]
+fn prompt_row_norm_rescales_sources_and_the_init_and_runs_record_row_norms() {
+    let enc = encoder();
+    let tok = WordTokenizer::new(synthetic_vocabulary());
+    let defs = [synthetic_task("sentiment").unwrap()];
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+    let mut config = cfg(Method::Attempt, 1);
+    let norm_of = |t: &Tensor| attempt_pkg::train::model::mean_row_norm(t).unwrap();
+    let original = norm_of(&sources()[0].tensor);
+    // Default: the sources as trained.
+    let m = attempt_pkg::train::PromptModel::new(&enc, &tok, &sources(), &defs, &config, &mut rng, &Device::Cpu).unwrap();
+    assert!((norm_of(m.tasks[0].target.as_tensor()) - original).abs() < 1e-5);
+    config.prompt_row_norm = Some(2.0);
+    let m = attempt_pkg::train::PromptModel::new(&enc, &tok, &sources(), &defs, &config, &mut rng, &Device::Cpu).unwrap();
+    assert!((norm_of(m.tasks[0].target.as_tensor()) - 2.0).abs() < 1e-4, "the init copied from a rescaled source");
+    let stacked = m.mixture.sources.as_ref().unwrap();
+    for i in 0..2 {
+        assert!((norm_of(&stacked.get(i).unwrap()) - 2.0).abs() < 1e-4, "source {i} rescaled");
+    }
+    let o = go(&enc, config, sources(), &TrainOptions::default()).unwrap();
+    let recorded = o.history[0].prompt_row_norms["sentiment"];
+    assert!(recorded.is_finite() && recorded > 0.0, "{recorded}");
+}

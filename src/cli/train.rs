@@ -70,6 +70,10 @@ pub struct TrainFlags {
     /// Learn G's temperature (a trainable log-temperature).
     #[arg(long)]
     pub learn_temperature: bool,
+    /// Rescale the source prompts (and a target initialised from one) to this
+    /// mean row norm before mixing (trained prompts: 25–45; word embeddings: 1–2).
+    #[arg(long, value_name = "NORM")]
+    pub prompt_row_norm: Option<f64>,
 }
 
 impl TrainFlags {
@@ -95,6 +99,7 @@ impl TrainFlags {
             attention_scores: self.attention_scores,
             attention_temperature: self.attention_temperature,
             learn_temperature: self.learn_temperature.then_some(true),
+            prompt_row_norm: self.prompt_row_norm,
         }
     }
 }

@@ -30,6 +30,10 @@ pub struct TrainConfig {
     /// Target initialisation; `None` = method default (first source for
     /// attempt/uniform/spot, vocabulary embeddings for pt).
     pub target_init: Option<TargetInit>,
+    /// Rescale every source prompt (and a target initialised from one) to
+    /// this mean row norm before mixing; `None` keeps them as trained (the
+    /// paper). Trained prompts here have row norms of 25–45.
+    pub prompt_row_norm: Option<f64>,
     pub attention: AttentionConfig,
     /// Token-id range `[start, end)` sampled for vocabulary init. Default:
     /// ids 1000..6000 for vocabularies of 10,000+ (past BERT's special and
@@ -63,6 +67,7 @@ impl Default for TrainConfig {
             max_grad_norm: 1.0,
             seed: 42,
             target_init: None,
+            prompt_row_norm: None,
             attention: AttentionConfig::default(),
             vocab_init_range: None,
             train_heads: true,
@@ -109,6 +114,11 @@ impl TrainConfig {
         }
         if !(self.lr_prompt > 0.0 && self.lr_other > 0.0) {
             anyhow::bail!("learning rates must be positive");
+        }
+        if let Some(n) = self.prompt_row_norm {
+            if !(n > 0.0 && n.is_finite()) {
+                anyhow::bail!("the prompt row norm must be a positive number, got {n}");
+            }
         }
         if let Some(t) = self.attention.temperature {
             if !(t > 0.0 && t.is_finite()) {

@@ -105,6 +105,21 @@ fn label_head(task: &TaskDef, tokenizer: &dyn TextEncoder) -> Result<Head> {
     Ok(Head::Labels { candidates })
 }
 
+/// Mean L2 norm of the rows of an `[m, d]` prompt.
+pub fn mean_row_norm(prompt: &Tensor) -> Result<f64> {
+    let norms = prompt.to_dtype(DType::F32)?.sqr()?.sum(1)?.sqrt()?.to_vec1::<f32>()?;
+    Ok(norms.iter().map(|&v| v as f64).sum::<f64>() / norms.len().max(1) as f64)
+}
+
+/// `prompt` with its rows scaled so their mean norm is `norm` (directions kept).
+fn with_mean_row_norm(prompt: &Tensor, norm: f64) -> Result<Tensor> {
+    let current = mean_row_norm(prompt)?;
+    if current <= 0.0 {
+        return Ok(prompt.clone());
+    }
+    Ok((prompt * (norm / current))?)
+}
+
 fn uniform_tensor(rng: &mut StdRng, shape: (usize, usize), bound: f32, device: &Device) -> Result<Tensor> {
     if bound <= 0.0 || !bound.is_finite() {
         return Ok(Tensor::zeros(shape, DType::F32, device)?);
@@ -144,12 +159,19 @@ impl PromptModel {
             }
             m = sm;
         }
-        let stacked = if sources.is_empty() {
-            None
-        } else {
-            let ts: Vec<Tensor> = sources.iter().map(|s| s.tensor.to_dtype(DType::F32)?.to_device(device)).collect::<candle_core::Result<_>>()?;
-            Some(Tensor::stack(&ts, 0)?)
-        };
+        // With `prompt_row_norm`, every source (and so a target copied from
+        // one) is rescaled to that mean row norm before it is mixed.
+        let scaled: Vec<Tensor> = sources
+            .iter()
+            .map(|s| {
+                let t = s.tensor.to_dtype(DType::F32)?.to_device(device)?;
+                match config.prompt_row_norm {
+                    Some(norm) => with_mean_row_norm(&t, norm),
+                    None => Ok(t),
+                }
+            })
+            .collect::<Result<_>>()?;
+        let stacked = if scaled.is_empty() { None } else { Some(Tensor::stack(&scaled, 0)?) };
         let method = config.method;
         let mixture = PromptMixture::new(method, if method.mixes_sources() { stacked.clone() } else { None })
             .map_err(|e| anyhow!("{e}"))?;
@@ -163,10 +185,10 @@ impl PromptModel {
         for task in tasks {
             let target = match &init {
                 TargetInit::Source { index } => {
-                    let s = sources.get(*index).ok_or_else(|| {
+                    let s = scaled.get(*index).ok_or_else(|| {
                         anyhow!("target init from source #{index}, but only {} source prompt(s) are available", sources.len())
                     })?;
-                    s.tensor.to_dtype(DType::F32)?.to_device(device)?.copy()?
+                    s.copy()?
                 }
                 TargetInit::Vocab => {
                     if vocab_size < 2 {

@@ -62,6 +62,10 @@ pub struct EpochRecord {
     /// Mean over tasks of each task's primary metric (selection score).
     pub score: f64,
     pub seconds: f64,
+    /// Mean row norm of each task's target prompt at this evaluation (how
+    /// far training moved the prompt's scale; word embeddings are ≈ 1–2).
+    #[serde(default)]
+    pub prompt_row_norms: BTreeMap<String, f64>,
 }
 
 /// Where a run came from; everything needed to reproduce it. The CLI fills

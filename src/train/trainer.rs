@@ -253,6 +253,11 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
             tasks: BTreeMap::new(),
             score: 0.0,
             seconds: started.elapsed().as_secs_f64(),
+            prompt_row_norms: model
+                .tasks
+                .iter()
+                .map(|t| Ok((t.task.name.clone(), super::model::mean_row_norm(t.target.as_tensor())?)))
+                .collect::<Result<_>>()?,
         };
         let evals = evaluate_all(&model, encoder, tokenizer, &tasks, &config, &device)?;
         record.score = selection_score(&model, &evals);

@@ -16,6 +16,7 @@
 //! attention-scores = "cosine"      # G's scores: dot (the paper, default) | cosine
 //! attention-temperature = 0.1      # default d·e for dot, 0.1 for cosine
 //! learn-temperature = true         # train the temperature with G
+//! prompt-row-norm = 2.0            # rescale source prompts before mixing
 //!
 //! [tasks.my-reviews]
 //! train = "data/train.jsonl"
@@ -62,6 +63,8 @@ pub struct TrainSection {
     pub attention_temperature: Option<f64>,
     /// Learn the temperature with G.
     pub learn_temperature: Option<bool>,
+    /// Rescale source prompts to this mean row norm before mixing.
+    pub prompt_row_norm: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,7 +102,7 @@ impl TrainSection {
         }
         pick!(data_dir, method, epochs, max_steps, batch_size, lr, lr_other, seed, prompt_length, max_length, few_shot,
             max_train_examples, max_eval_examples, eval_every, synthetic_train, synthetic_dev, attention_scores,
-            attention_temperature, learn_temperature)
+            attention_temperature, learn_temperature, prompt_row_norm)
     }
 
     /// The training configuration: library defaults, then these values.
@@ -141,6 +144,7 @@ impl TrainSection {
         if let Some(v) = self.learn_temperature {
             c.attention.learn_temperature = v;
         }
+        c.prompt_row_norm = self.prompt_row_norm.or(c.prompt_row_norm);
         c
     }
 
