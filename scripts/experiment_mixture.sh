@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Does ATTEMPT's mixture beat its own baselines, and which change helps? (issue 14)
+#
+#   bash scripts/experiment_mixture.sh [DATA_DIR] OUT
+#
+# OUT is the directory of scripts/experiment_select.sh: its registry holds the
+# eight real source prompts, and its truth.jsonl names each target's best single
+# source. For every TARGET, SETTING (full, k16, k32) and SEED, with the same
+# budget and dev examples, it trains
+#   pt              plain prompt tuning
+#   spot-default    SPoT from the first source in name order (the old default init)
+#   spot-best       SPoT from the target's best single source (experiment_select's truth)
+#   attempt         ATTEMPT as in the paper (dot scores, T = d·e, sources as trained)
+#   attempt-cosine  ATTEMPT with cosine scores and a learned temperature
+#   attempt-norm    ATTEMPT with every source rescaled to mean row norm NORM
+#   uniform         the mixture with constant weights
+# and appends a row per run to OUT/mixture-methods.jsonl (skipped when there).
+# Summary: python3 scripts/mixture_table.py OUT > OUT/mixture.md
+set -euo pipefail
+
+DATA_DIR=$(realpath "${1:-../shared/data}")
+OUT=$(realpath "${2:?usage: experiment_mixture.sh DATA_DIR OUT}")
+BIN=$(realpath "${BIN:-target/release/attempt-pkg}")
+MODEL=${MODEL:-all-MiniLM-L6-v2}
+: "${SOURCES:=mnli qnli qqp sst2 sst5 subj agnews wnli}" "${TARGETS:=cb cola mrpc rte stsb boolq}"
+: "${SEEDS:=1 2 3}" "${SETTINGS:=full k16 k32}" "${FEW_SHOT_TARGETS:=cb mrpc rte}"
+: "${METHODS:=pt spot-default spot-best attempt attempt-cosine attempt-norm uniform}"
+: "${PROMPT_LEN:=20}" "${MAX_LEN:=128}" "${BATCH:=16}" "${TARGET_STEPS:=150}" "${MAX_EVAL:=1000}" "${NORM:=2}"
+[[ -x "$BIN" ]] || { echo "no binary at $BIN: run \`cargo build --release\` or set BIN" >&2; exit 1; }
+[[ -d "$OUT/registry" ]] || { echo "no registry in $OUT: run scripts/experiment_select.sh DATA_DIR $OUT sources first" >&2; exit 1; }
+export ATTEMPT_HOME=${ATTEMPT_HOME:-$HOME/.attempt}
+export ATTEMPT_REGISTRY="$OUT/registry"
+RESULTS="$OUT/mixture-methods.jsonl"
+touch "$RESULTS"
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+done_already() { grep -qF "\"target\": \"$1\", \"setting\": \"$2\", \"method\": \"$3\", \"seed\": $4," "$RESULTS"; }
+best_source() { # the real source with the highest mean SPoT gain in truth.jsonl
+  python3 - "$OUT/truth.jsonl" "$1" "$SOURCES" <<'PY'
+import json, statistics, sys
+from collections import defaultdict
+path, target, sources = sys.argv[1], sys.argv[2], sys.argv[3].split()
+key = {"cola": "matthews", "stsb": "pearson"}.get(target, "accuracy")
+pt, spot = {}, defaultdict(dict)
+for line in open(path):
+    r = json.loads(line)
+    if r["target"] != target:
+        continue
+    if r["method"] == "pt":
+        pt[r["seed"]] = r["metrics"][key]
+    elif r["source"] in sources:
+        spot[r["source"]][r["seed"]] = r["metrics"][key]
+gains = {s: statistics.fmean(v - pt[k] for k, v in by.items() if k in pt) for s, by in spot.items() if set(by) & set(pt)}
+if not gains:
+    sys.exit(f"no truth rows for {target} in {path}: run experiment_select.sh's truth phase first")
+print(max(gains, key=gains.get))
+PY
+}
+
+for target in $TARGETS; do
+  best=$(best_source "$target")
+  first=$(tr ' ' '\n' <<<"$SOURCES" | sort | head -1)
+  for setting in $SETTINGS; do
+    [[ $setting != full && " $FEW_SHOT_TARGETS " != *" $target "* ]] && continue
+    few=()
+    [[ $setting == k* ]] && few=(--few-shot "${setting#k}")
+    for seed in $SEEDS; do
+      for method in $METHODS; do
+        done_already "$target" "$setting" "$method" "$seed" && continue
+        proj="$OUT/mixture-methods/$target-$setting-$method-seed$seed"
+        rm -rf "$proj"
+        "$BIN" --project "$proj" init --name exp --model-path "$MODEL" >/dev/null 2>&1
+        extra=()
+        case $method in
+          pt) srcs=() ; extra=(--method pt --prompt-length "$PROMPT_LEN") ;;
+          spot-default) srcs=("$first") ; extra=(--method spot) ;;
+          spot-best) srcs=("$best") ; extra=(--method spot) ;;
+          attempt) srcs=($SOURCES) ; extra=(--method attempt) ;;
+          attempt-cosine) srcs=($SOURCES) ; extra=(--method attempt --attention-scores cosine --learn-temperature) ;;
+          attempt-norm) srcs=($SOURCES) ; extra=(--method attempt --prompt-row-norm "$NORM") ;;
+          uniform) srcs=($SOURCES) ; extra=(--method uniform) ;;
+          *) echo "unknown method $method" >&2; exit 1 ;;
+        esac
+        if ((${#srcs[@]})); then
+          adds=()
+          for s in "${srcs[@]}"; do adds+=("$s-prompt@=1.0.0"); done
+          "$BIN" --project "$proj" add "${adds[@]}" >/dev/null 2>&1
+        fi
+        log "$target $setting $method (seed $seed${srcs:+; sources ${srcs[*]}})"
+        if "$BIN" --project "$proj" --json train --task "$target" --data-dir "$DATA_DIR" --seed "$seed" \
+          --max-length "$MAX_LEN" --batch-size "$BATCH" --max-steps "$TARGET_STEPS" --epochs 100000 --eval-every 100000 \
+          --max-eval-examples "$MAX_EVAL" "${few[@]}" "${extra[@]}" --run-dir "$proj/run" --quiet \
+          >"$proj/train.json" 2>"$proj/train.log"; then
+          python3 - "$proj/train.json" "$target" "$setting" "$method" "$seed" "${srcs[*]:-}" >>"$RESULTS" <<'PY'
+import json, sys
+path, target, setting, method, seed, sources = sys.argv[1:]
+r = json.load(open(path))
+t = r["tasks"][0]
+print(json.dumps({"target": target, "setting": setting, "method": method, "seed": int(seed), "sources": sources,
+                  "metrics": t["metrics"], "attention": t["attention"], "attention_spread": t.get("attention_spread"),
+                  "trainable": r["trainable_parameters"], "step_s": r["mean_step_seconds"], "steps": r["steps"]}))
+PY
+        else
+          log "FAILED: see $proj/train.log"
+          tail -3 "$proj/train.log" >&2
+        fi
+      done
+    done
+  done
+done
+log "done: python3 scripts/mixture_table.py $OUT"

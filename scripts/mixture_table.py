@@ -1,0 +1,57 @@
+"""Tables for scripts/experiment_mixture.sh (issue 14): each method's dev
+metric per target and setting (mean ± std over seeds), its paired difference
+from ATTEMPT as in the paper and from the best single-source SPoT (same seed),
+trainable parameters, step time and the per-example spread of the attention.
+
+    python3 scripts/mixture_table.py OUT > OUT/mixture.md
+"""
+import json
+import os
+import statistics
+import sys
+from collections import defaultdict
+
+METRIC = {"cola": "matthews", "stsb": "pearson"}
+
+
+def ms(xs):
+    if not xs:
+        return "n/a"
+    return f"{statistics.fmean(xs):.1f} ± {statistics.stdev(xs) if len(xs) > 1 else 0:.1f}"
+
+
+def main():
+    path = os.path.join(sys.argv[1], "mixture-methods.jsonl")
+    rows = [json.loads(l) for l in open(path) if l.strip()] if os.path.exists(path) else []
+    cell = defaultdict(dict)  # (target, setting, method) -> seed -> metric
+    extra = defaultdict(list)
+    for r in rows:
+        key = (r["target"], r["setting"], r["method"])
+        cell[key][r["seed"]] = 100.0 * r["metrics"][METRIC.get(r["target"], "accuracy")]
+        extra[key].append(r)
+    methods = sorted({k[2] for k in cell}, key=lambda m: ["pt", "spot-default", "spot-best", "attempt", "attempt-cosine",
+                                                        "attempt-norm", "uniform"].index(m) if m in
+                     ["pt", "spot-default", "spot-best", "attempt", "attempt-cosine", "attempt-norm", "uniform"] else 99)
+    print("# ATTEMPT's mixture against its baselines\n")
+    print(f"{len(rows)} runs.\n")
+    print("| target | setting | method | seeds | metric | − attempt (paired) | − spot-best (paired) | attention spread | trainable | s/step |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    means = defaultdict(lambda: defaultdict(list))
+    for (t, s, m) in sorted(cell, key=lambda k: (k[0], k[1], methods.index(k[2]))):
+        v = cell[(t, s, m)]
+        diff = lambda other: [v[k] - cell[(t, s, other)][k] for k in v if k in cell.get((t, s, other), {})]
+        spread = [r["attention_spread"] for r in extra[(t, s, m)] if r.get("attention_spread") is not None]
+        e = extra[(t, s, m)][0]
+        print(f"| {t} | {s} | {m} | {len(v)} | {ms(list(v.values()))} | {ms(diff('attempt')) if m != 'attempt' else ''} | "
+              f"{ms(diff('spot-best')) if m != 'spot-best' else ''} | {f'{statistics.fmean(spread):.4f}' if spread else ''} | "
+              f"{e['trainable']:,} | {statistics.fmean(r['step_s'] for r in extra[(t, s, m)]):.2f} |")
+        means[s][m].append(statistics.fmean(v.values()))
+    print("\n## Mean over targets\n")
+    print("| setting | " + " | ".join(methods) + " |")
+    print("|---|" + "---|" * len(methods))
+    for s, by in means.items():
+        print(f"| {s} | " + " | ".join(f"{statistics.fmean(by[m]):.1f} ({len(by[m])})" if by.get(m) else "n/a" for m in methods) + " |")
+
+
+if __name__ == "__main__":
+    main()
