@@ -6,7 +6,7 @@ follows the paper's formulas (with the authors' epsilon in the updates) with ful
 m = beta A^-1 F^T y, evidence with log det A, and MacKay's updates
 gamma = sum beta s / (alpha + beta s), alpha = gamma / m^T m,
 beta = (n - gamma) / |F m - y|^2, iterated to convergence. The H-score is
-tr(pinv(Cov f) Cov(E[f|y])) with numpy's pinv.
+tr(inv(LW(Cov f)) Cov(E[f|y])) with the Ledoit-Wolf shrinkage estimate.
 
     python3 scripts/logme_reference.py     (needs numpy)
 
@@ -55,15 +55,26 @@ def logme_classes(f, labels, classes):
     return float(np.mean([evidence(f, (labels == k).astype(float)) for k in range(classes)]))
 
 
+def ledoit_wolf(fc):
+    """Ledoit-Wolf shrinkage towards mu*I, written from the paper's formulas
+    (sum over rows of the Frobenius distance of x x^T to S, explicitly)."""
+    n, d = fc.shape
+    s = fc.T @ fc / n
+    mu = np.trace(s) / d
+    delta2 = np.sum((s - mu * np.eye(d)) ** 2)
+    beta2 = sum(np.sum((np.outer(x, x) - s) ** 2) for x in fc) / n ** 2
+    shrink = min(beta2, delta2) / delta2
+    return shrink * mu * np.eye(d) + (1 - shrink) * s
+
+
 def h_score(f, labels, classes):
     fc = f - f.mean(axis=0)
     g = np.zeros_like(fc)
     for k in range(classes):
         g[labels == k] = fc[labels == k].mean(axis=0)
     n = f.shape[0]
-    cov_f = fc.T @ fc / (n - 1)
-    cov_g = g.T @ g / (n - 1)
-    return float(np.trace(np.linalg.pinv(cov_f, rcond=1e-8, hermitian=True) @ cov_g))
+    cov_g = g.T @ g / n
+    return float(np.trace(np.linalg.inv(ledoit_wolf(fc)) @ cov_g))
 
 
 def main():
@@ -78,6 +89,7 @@ def main():
     print(f"classes n>=d  hscore {h_score(f, labels, 3):.12f}")
     print(f"regression    logme {evidence(f, scores):.12f}")
     print(f"classes n<d   logme {logme_classes(wide, wide_labels, 2):.12f}")
+    print(f"classes n<d   hscore {h_score(wide, wide_labels, 2):.12f}")
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ fn candidate(name: &str, prompt: Tensor) -> Candidate {
 }
 
 fn config() -> SelectConfig {
-    SelectConfig { sample: 200, max_length: 16, bootstrap: 10, ..SelectConfig::default() }
+    SelectConfig { sample: 200, max_length: 16, resamples: 10, ..SelectConfig::default() }
 }
 
 fn select(enc: &TinyEncoder, tok: &WordTokenizer, task: &str, candidates: &[Candidate], config: &SelectConfig) -> anyhow::Result<Selection> {

@@ -161,7 +161,7 @@ fn suggest_ranks_the_registry_and_apply_edits_as_add_and_remove_would() {
     let (proj, _) = project_with_sources(&env, work.path());
     let p = proj.to_str().unwrap();
     let before = (fs::read_to_string(proj.join("attempt.toml")).unwrap(), fs::read_to_string(proj.join("attempt.lock")).unwrap());
-    let args = ["--project", p, "suggest", "--task", "mood", "--sample", "24", "--bootstrap", "4", "--top", "1"];
+    let args = ["--project", p, "suggest", "--task", "mood", "--sample", "24", "--resamples", "4", "--top", "1"];
 
     // The contract scripts rely on.
     let s = env.json(&args);

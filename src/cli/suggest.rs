@@ -21,7 +21,7 @@ use crate::workflow::suggest::{list_candidates, load_candidates, prefilter, save
 version for that model) is scored on a sample of the target's labelled training examples, without training: \
 the prompt is prepended, the frozen encoder runs once, and LogME measures how well the pooled features explain \
 the labels. The score is that LogME minus the LogME of random prompts with the same row norm (trained prompts \
-are far larger than word embeddings, and size alone changes the features), with a bootstrap standard error. \
+are far larger than word embeddings, and size alone changes the features), with a half-sample standard error. \
 Candidates whose score clears --z standard errors are proposed to keep, best first; when none does, suggest \
 says so and proposes removing every source (train then runs plain prompt tuning).\n\n\
 --apply makes the proposal real through the resolver (the same edits `add` and `remove` make, in one lock \
@@ -41,9 +41,9 @@ pub struct Args {
     /// Standard errors a candidate's score must clear to be proposed.
     #[arg(long, default_value_t = 2.0)]
     pub z: f64,
-    /// Bootstrap resamples for the standard errors.
+    /// Half-samples (without replacement) for the standard errors.
     #[arg(long, default_value_t = 20, value_name = "N")]
-    pub bootstrap: usize,
+    pub resamples: usize,
     /// With more than N packages that record a task signature, forward-score
     /// only the N whose signatures are closest to the target's data (and every
     /// package without one); 0 scores every package.
@@ -78,7 +78,7 @@ impl Args {
             sample: 500,
             top: Some(top),
             z: 2.0,
-            bootstrap: 20,
+            resamples: 20,
             prefilter: 20,
             probe_steps: None,
             apply: true,
@@ -145,7 +145,7 @@ pub(super) fn propose(args: &Args, ctx: &Context) -> Result<Proposal> {
         max_length: section.config().max_length,
         top: args.top,
         z: args.z,
-        bootstrap: args.bootstrap,
+        resamples: args.resamples,
         ..SelectConfig::default()
     };
     let quiet = ctx.global.json;

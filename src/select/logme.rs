@@ -191,9 +191,10 @@ fn column_evidence(sigma2: &[f64], z: &DVector<f64>, y2: f64, n: usize, d: usize
 }
 
 /// H-score tr(Cov(f)⁻¹ Cov(E[f | y])) for classification targets (None for
-/// regression, where the class-conditional mean is undefined). The inverse is
-/// a pseudo-inverse that drops directions with variance below 1e-8 of the
-/// largest, so near-singular features do not blow the score up.
+/// regression, where the class-conditional mean is undefined). Cov(f) is the
+/// Ledoit–Wolf shrinkage estimate (as in the regularised H-score of Ibrahim
+/// et al., 2022): with fewer examples than dimensions the plain covariance is
+/// singular and the score saturates at classes − 1 for any features.
 pub fn h_score(features: &DMatrix<f64>, targets: &Targets) -> Result<Option<f64>> {
     let (n, d) = features.shape();
     targets.check(n)?;
@@ -216,21 +217,48 @@ pub fn h_score(features: &DMatrix<f64>, targets: &Targets) -> Result<Option<f64>
         }
     }
     let g = DMatrix::from_fn(n, d, |i, j| class_means[(labels[i], j)]);
-    let denom = (n.max(2) - 1) as f64;
-    let cov_f = centered.tr_mul(&centered) / denom;
-    let cov_g = g.tr_mul(&g) / denom;
+    let nf = n as f64;
+    let cov_f = shrunk_covariance(&centered);
+    let cov_g = g.tr_mul(&g) / nf;
     let eig = SymmetricEigen::new(cov_f);
-    let largest = eig.eigenvalues.iter().cloned().fold(0.0f64, f64::max);
-    let cutoff = largest * 1e-8;
-    // tr(V Λ⁺ Vᵀ G) = Σ_i (v_iᵀ G v_i) / λ_i over the kept directions.
+    // tr(V Λ⁻¹ Vᵀ G) = Σ_i (v_iᵀ G v_i) / λ_i.
     let mut score = 0.0;
     for (i, &lambda) in eig.eigenvalues.iter().enumerate() {
-        if lambda > cutoff && lambda > 0.0 {
+        if lambda > 0.0 {
             let v = eig.eigenvectors.column(i);
             score += (v.transpose() * &cov_g * v)[(0, 0)] / lambda;
         }
     }
     Ok(Some(score))
+}
+
+/// Ledoit–Wolf (2004) shrinkage of the covariance of centred rows towards
+/// μ·I, μ = tr(S)/d, with the optimal intensity estimated from the data.
+fn shrunk_covariance(centered: &DMatrix<f64>) -> DMatrix<f64> {
+    let (n, d) = centered.shape();
+    let nf = n as f64;
+    let s = centered.tr_mul(centered) / nf;
+    let mu = s.trace() / d as f64;
+    let mut target_gap = s.clone();
+    for j in 0..d {
+        target_gap[(j, j)] -= mu;
+    }
+    let delta2 = target_gap.norm_squared();
+    // Σ_i ‖x_i x_iᵀ − S‖²_F = Σ_i (‖x_i‖⁴ − 2 x_iᵀ S x_i) + n ‖S‖²_F.
+    let xs = centered * &s;
+    let mut spread = nf * s.norm_squared();
+    for i in 0..n {
+        let row = centered.row(i);
+        let r2 = row.norm_squared();
+        spread += r2 * r2 - 2.0 * row.dot(&xs.row(i));
+    }
+    let beta2 = (spread / (nf * nf)).min(delta2);
+    let shrink = if delta2 > 0.0 { beta2 / delta2 } else { 1.0 };
+    let mut out = s * (1.0 - shrink);
+    for j in 0..d {
+        out[(j, j)] += shrink * mu;
+    }
+    out
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! - [`logme`]: LogME and H-score of fixed features for labelled targets.
 //! - [`features`]: forward-only features of target examples under a prompt.
 //! - [`rank`]: candidates ranked against norm-matched random prompts, with a
-//!   bootstrap standard error and the keep/remove proposal.
+//!   half-sample standard error and the keep/remove proposal.
 //! - [`signature`]: a task's mean embedding, recorded in packages and
 //!   compared by cosine (ranking signal and index-only pre-filter).
 //!

@@ -14,8 +14,12 @@
 //!   norm alone; a candidate's score is its LogME minus that curve at its own
 //!   norm, i.e. what it adds over a prompt that carries no task knowledge.
 //!
-//! The score's standard error has two parts: a paired bootstrap over the
-//! sample (the same resampled rows for the candidate and the controls), and
+//! The score's standard error has two parts: paired half-samples of the
+//! sample (the same rows for the candidate and the controls; without
+//! replacement, because duplicated rows make the evidence of a d-dimensional
+//! fit unstable, and a half-sample's spread estimates the full sample's: the
+//! variance of a mean-like statistic over m of n rows drawn without
+//! replacement is σ²/m·(1 − m/n), i.e. σ²/n at m = n/2), and
 //! the spread between random prompts of one norm (three draws per level), since
 //! under "no task knowledge" a candidate is just one more such draw. A
 //! candidate is proposed only when its score exceeds `z` standard errors;
@@ -28,6 +32,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use nalgebra::DMatrix;
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
@@ -59,7 +64,7 @@ pub struct Candidate {
 pub struct SelectConfig {
     /// Labelled target training examples scored per candidate.
     pub sample: usize,
-    /// Seeds the sample, the control prompts and the bootstrap.
+    /// Seeds the sample, the control prompts and the half-samples.
     pub seed: u64,
     pub max_length: usize,
     pub batch_size: usize,
@@ -69,8 +74,8 @@ pub struct SelectConfig {
     /// random prompts of one norm differ among themselves; three per level give
     /// the spread six degrees of freedom).
     pub control_draws: usize,
-    /// Bootstrap resamples for the standard error of a score.
-    pub bootstrap: usize,
+    /// Half-samples for the standard error of a score.
+    pub resamples: usize,
     /// A candidate is proposed when its score exceeds this many standard errors.
     pub z: f64,
     /// Propose at most this many candidates.
@@ -79,7 +84,7 @@ pub struct SelectConfig {
 
 impl Default for SelectConfig {
     fn default() -> Self {
-        Self { sample: 500, seed: 1, max_length: 128, batch_size: 32, control_levels: 3, control_draws: 3, bootstrap: 20, z: 2.0, top: None }
+        Self { sample: 500, seed: 1, max_length: 128, batch_size: 32, control_levels: 3, control_draws: 3, resamples: 20, z: 2.0, top: None }
     }
 }
 
@@ -92,7 +97,7 @@ pub struct CandidateScore {
     /// The ranking score: LogME with this prompt minus LogME of random
     /// prompts of the same row norm (per example, nats).
     pub score: f64,
-    /// Bootstrap standard error of `score`.
+    /// Standard error of `score` (half-samples and the spread of random draws).
     pub stderr: f64,
     /// LogME of the features with this prompt.
     pub logme: f64,
@@ -173,7 +178,7 @@ pub fn rank(
         }
     }
     let picked = sample(train, config.sample, config.seed);
-    // Controls and bootstrap draw from their own stream, after the sample's.
+    // Controls and half-samples draw from their own stream, after the sample's.
     let mut rng = StdRng::seed_from_u64(config.seed.wrapping_add(1));
     let targets = targets_of(task, &picked)?;
     let sample_tokens = TokenisedSample::new(&picked, tokenizer, config.max_length, config.batch_size)?;
@@ -210,12 +215,20 @@ pub fn rank(
         }
         controls.push(at_level);
     }
-    // One set of bootstrap rows shared by candidates and controls (paired).
-    let resamples: Vec<Vec<usize>> = (0..config.bootstrap).map(|_| (0..n).map(|_| rng.gen_range(0..n)).collect()).collect();
+    // One set of half-samples shared by candidates and controls (paired).
+    let resamples: Vec<Vec<usize>> = (0..config.resamples)
+        .map(|_| {
+            let mut rows: Vec<usize> = (0..n).collect();
+            rows.shuffle(&mut rng);
+            rows.truncate((n / 2).max(2));
+            rows.sort_unstable();
+            rows
+        })
+        .collect();
     let resampled_logme = |s: &Scored| -> Result<Vec<f64>> {
         resamples.iter().map(|rows| logme(&select_rows(&s.features, rows), &targets.subset(rows))).collect()
     };
-    // Per level: the mean over draws, its bootstrap replicates, and the
+    // Per level: the mean over draws, its half-sample replicates, and the
     // spread between draws (how much one random prompt differs from another
     // of the same norm, which resampling examples cannot see).
     let control_values: Vec<f64> = controls.iter().map(|c| mean(&c.iter().map(|s| s.logme).collect::<Vec<_>>())).collect();
