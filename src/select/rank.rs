@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use super::features::TokenisedSample;
 use super::logme::{feature_matrix, h_score, logme, Targets};
 use super::signature::{mean_row, sample};
+use crate::train::model::mean_row_norm;
 use crate::data::tasks::{TaskDef, TaskKind};
 use crate::data::tokenize::TextEncoder;
 use crate::data::{Example, Label};
@@ -360,12 +361,6 @@ fn targets_of(task: &TaskDef, examples: &[&Example]) -> Result<Targets> {
 
 fn select_rows(f: &DMatrix<f64>, rows: &[usize]) -> DMatrix<f64> {
     DMatrix::from_fn(rows.len(), f.ncols(), |i, j| f[(rows[i], j)])
-}
-
-fn mean_row_norm(prompt: &Tensor) -> Result<f64> {
-    let rows = prompt.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-    let total: f64 = rows.iter().map(|r| r.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt()).sum();
-    Ok(total / rows.len().max(1) as f64)
 }
 
 /// `count` norms spaced geometrically from the smallest to the largest of
