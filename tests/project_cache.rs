@@ -119,10 +119,20 @@ fn gc_keeps_what_locks_name() {
     fs::write(&partial, b"half").unwrap();
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
     fs::File::options().write(true).open(&partial).unwrap().set_modified(old).unwrap();
+    // Cached `suggest` features: an old file goes with the default 30 days, a fresh one stays.
+    let features = env.home.join("cache/features/abc");
+    fs::create_dir_all(&features).unwrap();
+    let (stale, fresh) = (features.join("stale.safetensors"), features.join("fresh.safetensors"));
+    fs::write(&stale, b"x").unwrap();
+    fs::write(&fresh, b"x").unwrap();
+    let month = std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 24 * 3600);
+    fs::File::options().write(true).open(&stale).unwrap().set_modified(month).unwrap();
     // Recently used: kept by the default 30 days.
-    env.ok(&["cache", "gc"]);
+    let out = env.cmd(&["cache", "gc"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 cached feature file(s)"), "{out:?}");
     assert!(env.cached_blob(&b).exists());
     assert!(!partial.exists());
+    assert!(!stale.exists() && fresh.exists());
     env.ok(&["cache", "gc", "--older-than", "0", "--dry-run"]);
     assert!(env.cached_blob(&b).exists());
     env.ok(&["cache", "gc", "--older-than", "0"]);

@@ -78,7 +78,7 @@ fn config() -> SelectConfig {
 
 fn select(enc: &TinyEncoder, tok: &WordTokenizer, task: &str, candidates: &[Candidate], config: &SelectConfig) -> anyhow::Result<Selection> {
     let train = examples(task, 300, 11);
-    rank(enc, tok, &Device::Cpu, &synthetic_task(task).unwrap(), &train, candidates, config, &|_| {})
+    rank(enc, tok, &Device::Cpu, &synthetic_task(task).unwrap(), &train, candidates, config, None, &|_| {})
 }
 
 #[test]
@@ -145,7 +145,7 @@ fn refuses_what_it_cannot_score() {
     // Three classes, two examples.
     let task = synthetic_task("mood").unwrap();
     let few = examples("mood", 2, 1);
-    let err = rank(&enc, &tok, &Device::Cpu, &task, &few, &[candidate("x", junk(1, 1.0))], &config(), &|_| {})
+    let err = rank(&enc, &tok, &Device::Cpu, &task, &few, &[candidate("x", junk(1, 1.0))], &config(), None, &|_| {})
         .unwrap_err()
         .to_string();
     assert!(err.contains("2 training example(s) for 3 classes"), "{err}");
@@ -170,4 +170,49 @@ fn task_signatures_are_deterministic_and_tell_tasks_apart() {
         .unwrap();
     // Another sample of the same task is closer than another task.
     assert!(registry_index::cosine(&same, &fresh) > registry_index::cosine(&same, &other));
+}
+
+/// An in-memory feature cache that counts what it is asked.
+#[derive(Default)]
+struct CountingCache {
+    rows: std::cell::RefCell<std::collections::HashMap<String, Vec<Vec<f32>>>>,
+    hits: std::cell::Cell<usize>,
+}
+
+impl attempt_pkg::select::FeatureCache for CountingCache {
+    fn load(&self, key: &str) -> Option<Vec<Vec<f32>>> {
+        let got = self.rows.borrow().get(key).cloned();
+        if got.is_some() {
+            self.hits.set(self.hits.get() + 1);
+        }
+        got
+    }
+    fn store(&self, key: &str, rows: &[Vec<f32>]) {
+        self.rows.borrow_mut().insert(key.to_string(), rows.to_vec());
+    }
+}
+
+#[test]
+fn cached_features_give_the_same_selection_and_bad_entries_are_recomputed() {
+    let (enc, tok) = setup();
+    let pool: Vec<Candidate> = (0..2).map(|i| candidate(&format!("junk-{i}"), junk(20 + i, 3.0))).collect();
+    let train = examples("sentiment", 300, 11);
+    let task = synthetic_task("sentiment").unwrap();
+    let cache = CountingCache::default();
+    let run = |cache: &CountingCache| rank(&enc, &tok, &Device::Cpu, &task, &train, &pool, &config(), Some(cache), &|_| {}).unwrap();
+    let untimed = |mut s: Selection| {
+        s.ranking.iter_mut().for_each(|r| r.seconds = 0.0);
+        s
+    };
+    let first = untimed(run(&cache));
+    // No prompt, 3 controls (one norm level: both candidates have norm 3), 2 candidates.
+    assert_eq!((cache.rows.borrow().len(), cache.hits.get()), (6, 0));
+    let second = untimed(run(&cache));
+    assert_eq!(cache.hits.get(), 6, "everything came from the cache");
+    assert_eq!(first, second);
+    // An entry of the wrong size is not trusted.
+    for rows in cache.rows.borrow_mut().values_mut() {
+        rows.pop();
+    }
+    assert_eq!(untimed(run(&cache)), first);
 }

@@ -3,7 +3,8 @@
 //! named by any lock passed in `keep` AND has not been used (fetched or
 //! verified, which refreshes its mtime) for `older_than`. Partial downloads
 //! older than an hour are removed too (younger ones may belong to a fetch
-//! that is still running).
+//! that is still running). Cached `suggest` features unused for
+//! `older_than` go too: they are recomputed when needed.
 
 use std::collections::HashSet;
 use std::fs;
@@ -31,6 +32,8 @@ pub struct GcOptions {
 pub struct GcReport {
     pub removed_blobs: Vec<Checksum>,
     pub removed_partials: usize,
+    /// Cached feature files of `suggest` (always recomputable).
+    pub removed_features: usize,
     pub freed_bytes: u64,
     pub kept_blobs: usize,
 }
@@ -67,6 +70,21 @@ pub fn gc(cache: &Cache, opts: &GcOptions) -> Result<GcReport> {
             report.removed_blobs.push(cksum);
             if !opts.dry_run {
                 remove(&entry.path())?;
+            }
+        }
+    }
+    for model in read_dir_or_empty(&cache.features_dir())? {
+        if !model.file_type()?.is_dir() {
+            continue;
+        }
+        for entry in read_dir_or_empty(&model.path())? {
+            let meta = entry.metadata()?;
+            if meta.is_file() && age(&meta) >= opts.older_than {
+                report.freed_bytes += meta.len();
+                report.removed_features += 1;
+                if !opts.dry_run {
+                    remove(&entry.path())?;
+                }
             }
         }
     }

@@ -69,6 +69,12 @@ impl Cache {
         self.root.join("tmp")
     }
 
+    /// Pooled features `suggest` computed, per model (recomputable; `gc`
+    /// removes those unused for `--older-than`).
+    pub fn features_dir(&self) -> PathBuf {
+        self.root.join("features")
+    }
+
     pub fn blob_path(&self, cksum: &Checksum) -> PathBuf {
         self.blobs_dir().join(blob_path(cksum))
     }

@@ -59,9 +59,10 @@ fn run_gc(args: GcArgs, ctx: &Context) -> Result<()> {
         eprintln!("  {verb} sha256:{c}");
     }
     eprintln!(
-        "{verb} {} blob(s) and {} partial download(s), {} bytes; kept {} blob(s)",
+        "{verb} {} blob(s), {} partial download(s) and {} cached feature file(s), {} bytes; kept {} blob(s)",
         report.removed_blobs.len(),
         report.removed_partials,
+        report.removed_features,
         report.freed_bytes,
         report.kept_blobs
     );

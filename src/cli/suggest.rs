@@ -14,7 +14,7 @@ use crate::registry::{registry_dir, BlockingRegistry};
 use crate::select::{SelectConfig, Selection};
 use crate::train::{suggest_sources, SourcePrompt, TrainRequest};
 use crate::workflow::project::prepare;
-use crate::workflow::suggest::{list_candidates, load_candidates, prefilter, save_selection, select_for_task, target_mean, SELECTION_FILE};
+use crate::workflow::suggest::{list_candidates, DirFeatureCache, load_candidates, prefilter, save_selection, select_for_task, target_mean, SELECTION_FILE};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Every registry package trained for the project's base model (its newest non-yanked \
@@ -162,7 +162,8 @@ pub(super) fn propose(args: &Args, ctx: &Context) -> Result<Proposal> {
         (listing.listed, Vec::new())
     };
     let candidates = load_candidates(&registry, &listed, &project.device)?;
-    let selection = select_for_task(&project, &section, &candidates, &config, &progress)?;
+    let cache = DirFeatureCache::for_model(&ctx.home, &project.backbone.fingerprint);
+    let selection = select_for_task(&project, &section, &candidates, &config, Some(&cache), &progress)?;
     let attention = match args.probe_steps {
         Some(steps) => Some(attention_probe(&project, &section, &candidates, steps)?),
         None => None,

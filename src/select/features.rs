@@ -11,6 +11,45 @@ use crate::data::tokenize::{collate_ids, TextEncoder};
 use crate::data::Example;
 use crate::model::Encoder;
 
+/// Where pooled features can be kept between runs: `suggest` then
+/// `suggest --apply` (or `train --select`) score the same prompts on the same
+/// sample. Keys are hex sha256 digests of the sample and the prompt's values;
+/// the implementation scopes them to one model.
+pub trait FeatureCache {
+    fn load(&self, key: &str) -> Option<Vec<Vec<f32>>>;
+    /// Failing to store is not an error worth stopping for; implementations
+    /// report it themselves.
+    fn store(&self, key: &str, rows: &[Vec<f32>]);
+}
+
+/// sha256 of a prompt's values (f32, little-endian), for cache keys.
+pub fn prompt_digest(prompt: &Tensor) -> Result<String> {
+    use sha2::Digest;
+    let values = prompt.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let mut h = sha2::Sha256::new();
+    h.update(format!("{:?}", prompt.dims()).as_bytes());
+    for v in values {
+        h.update(v.to_le_bytes());
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// sha256 of a sample (texts, labels, truncation), for cache keys.
+pub fn sample_digest(examples: &[&Example], max_length: usize) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(max_length.to_le_bytes());
+    for e in examples {
+        h.update(e.text_a.as_bytes());
+        h.update([0]);
+        h.update(e.text_b.as_deref().unwrap_or("").as_bytes());
+        h.update([0]);
+        h.update(format!("{:?}", e.label).as_bytes());
+        h.update([1]);
+    }
+    hex::encode(h.finalize())
+}
+
 /// A target sample tokenised once and cut into batches of similar length (so
 /// short inputs are not padded to the longest), reused for every candidate.
 pub struct TokenisedSample {

@@ -17,4 +17,5 @@ pub mod logme;
 pub mod rank;
 pub mod signature;
 
+pub use features::FeatureCache;
 pub use rank::{rank, Candidate, CandidateScore, ControlScore, SelectConfig, Selection, SIGNAL_VERSION};

@@ -29,14 +29,14 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use nalgebra::DMatrix;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::features::TokenisedSample;
+use super::features::{prompt_digest, sample_digest, FeatureCache, TokenisedSample};
 use super::logme::{feature_matrix, h_score, logme, Targets};
 use super::signature::{mean_row, sample};
 use crate::train::model::mean_row_norm;
@@ -163,6 +163,7 @@ pub fn rank(
     train: &[Example],
     candidates: &[Candidate],
     config: &SelectConfig,
+    cache: Option<&dyn FeatureCache>,
     progress: &dyn Fn(&str),
 ) -> Result<Selection> {
     if candidates.is_empty() {
@@ -184,15 +185,33 @@ pub fn rank(
     let targets = targets_of(task, &picked)?;
     let sample_tokens = TokenisedSample::new(&picked, tokenizer, config.max_length, config.batch_size)?;
     let n = sample_tokens.len();
-    let score_features = |prompt: Option<&Tensor>| -> Result<Scored> {
+    let data_key = sample_digest(&picked, config.max_length);
+    let features_of = |prompt: Option<&Tensor>| -> Result<Vec<Vec<f32>>> {
+        let key = match (cache, prompt) {
+            (None, _) => None,
+            (Some(_), Some(p)) => Some(format!("{data_key}-{}", prompt_digest(p)?)),
+            (Some(_), None) => Some(format!("{data_key}-none")),
+        };
+        if let (Some(c), Some(k)) = (cache, &key) {
+            if let Some(rows) = c.load(k).filter(|rows| rows.len() == picked.len()) {
+                return Ok(rows);
+            }
+        }
         let rows = sample_tokens.pooled_features(encoder, prompt, device)?;
+        if let (Some(c), Some(k)) = (cache, &key) {
+            c.store(k, &rows);
+        }
+        Ok(rows)
+    };
+    let score_features = |prompt: Option<&Tensor>| -> Result<Scored> {
+        let rows = features_of(prompt)?;
         let features = feature_matrix(&rows)?;
         let logme = logme(&features, &targets)?;
         Ok(Scored { features, logme })
     };
 
     progress("features without a prompt");
-    let bare_rows = sample_tokens.pooled_features(encoder, None, device)?;
+    let bare_rows = features_of(None)?;
     let target_mean = mean_row(&bare_rows);
     let bare = {
         let features = feature_matrix(&bare_rows)?;

@@ -13,7 +13,7 @@ use super::project::PreparedProject;
 use super::settings::TrainSection;
 use crate::package::LoadedPackage;
 use crate::registry::BlockingRegistry;
-use crate::select::{rank, Candidate, SelectConfig, Selection};
+use crate::select::{rank, Candidate, FeatureCache, SelectConfig, Selection};
 
 /// The record of the selection that chose a project's sources.
 pub const SELECTION_FILE: &str = "attempt.selection.json";
@@ -117,12 +117,61 @@ pub fn target_mean(project: &PreparedProject, section: &TrainSection, config: &S
     Ok(crate::select::signature::mean_row(&tokens.pooled_features(project.backbone.encoder(), None, &project.device)?))
 }
 
+/// Pooled features kept under `$ATTEMPT_HOME/cache/features/<model>/`, one
+/// safetensors file per (sample, prompt) digest, written atomically.
+pub struct DirFeatureCache {
+    dir: PathBuf,
+}
+
+impl DirFeatureCache {
+    /// The cache for the model with fingerprint `sha256:<hex>`.
+    pub fn for_model(home: &crate::home::Home, fingerprint: &str) -> DirFeatureCache {
+        let model = fingerprint.strip_prefix("sha256:").unwrap_or(fingerprint);
+        DirFeatureCache { dir: crate::cache::Cache::from_home(home).features_dir().join(model) }
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.safetensors"))
+    }
+}
+
+impl FeatureCache for DirFeatureCache {
+    fn load(&self, key: &str) -> Option<Vec<Vec<f32>>> {
+        let path = self.path(key);
+        if !path.is_file() {
+            return None;
+        }
+        // A damaged entry is recomputed (and overwritten), never trusted.
+        let tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).ok()?;
+        // Touch it, so `cache gc --older-than` keeps what is in use.
+        let _ = std::fs::File::options().append(true).open(&path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        tensors.get("features")?.to_vec2::<f32>().ok()
+    }
+
+    fn store(&self, key: &str, rows: &[Vec<f32>]) {
+        let write = || -> Result<()> {
+            std::fs::create_dir_all(&self.dir)?;
+            let (n, d) = (rows.len(), rows.first().map_or(0, Vec::len));
+            let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+            let t = candle_core::Tensor::from_vec(flat, (n, d), &candle_core::Device::Cpu)?;
+            let tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+            candle_core::safetensors::save(&std::collections::HashMap::from([("features".to_string(), t)]), tmp.path())?;
+            tmp.persist(self.path(key)).map_err(|e| e.error)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            eprintln!("  note: could not cache features in {}: {e:#}", self.dir.display());
+        }
+    }
+}
+
 /// Score `candidates` for the one task of `section` on the project's model.
 pub fn select_for_task(
     project: &PreparedProject,
     section: &TrainSection,
     candidates: &[Candidate],
     config: &SelectConfig,
+    cache: Option<&dyn FeatureCache>,
     progress: &dyn Fn(&str),
 ) -> Result<Selection> {
     if section.tasks.len() != 1 {
@@ -147,6 +196,7 @@ pub fn select_for_task(
         &task.train,
         candidates,
         config,
+        cache,
         progress,
     )
 }
