@@ -215,6 +215,9 @@ def main():
         g = gains[t]
         oracle = max(0.0, max(g.values()))
         best = max(g, key=g.get)
+        if len(set(g.values())) == 1:
+            print(f"| {t} | every signal | {len(g)} | every candidate ties (gain {oracle:+.1f}): nothing to rank | | | | | | | |")
+            continue
         for name, vals in signal_values(t).items():
             names = [k for k in g if k in vals and vals[k] is not None]
             if len(names) < 3:
