@@ -156,15 +156,15 @@ pub(super) fn propose(args: &Args, ctx: &Context) -> Result<Proposal> {
             eprintln!("  scoring: {what}");
         }
     };
+    let cache = DirFeatureCache::for_model(&ctx.home, &project.backbone.fingerprint);
     let signed = listing.listed.iter().filter(|l| l.signature.is_some()).count();
     let (listed, filtered) = if args.prefilter > 0 && signed > args.prefilter {
         progress(&format!("pre-filtering {signed} signed packages by task signature to the {} closest", args.prefilter));
-        prefilter(listing.listed, &target_mean(&project, &section, &config)?, args.prefilter)
+        prefilter(listing.listed, &target_mean(&project, &section, &config, Some(&cache))?, args.prefilter)
     } else {
         (listing.listed, Vec::new())
     };
     let candidates = load_candidates(&registry, &listed, &project.device)?;
-    let cache = DirFeatureCache::for_model(&ctx.home, &project.backbone.fingerprint);
     let selection = select_for_task(&project, &section, &candidates, &config, Some(&cache), &progress)?;
     let attention = match args.probe_steps {
         Some(steps) => Some(attention_probe(&project, &section, &candidates, steps)?),

@@ -50,6 +50,31 @@ pub fn sample_digest(examples: &[&Example], max_length: usize) -> String {
     hex::encode(h.finalize())
 }
 
+/// [`TokenisedSample::pooled_features`] through `cache`: the rows stored
+/// under (`sample_key`, the prompt's digest) when present and of the
+/// sample's size, else computed and stored. `sample_key` is the
+/// [`sample_digest`] of the examples `sample` was built from.
+pub fn cached_pooled_features(
+    sample: &TokenisedSample,
+    sample_key: &str,
+    encoder: &dyn Encoder,
+    prompt: Option<&Tensor>,
+    device: &Device,
+    cache: Option<&dyn FeatureCache>,
+) -> Result<Vec<Vec<f32>>> {
+    let Some(cache) = cache else { return sample.pooled_features(encoder, prompt, device) };
+    let key = match prompt {
+        Some(p) => format!("{sample_key}-{}", prompt_digest(p)?),
+        None => format!("{sample_key}-none"),
+    };
+    if let Some(rows) = cache.load(&key).filter(|rows| rows.len() == sample.len()) {
+        return Ok(rows);
+    }
+    let rows = sample.pooled_features(encoder, prompt, device)?;
+    cache.store(&key, &rows);
+    Ok(rows)
+}
+
 /// A target sample tokenised once and cut into batches of similar length (so
 /// short inputs are not padded to the longest), reused for every candidate.
 pub struct TokenisedSample {

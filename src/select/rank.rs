@@ -36,7 +36,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::features::{prompt_digest, sample_digest, FeatureCache, TokenisedSample};
+use super::features::{cached_pooled_features, sample_digest, FeatureCache, TokenisedSample};
 use super::logme::{feature_matrix, h_score, logme, Targets};
 use super::signature::{mean_row, sample};
 use crate::train::model::mean_row_norm;
@@ -186,38 +186,18 @@ pub fn rank(
     let sample_tokens = TokenisedSample::new(&picked, tokenizer, config.max_length, config.batch_size)?;
     let n = sample_tokens.len();
     let data_key = sample_digest(&picked, config.max_length);
-    let features_of = |prompt: Option<&Tensor>| -> Result<Vec<Vec<f32>>> {
-        let key = match (cache, prompt) {
-            (None, _) => None,
-            (Some(_), Some(p)) => Some(format!("{data_key}-{}", prompt_digest(p)?)),
-            (Some(_), None) => Some(format!("{data_key}-none")),
-        };
-        if let (Some(c), Some(k)) = (cache, &key) {
-            if let Some(rows) = c.load(k).filter(|rows| rows.len() == picked.len()) {
-                return Ok(rows);
-            }
-        }
-        let rows = sample_tokens.pooled_features(encoder, prompt, device)?;
-        if let (Some(c), Some(k)) = (cache, &key) {
-            c.store(k, &rows);
-        }
-        Ok(rows)
-    };
-    let score_features = |prompt: Option<&Tensor>| -> Result<Scored> {
-        let rows = features_of(prompt)?;
-        let features = feature_matrix(&rows)?;
+    let features_of = |prompt: Option<&Tensor>| cached_pooled_features(&sample_tokens, &data_key, encoder, prompt, device, cache);
+    let scored = |rows: &[Vec<f32>]| -> Result<Scored> {
+        let features = feature_matrix(rows)?;
         let logme = logme(&features, &targets)?;
         Ok(Scored { features, logme })
     };
+    let score_features = |prompt: Option<&Tensor>| scored(&features_of(prompt)?);
 
     progress("features without a prompt");
     let bare_rows = features_of(None)?;
     let target_mean = mean_row(&bare_rows);
-    let bare = {
-        let features = feature_matrix(&bare_rows)?;
-        let logme = logme(&features, &targets)?;
-        Scored { features, logme }
-    };
+    let bare = scored(&bare_rows)?;
 
     // Controls: Gaussian prompts whose every row has the given norm, at
     // geometrically spaced norms covering the candidates', a few draws each.

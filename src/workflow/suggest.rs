@@ -108,13 +108,22 @@ pub fn load_candidates(registry: &BlockingRegistry, listed: &[Listed], device: &
 }
 
 /// The target sample's mean embedding (no prompt): what candidates'
-/// signatures are compared with. The sample is the one `rank` scores.
-pub fn target_mean(project: &PreparedProject, section: &TrainSection, config: &SelectConfig) -> Result<Vec<f32>> {
+/// signatures are compared with. The sample is the one `rank` scores, and
+/// its features go through the same cache, so `rank` does not compute them again.
+pub fn target_mean(
+    project: &PreparedProject,
+    section: &TrainSection,
+    config: &SelectConfig,
+    cache: Option<&dyn FeatureCache>,
+) -> Result<Vec<f32>> {
+    use crate::select::features::{cached_pooled_features, sample_digest, TokenisedSample};
     let tasks = project.tasks(section)?;
     let task = tasks.first().context("no task to score candidates for")?;
     let picked = crate::select::signature::sample(&task.train, config.sample, config.seed);
-    let tokens = crate::select::features::TokenisedSample::new(&picked, &project.backbone.tokenizer, config.max_length, config.batch_size)?;
-    Ok(crate::select::signature::mean_row(&tokens.pooled_features(project.backbone.encoder(), None, &project.device)?))
+    let tokens = TokenisedSample::new(&picked, &project.backbone.tokenizer, config.max_length, config.batch_size)?;
+    let key = sample_digest(&picked, config.max_length);
+    let rows = cached_pooled_features(&tokens, &key, project.backbone.encoder(), None, &project.device, cache)?;
+    Ok(crate::select::signature::mean_row(&rows))
 }
 
 /// Pooled features kept under `$ATTEMPT_HOME/cache/features/<model>/`, one
