@@ -69,7 +69,7 @@ fn junk(seed: u64, norm: f32) -> Tensor {
 }
 
 fn candidate(name: &str, prompt: Tensor) -> Candidate {
-    Candidate { name: name.to_string(), version: "1.0.0".to_string(), prompt, signature: None }
+    Candidate { name: name.to_string(), version: "1.0.0".to_string(), prompt, signature: None, own_task: None }
 }
 
 fn config() -> SelectConfig {
@@ -215,4 +215,30 @@ fn cached_features_give_the_same_selection_and_bad_entries_are_recomputed() {
         rows.pop();
     }
     assert_eq!(untimed(run(&cache)), first);
+}
+
+#[test]
+fn a_prompt_that_did_not_learn_its_own_task_is_never_proposed() {
+    use attempt_pkg::data::baseline::OwnTaskCheck;
+    let (enc, tok) = setup();
+    // z = 0: anything that beats the random prompts at all is proposed.
+    let z0 = SelectConfig { z: 0.0, ..config() };
+    let mut c = candidate("sentiment-prompt", trained_prompt(&enc, &tok, "sentiment"));
+    let unchecked = select(&enc, &tok, "sentiment", std::slice::from_ref(&c), &z0).unwrap();
+    assert_eq!(unchecked.keep, ["sentiment-prompt"], "{unchecked:#?}");
+    assert_eq!(unchecked.ranking[0].learned_own_task, None);
+
+    let check = |value: f64| OwnTaskCheck { metric: "accuracy".into(), value, baseline: 0.509, gain_stderr: 0.017, examples: 872 };
+    c.own_task = Some(check(0.515));
+    let s = select(&enc, &tok, "sentiment", std::slice::from_ref(&c), &z0).unwrap();
+    assert!(s.keep.is_empty(), "{s:#?}");
+    assert_eq!(s.remove, ["sentiment-prompt"]);
+    assert_eq!(s.ranking[0].learned_own_task, Some(false));
+    assert_eq!(s.ranking[0].score, unchecked.ranking[0].score, "the gate does not change the score");
+    assert!(s.verdict.contains("did not learn its own task") && s.verdict.contains("--method pt"), "{}", s.verdict);
+
+    c.own_task = Some(check(0.80));
+    let s = select(&enc, &tok, "sentiment", std::slice::from_ref(&c), &z0).unwrap();
+    assert_eq!(s.keep, ["sentiment-prompt"]);
+    assert_eq!(s.ranking[0].learned_own_task, Some(true));
 }

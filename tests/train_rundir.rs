@@ -320,11 +320,19 @@ fn train_source_prompt_writes_a_publishable_directory() {
         config: cfg(Method::Attempt, 1), // forced to pt
         device: Device::Cpu,
     };
-    let o = attempt_pkg::train::train_source_prompt(request, &TrainOptions::default(), &info(), "synthetic:sentiment", &out, false).unwrap();
+    let o = attempt_pkg::train::train_source_prompt(request, &TrainOptions::default(), &info(), "synthetic:sentiment", &[], &out, false).unwrap();
     assert_eq!(o.model.method(), Method::Pt);
     let text = std::fs::read_to_string(out.join("Prompt.toml")).unwrap();
     assert!(text.contains("[base-model]") && text.contains("[provenance]") && text.contains("training-method = \"pt\""), "{text}");
     assert!(out.join("prompt.safetensors").is_file());
+    // The own-task check is recorded next to the metric and reads back as
+    // what the trained model scored on the dev examples it was evaluated on.
+    let manifest: attempt_pkg::package::Manifest = toml::from_str(&text).unwrap();
+    let check = attempt_pkg::data::baseline::OwnTaskCheck::from_manifest(&manifest.metrics).expect("recorded");
+    assert_eq!(check.metric, "accuracy");
+    assert_eq!(check.value, manifest.metrics["accuracy"]);
+    assert_eq!(check.examples, data("sentiment", 48).dev.len().min(cfg(Method::Pt, 1).max_eval_examples.unwrap_or(usize::MAX)));
+    assert!((0.0..=1.0).contains(&check.baseline) && check.gain_stderr >= 0.0, "{check:?}");
 }
 
 #[test]

@@ -176,6 +176,8 @@ fn suggest_ranks_the_registry_and_apply_edits_as_add_and_remove_would() {
     assert!(authored.contains("format = 2") && authored.contains("[signature]"), "{authored}");
     assert!(env.index_text("sentiment-prompt").is_some_and(|t| t.contains("\"sig\"") && t.contains("\"v\":2")));
     assert!(ranking.iter().all(|r| r["signature_cosine"].as_f64().is_some_and(|c| (-1.0..=1.0).contains(&c))), "{s}");
+    // ... and whether it learned its own task, which the ranking reports.
+    assert!(ranking.iter().all(|r| r["learned_own_task"].is_boolean() && r["own_task"]["metric"] == "accuracy"), "{s}");
     assert!(ranking.windows(2).all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()), "best first: {s}");
     let keep: Vec<String> = s["keep"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
     let remove: Vec<String> = s["remove"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
@@ -260,4 +262,39 @@ fn train_select_chooses_sources_then_trains() {
     }
     let err = env.fails(&["--project", p, "train", "--select", "0"]);
     assert!(err.contains("--select 0"), "{err}");
+}
+
+#[test]
+fn train_source_records_its_data_without_a_local_path_and_whether_it_learned() {
+    let env = Env::new();
+    let work = tempfile::tempdir().unwrap();
+    // A GLUE-style directory: SST-2/train.tsv and dev.tsv.
+    let data = work.path().join("private-data");
+    fs::create_dir_all(data.join("SST-2")).unwrap();
+    let rows = |n: usize| {
+        let mut text = "sentence\tlabel\n".to_string();
+        for i in 0..n {
+            text.push_str(if i % 2 == 0 { "good great fine\t1\n" } else { "bad awful poor\t0\n" });
+        }
+        text
+    };
+    fs::write(data.join("SST-2/train.tsv"), rows(32)).unwrap();
+    fs::write(data.join("SST-2/dev.tsv"), rows(16)).unwrap();
+    let out = work.path().join("sst2");
+    let model = fixture_model();
+    let mut args = vec!["train-source", "--model", model.to_str().unwrap(), "--task", "sst2", "--name", "sst2-prompt"];
+    args.extend(["--out", out.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    args.extend_from_slice(&SMALL[..SMALL.len() - 5]); // not the synthetic sizes
+    args.push("--quiet");
+    env.ok(&args);
+    let text = fs::read_to_string(out.join("Prompt.toml")).unwrap();
+    assert!(!text.contains("private-data") && !text.contains(work.path().to_str().unwrap()), "a local path leaked:\n{text}");
+    let manifest: attempt_pkg::package::Manifest = toml::from_str(&text).unwrap();
+    assert_eq!(manifest.provenance["dataset"], "sst2");
+    assert_eq!(manifest.provenance["dataset-files"], "SST-2/train.tsv, SST-2/dev.tsv");
+    let digest = &manifest.provenance["dataset-sha256"];
+    assert!(digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()), "{digest}");
+    let check = attempt_pkg::data::baseline::OwnTaskCheck::from_manifest(&manifest.metrics).expect("own-task check recorded");
+    assert_eq!((check.metric.as_str(), check.examples), ("accuracy", 16));
+    assert_eq!(check.baseline, 0.5, "the majority class of a balanced training set scores half");
 }

@@ -92,6 +92,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         metric,
         metric_value,
         dataset: args.task.clone(),
+        provenance: Vec::new(),
+        own_task: None,
     };
     export_from_run(&args.from_run, &args.task, &args.package.out, &info, &training, args.package.force)?;
     if ctx.global.json {

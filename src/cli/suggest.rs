@@ -214,7 +214,11 @@ fn print_selection(s: &Selection, attention: Option<&BTreeMap<String, f32>>) {
             r.logme,
             r.logme_gain,
             r.row_norm,
-            if r.helps { "keep" } else { "-" }
+            match (r.helps, r.learned_own_task) {
+                (true, _) => "keep",
+                (false, Some(false)) => "- (did not learn its own task)",
+                (false, _) => "-",
+            }
         );
     }
     let controls: Vec<String> = s

@@ -2,6 +2,7 @@
 //! user-defined), file loaders, metrics, few-shot sampling, synthetic tasks
 //! and tokenisation into padded batches.
 
+pub mod baseline;
 pub mod fewshot;
 pub mod loaders;
 pub mod metrics;

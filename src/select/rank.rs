@@ -25,6 +25,12 @@
 //! candidate is proposed only when its score exceeds `z` standard errors;
 //! when none does, the selection is empty and says so (train plain prompt
 //! tuning then).
+//!
+//! A prompt whose package records that it did not beat an input-blind
+//! predictor on its own task (`data::baseline`) is ranked like the others but
+//! never proposed: a prompt trained on shuffled labels moves the features of
+//! a target as much as a real source does, so the features alone cannot tell
+//! it apart, while its own dev metric can.
 
 use std::time::Instant;
 
@@ -39,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use super::features::{cached_pooled_features, sample_digest, FeatureCache, TokenisedSample};
 use super::logme::{feature_matrix, h_score, logme, Targets};
 use super::signature::{mean_row, sample};
+use crate::data::baseline::OwnTaskCheck;
 use crate::train::model::mean_row_norm;
 use crate::data::tasks::{TaskDef, TaskKind};
 use crate::data::tokenize::TextEncoder;
@@ -47,7 +54,8 @@ use crate::model::Encoder;
 
 /// Version of the scoring recipe, recorded with every selection so a later
 /// change of the recipe is visible in old records.
-pub const SIGNAL_VERSION: &str = "logme-vs-norm-control/1";
+/// 2: prompts that did not learn their own task are never proposed.
+pub const SIGNAL_VERSION: &str = "logme-vs-norm-control/2";
 
 /// A prompt to score: `[m, d]`, with the package it came from.
 #[derive(Debug, Clone)]
@@ -57,6 +65,9 @@ pub struct Candidate {
     pub prompt: Tensor,
     /// The package's task signature (mean embedding of its source data), if recorded.
     pub signature: Option<Vec<f32>>,
+    /// Whether the prompt beat an input-blind predictor on its own task, as
+    /// its package records (none for imported or older packages).
+    pub own_task: Option<OwnTaskCheck>,
 }
 
 /// How candidates are scored.
@@ -115,7 +126,15 @@ pub struct CandidateScore {
     pub row_norm: f64,
     /// Rows of the prompt (ATTEMPT mixes prompts of one length).
     pub prompt_length: usize,
-    /// Whether the score clears `z` standard errors (and the `top` cap).
+    /// The package's own-task check, when it records one.
+    #[serde(default)]
+    pub own_task: Option<OwnTaskCheck>,
+    /// `Some(false)`: the prompt did not beat an input-blind predictor on its
+    /// own task, so it carries no task knowledge and is never proposed.
+    #[serde(default)]
+    pub learned_own_task: Option<bool>,
+    /// Whether the score clears `z` standard errors (and the `top` cap), and
+    /// the prompt is not known to have learned nothing.
     pub helps: bool,
     /// Wall time spent on this candidate (forward pass and scoring).
     pub seconds: f64,
@@ -277,6 +296,8 @@ pub fn rank(
             signature_cosine: c.signature.as_ref().map(|sig| registry_index::cosine(sig, &target_mean)),
             row_norm: norm,
             prompt_length: c.prompt.dims()[0],
+            own_task: c.own_task.clone(),
+            learned_own_task: c.own_task.as_ref().map(OwnTaskCheck::learned),
             helps: false,
             seconds: started.elapsed().as_secs_f64(),
         });
@@ -287,7 +308,7 @@ pub fn rank(
     let mut remove = Vec::new();
     let mut kept_length = None;
     for r in ranking.iter_mut() {
-        let clears = r.score > 0.0 && r.score > config.z * r.stderr;
+        let clears = r.score > 0.0 && r.score > config.z * r.stderr && r.learned_own_task != Some(false);
         // The kept set is mixed by ATTEMPT, so it shares the best one's length.
         r.helps = clears && keep.len() < cap && *kept_length.get_or_insert(r.prompt_length) == r.prompt_length;
         if r.helps {
@@ -296,14 +317,20 @@ pub fn rank(
             remove.push(r.name.clone());
         }
     }
+    let unlearned = ranking.iter().filter(|r| r.learned_own_task == Some(false)).count();
+    let passed_over = match unlearned {
+        0 => String::new(),
+        1 => "; 1 candidate did not learn its own task and is never proposed".to_string(),
+        k => format!("; {k} candidates did not learn their own tasks and are never proposed"),
+    };
     let verdict = if keep.is_empty() {
         format!(
-            "no candidate is predicted to help: none beats random prompts of its own norm by more than {} standard errors; \
-             train with plain prompt tuning (`--method pt`)",
+            "no candidate is predicted to help: none that learned its own task beats random prompts of its own norm by \
+             more than {} standard errors{passed_over}; train with plain prompt tuning (`--method pt`)",
             config.z
         )
     } else {
-        format!("{} of {} candidates beat random prompts of their own norm", keep.len(), ranking.len())
+        format!("{} of {} candidates beat random prompts of their own norm{passed_over}", keep.len(), ranking.len())
     };
     Ok(Selection {
         task: task.name.clone(),

@@ -123,14 +123,7 @@ pub fn evaluate(
 ) -> Result<EvalResult> {
     let refs: Vec<&Example> = examples.iter().collect();
     let out = run(model, backbone, task, &refs, batch_size, max_length)?;
-    let preds = match model.tasks[task].task.kind {
-        TaskKind::Regression => Predictions::Scores(
-            out.labels.iter().map(|p| if let PredictedLabel::Score { score } = p { *score } else { f32::NAN }).collect(),
-        ),
-        TaskKind::Classification { .. } => Predictions::Classes(
-            out.labels.iter().map(|p| if let PredictedLabel::Class { index, .. } = p { *index } else { 0 }).collect(),
-        ),
-    };
+    let preds = as_predictions(&model.tasks[task].task.kind, &out.labels);
     let gold: Vec<Label> = examples.iter().map(|e| e.label).collect();
     let def = &model.tasks[task].task;
     let metrics = def.metrics.iter().map(|m| (m.as_str().to_string(), compute(*m, &preds, &gold))).collect();
@@ -142,6 +135,18 @@ pub fn evaluate(
         mixture_names: model.mixture_names(task),
         predictions: out.labels,
     })
+}
+
+/// Predicted labels as the metrics take them.
+pub fn as_predictions(kind: &TaskKind, labels: &[PredictedLabel]) -> Predictions {
+    match kind {
+        TaskKind::Regression => Predictions::Scores(
+            labels.iter().map(|p| if let PredictedLabel::Score { score } = p { *score } else { f32::NAN }).collect(),
+        ),
+        TaskKind::Classification { .. } => Predictions::Classes(
+            labels.iter().map(|p| if let PredictedLabel::Class { index, .. } = p { *index } else { 0 }).collect(),
+        ),
+    }
 }
 
 /// One prediction with the mixture weights used for it.

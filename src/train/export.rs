@@ -40,7 +40,15 @@ pub struct TrainingInfo {
     pub seed: u64,
     pub metric: String,
     pub metric_value: f64,
+    /// Where the data came from: the task and, for `train-source`, the
+    /// files (relative names) and a digest of the examples. Never a local
+    /// absolute path: a package is public.
     pub dataset: String,
+    /// Extra `[provenance]` strings (e.g. `dataset-sha256`).
+    pub provenance: Vec<(String, String)>,
+    /// For a source prompt: whether it beat an input-blind predictor on its
+    /// own task, recorded in `[metrics]` for `suggest`'s gate.
+    pub own_task: Option<crate::data::baseline::OwnTaskCheck>,
 }
 
 #[derive(Serialize)]
@@ -54,7 +62,7 @@ struct Manifest<'a> {
     prompt: PromptTable<'a>,
     /// The package format has free-form string `[provenance]` and finite
     /// `[metrics]`; training facts go there.
-    provenance: std::collections::BTreeMap<&'static str, String>,
+    provenance: std::collections::BTreeMap<String, String>,
     metrics: std::collections::BTreeMap<String, f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     signature: Option<&'a registry_index::Signature>,
@@ -101,9 +109,15 @@ pub fn manifest_toml(info: &PackageInfo, hidden_size: usize, training: &Training
             ("training-seed", training.seed.to_string()),
             ("dataset", training.dataset.clone()),
         ]
-        .into(),
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .chain(training.provenance.iter().cloned())
+        .collect(),
         metrics: if training.metric_value.is_finite() {
-            [(training.metric.clone(), training.metric_value)].into()
+            std::iter::once((training.metric.clone(), training.metric_value))
+                .chain(training.own_task.iter().flat_map(|c| c.manifest_entries()))
+                .filter(|(_, v)| v.is_finite())
+                .collect()
         } else {
             Default::default()
         },
@@ -200,5 +214,7 @@ pub fn training_info(
         metric,
         metric_value,
         dataset: dataset.to_string(),
+        provenance: Vec::new(),
+        own_task: None,
     })
 }

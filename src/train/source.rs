@@ -6,18 +6,23 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use crate::compose::Method;
+use crate::data::baseline::own_task_check;
 
 use super::export::{training_info, write_authoring_dir, PackageInfo};
+use super::evaluate::as_predictions;
 use super::trainer::{train, TrainOptions, TrainOutcome, TrainRequest};
 
 /// Train a source prompt (method forced to `pt`, no sources) and write
-/// `out_dir/Prompt.toml` + `prompt.safetensors`. `dataset` is recorded as
-/// provenance (e.g. `glue/rte` or a file path).
+/// `out_dir/Prompt.toml` + `prompt.safetensors`. `dataset` (the task) and
+/// `provenance` (e.g. the data files and their digest) are recorded as
+/// provenance, and in `[metrics]` whether the prompt beat an input-blind
+/// predictor on its own dev examples (`data::baseline`).
 pub fn train_source_prompt(
     mut request: TrainRequest<'_>,
     options: &TrainOptions,
     package: &PackageInfo,
     dataset: &str,
+    provenance: &[(String, String)],
     out_dir: &Path,
     overwrite: bool,
 ) -> Result<TrainOutcome> {
@@ -32,8 +37,16 @@ pub fn train_source_prompt(
     }
     request.config.method = Method::Pt;
     let config = request.config.clone();
+    // What the own-task check needs, kept before `train` takes the data.
+    let task = &request.tasks[0];
+    let evaluated = config.max_eval_examples.unwrap_or(task.dev.len()).min(task.dev.len());
+    let (def, train_examples, dev) = (task.task.clone(), task.train.clone(), task.dev[..evaluated].to_vec());
     let outcome = train(request, options)?;
-    let info = training_info(&outcome, &config, 0, dataset)?;
+    let mut info = training_info(&outcome, &config, 0, dataset)?;
+    info.provenance = provenance.to_vec();
+    info.own_task = outcome.best_eval.first().and_then(|e| {
+        own_task_check(&def, &train_examples, &dev, &as_predictions(&def.kind, &e.predictions), config.seed)
+    });
     write_authoring_dir(out_dir, package, &info, outcome.model.tasks[0].target.as_tensor(), overwrite)?;
     Ok(outcome)
 }

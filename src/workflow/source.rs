@@ -40,10 +40,18 @@ pub fn train_source(job: &SourceJob<'_>) -> Result<TrainOutcome> {
         data_dir: job.section.data_dir.as_deref(),
         section: job.section,
     })?;
-    let dataset = match &job.section.data_dir {
-        Some(d) => format!("{task} ({})", d.display()),
-        None => task.clone(),
-    };
+    // The task, its files by relative name and a digest of the examples:
+    // enough to tell which data trained the prompt, without publishing a
+    // path of the publisher's machine.
+    let dataset = task.clone();
+    let mut provenance = Vec::new();
+    let def = &tasks[0].task;
+    let files: Vec<String> = [&def.train, &def.dev].into_iter().flatten().map(|s| relative_name(&s.file)).collect();
+    if !files.is_empty() {
+        provenance.push(("dataset-files".to_string(), files.join(", ")));
+    }
+    let examples: Vec<&crate::data::Example> = tasks[0].train.iter().chain(&tasks[0].dev).collect();
+    provenance.push(("dataset-sha256".to_string(), crate::select::features::sample_digest(&examples, 0)));
     let package = PackageInfo {
         name: job.name.to_string(),
         version: job.version.to_string(),
@@ -85,5 +93,16 @@ pub fn train_source(job: &SourceJob<'_>) -> Result<TrainOutcome> {
         },
         interrupt: None,
     };
-    train_source_prompt(request, &options, &package, &dataset, job.out_dir, job.overwrite)
+    train_source_prompt(request, &options, &package, &dataset, &provenance, job.out_dir, job.overwrite)
+}
+
+/// A data file's name as recorded in a package: relative paths as written
+/// (`SST-2/train.tsv`), absolute ones by their file name only.
+fn relative_name(file: &str) -> String {
+    let path = Path::new(file);
+    if path.is_absolute() {
+        path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    } else {
+        file.to_string()
+    }
 }

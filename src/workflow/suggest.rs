@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 
 use super::project::PreparedProject;
 use super::settings::TrainSection;
+use crate::data::baseline::OwnTaskCheck;
 use crate::package::LoadedPackage;
 use crate::registry::BlockingRegistry;
 use crate::select::{rank, Candidate, FeatureCache, SelectConfig, Selection};
@@ -102,6 +103,7 @@ pub fn load_candidates(registry: &BlockingRegistry, listed: &[Listed], device: &
                 version: l.version.to_string(),
                 prompt: pkg.prompt_tensor(device)?,
                 signature: l.signature.clone(),
+                own_task: OwnTaskCheck::from_manifest(&pkg.manifest.metrics),
             })
         })
         .collect()
