@@ -8,6 +8,8 @@
 #            controls that carry no task knowledge: `shuffled-sst2-prompt` (SST-2
 #            text with its training labels shuffled) and `noise-prompt` (Gaussian
 #            rows with the mean row norm of the trained sources)
+#   recheck  only for an OUT from before the own-task check: the sources again,
+#            bit-identical prompts, published as 1.0.1 with the check
 #   truth    for every SEED and TARGET: plain prompt tuning, and SPoT from each
 #            candidate alone (the transfer it gives), same seed and budget
 #   select   `suggest --json` over the whole registry for every TARGET (LogME
@@ -55,15 +57,21 @@ PY
 budget=(--data-dir "$DATA_DIR" --max-length "$MAX_LEN" --batch-size "$BATCH" --max-steps "$TARGET_STEPS"
   --epochs 1000 --eval-every 1000 --max-eval-examples "$MAX_EVAL")
 
+train_source() { # name task data-dir version out: one source prompt, seed 1, the sources' budget
+  local name=$1 task=$2 data=$3 version=$4 out=$5 describe=()
+  [[ $name == shuffled-sst2 ]] && describe=(--description "control: SST-2 text with shuffled labels")
+  "$BIN" train-source --model "$MODEL" --task "$task" --data-dir "$data" --name "$name-prompt" --version "$version" \
+    "${describe[@]}" --out "$out" --force --seed 1 --prompt-length "$PROMPT_LEN" --max-length "$MAX_LEN" \
+    --batch-size "$BATCH" --max-steps "$SOURCE_STEPS" --epochs 1000 --eval-every 1000 --max-eval-examples "$MAX_EVAL" \
+    --quiet >"$out.log" 2>&1 || { tail -5 "$out.log" >&2; exit 1; }
+}
+
 phase_sources() {
   mkdir -p "$OUT/sources"
   for src in $SOURCES; do
     [[ -f "$OUT/sources/$src.published" ]] && continue
     log "source $src"
-    "$BIN" train-source --model "$MODEL" --task "$src" --data-dir "$DATA_DIR" --name "$src-prompt" --version 1.0.0 \
-      --out "$OUT/sources/$src" --force --seed 1 --prompt-length "$PROMPT_LEN" --max-length "$MAX_LEN" \
-      --batch-size "$BATCH" --max-steps "$SOURCE_STEPS" --epochs 1000 --eval-every 1000 --max-eval-examples "$MAX_EVAL" \
-      --quiet >"$OUT/sources/$src.log" 2>&1 || { tail -5 "$OUT/sources/$src.log" >&2; exit 1; }
+    train_source "$src" "$src" "$DATA_DIR" 1.0.0 "$OUT/sources/$src"
     "$BIN" publish "$OUT/sources/$src" >/dev/null
     touch "$OUT/sources/$src.published"
   done
@@ -81,11 +89,7 @@ with open(os.path.join(dst, "train.tsv"), "w", encoding="utf-8") as f:
     f.write(header + "\n" + "".join("\t".join(r[:-1] + [y]) + "\n" for r, y in zip(rows, labels)))
 shutil.copy(os.path.join(src, "dev.tsv"), os.path.join(dst, "dev.tsv"))
 PY
-    "$BIN" train-source --model "$MODEL" --task sst2 --data-dir "$OUT/shuffled-data" --name shuffled-sst2-prompt \
-      --version 1.0.0 --description "control: SST-2 text with shuffled labels" --out "$OUT/sources/shuffled-sst2" --force \
-      --seed 1 --prompt-length "$PROMPT_LEN" --max-length "$MAX_LEN" --batch-size "$BATCH" --max-steps "$SOURCE_STEPS" \
-      --epochs 1000 --eval-every 1000 --max-eval-examples "$MAX_EVAL" --quiet >"$OUT/sources/shuffled-sst2.log" 2>&1 \
-      || { tail -5 "$OUT/sources/shuffled-sst2.log" >&2; exit 1; }
+    train_source shuffled-sst2 sst2 "$OUT/shuffled-data" 1.0.0 "$OUT/sources/shuffled-sst2"
     "$BIN" publish "$OUT/sources/shuffled-sst2" >/dev/null
     touch "$OUT/sources/shuffled-sst2.published"
   fi
@@ -103,6 +107,26 @@ PY
     "$BIN" publish "$OUT/sources/noise" >/dev/null
     touch "$OUT/sources/noise.published"
   fi
+}
+
+phase_recheck() {
+  # For an OUT whose sources were published before train-source recorded the
+  # own-task check (src/data/baseline.rs): train each again with the same
+  # seed and budget, check that the prompt comes out bit-identical, and
+  # publish it as 1.0.1 with the check in its manifest. `suggest` ranks the
+  # newest version; the truth rows stay pinned to 1.0.0 (the same tensor).
+  for src in $SOURCES shuffled-sst2; do
+    [[ -f "$OUT/sources/$src.published-1.0.1" ]] && continue
+    grep -q '^eval-examples' "$OUT/sources/$src/Prompt.toml" && continue
+    local data=$DATA_DIR task=$src
+    [[ $src == shuffled-sst2 ]] && { data=$OUT/shuffled-data; task=sst2; }
+    log "recheck: $src again, recording its own-task check"
+    train_source "$src" "$task" "$data" 1.0.1 "$OUT/sources/$src-1.0.1"
+    cmp -s "$OUT/sources/$src/prompt.safetensors" "$OUT/sources/$src-1.0.1/prompt.safetensors" \
+      || { log "$src: the retrained prompt differs from 1.0.0; not publishing"; exit 1; }
+    "$BIN" publish "$OUT/sources/$src-1.0.1" >/dev/null
+    touch "$OUT/sources/$src.published-1.0.1"
+  done
 }
 
 new_project() { # dir [sources...]
@@ -222,8 +246,8 @@ phase_mixture() {
 
 for phase in $PHASES; do
   case $phase in
-    sources | truth | select | mixture) "phase_$phase" ;;
-    *) echo "unknown phase $phase (sources, truth, select, mixture)" >&2; exit 1 ;;
+    sources | recheck | truth | select | mixture) "phase_$phase" ;;
+    *) echo "unknown phase $phase (sources, recheck, truth, select, mixture)" >&2; exit 1 ;;
   esac
 done
 log "done: python3 scripts/select_table.py $OUT"
