@@ -9,7 +9,6 @@
 
 pub mod cache;
 pub mod cli;
-pub mod client;
 pub mod compose;
 pub mod data;
 pub mod home;

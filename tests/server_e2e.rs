@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use attempt_pkg::client::{download_many, open_source, DownloadJob};
+use attempt_pkg::registry::remote::{download_many, DownloadJob};
+use attempt_pkg::registry::{open as open_source, RegistrySource};
 use attempt_pkg::home::Home;
 use attempt_pkg::package::{Artifact, LoadedPackage};
 use common_registry::{sha256_hex, Env, Prompt};
@@ -66,7 +67,7 @@ fn publish_fetch_search_yank_through_the_server() {
 
     // The HTTP RegistrySource: versions, then a verified blob download.
     let home = Home::at(env.home.path().to_path_buf());
-    let source = open_source(Some(&server.index_url()), &home, false).unwrap();
+    let source = open_source(Some(&server.index_url()), &home, false, None).unwrap();
     assert_eq!(source.source_id(), format!("registry+{}", server.index_url()));
     let versions = source.versions("mnli-prompt").unwrap();
     assert_eq!(versions.len(), 2);
@@ -86,7 +87,7 @@ fn publish_fetch_search_yank_through_the_server() {
         .map(|v| DownloadJob { cksum: v.cksum.clone(), dest: dest_dir.path().join(format!("{}.st", v.vers)) })
         .collect();
     jobs.push(DownloadJob { cksum: versions[1].cksum.clone(), dest: dest_dir.path().join("again.st") });
-    for r in download_many(source.as_ref(), &jobs, 4) {
+    for r in download_many(&source, &jobs, 4) {
         r.unwrap();
     }
     for job in &jobs {
@@ -94,7 +95,7 @@ fn publish_fetch_search_yank_through_the_server() {
     }
 
     // Offline: the index cache answers.
-    let offline = open_source(Some(&server.index_url()), &home, true).unwrap();
+    let offline = open_source(Some(&server.index_url()), &home, true, None).unwrap();
     assert_eq!(offline.versions("mnli-prompt").unwrap(), versions);
     let err = offline.versions("sst2-prompt").unwrap_err();
     assert!(format!("{err:#}").contains("--offline"), "{err:#}");
@@ -226,7 +227,7 @@ fn tampered_blob_is_refused_and_deleted() {
 
     let env = Env::new();
     let home = Home::at(env.home.path().to_path_buf());
-    let source = open_source(Some(&server.index_url()), &home, false).unwrap();
+    let source = open_source(Some(&server.index_url()), &home, false, None).unwrap();
     let entry = source.versions("mnli-prompt").unwrap().remove(0);
     let dest = env.home.path().join("out.safetensors");
     let err = format!("{:#}", source.download_blob(&entry.cksum, &dest).unwrap_err());
@@ -255,7 +256,7 @@ fn interrupted_download_resumes_with_range_and_verifies() {
 
     let env = Env::new();
     let home = Home::at(env.home.path().to_path_buf());
-    let source = open_source(Some(&server.index_url()), &home, false).unwrap();
+    let source = open_source(Some(&server.index_url()), &home, false, None).unwrap();
     let entry = source.versions("big-prompt").unwrap().remove(0);
     let dest = env.home.path().join("big.safetensors");
     source.download_blob(&entry.cksum, &dest).unwrap();
@@ -278,7 +279,7 @@ fn download_survives_a_server_restart() {
     let env = Env::new();
     let home = Home::at(env.home.path().to_path_buf());
     let index = format!("http://{}/index/", proxy.addr);
-    let source = open_source(Some(&index), &home, false).unwrap();
+    let source = open_source(Some(&index), &home, false, None).unwrap();
     let entry = source.versions("big-prompt").unwrap().remove(0);
     let dest = env.home.path().join("big.safetensors");
 
@@ -461,7 +462,7 @@ fn auth_required_protects_reads_and_login_stores_the_token() {
     let out = env.ok(&["publish", dir.path().to_str().unwrap()]);
     assert!(out.contains("Published mnli-prompt@1.0.0"), "{out}");
     let home = Home::at(env.home.path().to_path_buf());
-    let source = open_source(None, &home, false).unwrap();
+    let source = open_source(None, &home, false, None).unwrap();
     assert_eq!(source.source_id(), format!("registry+{}/index/", server.url));
     let entry = source.versions("mnli-prompt").unwrap().remove(0);
     let dest = env.home.path().join("x.safetensors");
@@ -492,7 +493,7 @@ fn mirror_replacement_keeps_the_original_source_id() {
     )
     .unwrap();
     let home = Home::at(env.home.path().to_path_buf());
-    let source = open_source(Some("upstream"), &home, false).unwrap();
+    let source = open_source(Some("upstream"), &home, false, None).unwrap();
     // Served by the mirror (upstream has nothing), recorded as upstream.
     assert_eq!(source.versions("mnli-prompt").unwrap().len(), 1);
     assert_eq!(source.source_id(), format!("registry+{}/index/", upstream.url));

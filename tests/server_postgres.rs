@@ -98,6 +98,15 @@ fn library_registry_on_postgres() {
         assert_eq!(registry.search("sentim", 10).await.unwrap().len(), 1);
         assert!(registry.search("inference zzz", 10).await.unwrap().is_empty());
 
+        // The paginated listing the server answers `GET /api/v1/prompts?page=N` with.
+        let (first, more) = registry.list_page(0, 1).await.unwrap();
+        assert_eq!(first.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["mnli-prompt"]);
+        assert!(more);
+        let (second, more) = registry.list_page(1, 1).await.unwrap();
+        assert_eq!(second.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["sst2-prompt"]);
+        assert!(!more);
+        assert!(registry.list_page(2, 1).await.unwrap().0.is_empty());
+
         // Yank history, index files, consistency.
         registry.set_yanked("mnli-prompt", &Version::new(1, 1, 0), true).await.unwrap();
         let info = registry.info("mnli-prompt").await.unwrap().unwrap();

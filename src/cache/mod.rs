@@ -94,6 +94,19 @@ impl Cache {
         Ok(BlobState::Corrupt { actual })
     }
 
+    /// The cached, verified blob `cksum`, downloaded from `registry` first
+    /// when it is missing (or was corrupt, and so deleted).
+    pub fn fetch(&self, registry: &dyn RegistrySource, cksum: &Checksum) -> Result<PathBuf> {
+        match self.check(cksum)? {
+            BlobState::Valid => {
+                let path = self.blob_path(cksum);
+                touch(&path);
+                Ok(path)
+            }
+            BlobState::Missing | BlobState::Corrupt { .. } => self.download(registry, cksum),
+        }
+    }
+
     /// Downloads `cksum` from `registry` into the cache, verifying it first.
     pub fn download(&self, registry: &dyn RegistrySource, cksum: &Checksum) -> Result<PathBuf> {
         let tmp_dir = self.tmp_dir();

@@ -4,7 +4,6 @@ use anyhow::Result;
 
 use super::Context;
 use crate::interop::export::{self, ExportOptions, Format, PackageSpec};
-use crate::registry::{registry_dir, BlockingRegistry};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -34,7 +33,7 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let spec = PackageSpec::parse(&args.package)?;
-    let registry = BlockingRegistry::open_existing(&registry_dir(ctx.global.registry.as_deref(), &ctx.home)?)?;
+    let registry = ctx.registry(None)?;
     let entry = export::resolve(&registry, &spec)?;
     if entry.yanked {
         eprintln!("warning: {}@{} is yanked", entry.name, entry.vers);

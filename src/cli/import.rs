@@ -5,7 +5,6 @@ use semver::Version;
 
 use super::Context;
 use crate::interop::import::{self, BaseModelSpec, PackageFields};
-use crate::registry::{registry_dir, BlockingRegistry};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -60,6 +59,9 @@ pub struct Args {
     /// Overwrite Prompt.toml / prompt.safetensors already in --out.
     #[arg(long)]
     pub force: bool,
+    /// API token for a remote registry (overrides ATTEMPT_TOKEN and `attempt-pkg login`).
+    #[arg(long)]
+    pub token: Option<String>,
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
@@ -92,8 +94,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     // no directory behind; the directory's own checks were done up front.
     let mut published = None;
     if args.publish {
-        let registry = BlockingRegistry::open(&registry_dir(ctx.global.registry.as_deref(), &ctx.home)?)?;
-        let p = registry.publish(&imported.artifact)?;
+        let p = ctx.registry(args.token.as_deref())?.publish(&imported.artifact)?;
         if !ctx.global.json {
             println!("Published {}@{} ({})", p.name, p.version, p.cksum.prefixed());
         }

@@ -2,7 +2,7 @@ use anyhow::{bail, Context as _, Result};
 use semver::Version;
 
 use super::Context;
-use crate::registry::{registry_dir, BlockingRegistry, PackageInfo};
+use crate::registry::PackageInfo;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  attempt-pkg info mnli-prompt\n  attempt-pkg info mnli-prompt@1.0.0\n  \
@@ -20,11 +20,11 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         }
         None => (args.spec.as_str(), None),
     };
-    let registry = BlockingRegistry::open_existing(&registry_dir(ctx.global.registry.as_deref(), &ctx.home)?)?;
+    let registry = ctx.registry(None)?;
     let Some(mut info) = registry.info(name)? else {
         match registry.similar_name(name)? {
-            Some(similar) => bail!("no package `{name}` in {}; did you mean `{similar}`?", registry.root().display()),
-            None => bail!("no package `{name}` in {}; try `attempt-pkg search {name}`", registry.root().display()),
+            Some(similar) => bail!("no package `{name}` in {}; did you mean `{similar}`?", registry.display()),
+            None => bail!("no package `{name}` in {}; try `attempt-pkg search {name}`", registry.display()),
         }
     };
     if let Some(version) = &version {

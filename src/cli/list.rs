@@ -1,21 +1,20 @@
 use anyhow::Result;
 
 use super::Context;
-use crate::registry::{registry_dir, BlockingRegistry};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  attempt-pkg list\n  attempt-pkg list --json\n  attempt-pkg list --registry /srv/prompts")]
 pub struct Args {}
 
 pub fn run(_args: Args, ctx: &Context) -> Result<()> {
-    let registry = BlockingRegistry::open_existing(&registry_dir(ctx.global.registry.as_deref(), &ctx.home)?)?;
+    let registry = ctx.registry(None)?;
     let packages = registry.list()?;
     if ctx.global.json {
         println!("{}", serde_json::to_string_pretty(&packages)?);
         return Ok(());
     }
     if packages.is_empty() {
-        println!("the registry at {} has no packages", registry.root().display());
+        println!("the registry at {} has no packages", registry.display());
     }
     for p in &packages {
         let yanked = if p.yanked { ", all yanked" } else { "" };

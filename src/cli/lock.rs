@@ -2,7 +2,7 @@ use anyhow::Result;
 
 use super::Context;
 use crate::project::ops::{self, Flags, LockOutcome, ProjectLock, Workspace};
-use crate::registry::RegistrySource;
+use crate::registry::{Registry, RegistrySource};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Resolves the [sources] of attempt.toml against the registry and writes \
@@ -52,9 +52,18 @@ impl Context {
         }
     }
 
-    /// The registries, or none with --offline/--frozen.
+    /// The registries the resolver reads, or none with --offline/--frozen.
     pub(super) fn registries(&self) -> Result<Vec<Box<dyn RegistrySource>>> {
-        ops::open_registries(self.global.registry.as_deref(), &self.home, self.global.offline())
+        if self.global.offline() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Box::new(self.registry(None)?)])
+    }
+
+    /// The registry `--registry` names, on either backing; `token`
+    /// (`--token`) for a remote registry's writes.
+    pub(super) fn registry(&self, token: Option<&str>) -> Result<Registry> {
+        crate::registry::open(self.global.registry.as_deref(), &self.home, self.global.offline(), token)
     }
 
     pub(super) fn flags(&self) -> Flags {

@@ -3,7 +3,8 @@ use std::io::BufRead;
 use anyhow::{bail, Context as _, Result};
 
 use super::Context;
-use crate::client::{resolve_target, Credentials, RegistryTarget};
+use crate::registry::remote::Credentials;
+use crate::registry::{resolve_target, RegistryTarget};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  attempt-pkg login --registry team --token apk_…\n  \
@@ -21,7 +22,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         RegistryTarget::Remote(t) => t,
         RegistryTarget::Dir(dir) => bail!(
             "`{}` is a registry directory; tokens are for remote registries: pass --registry NAME (from config.toml) or an http(s) URL",
-            dir.display()
+            dir.root.display()
         ),
     };
     let token = match args.token {

@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use super::Context;
 use crate::package::Artifact;
-use crate::registry::{registry_dir, BlockingRegistry};
+use crate::registry::Published;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  attempt-pkg publish                 # the current directory\n  \
@@ -28,21 +28,15 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     };
     // Build and validate first: bad input must not even create a registry.
     let artifact = Artifact::build(&dir)?;
-    if let crate::client::RegistryTarget::Remote(target) = crate::client::resolve_target(ctx.global.registry.as_deref(), &ctx.home)? {
-        let remote = crate::client::open_remote(&target, args.token.as_deref(), &ctx.home, false)?;
-        let response = remote.publish(artifact.bytes())?;
-        if ctx.global.json {
-            println!("{}", serde_json::to_string_pretty(&response["published"])?);
-        } else {
-            let id = artifact.manifest().id();
-            println!("Published {id} ({}) to {}", artifact.checksum().prefixed(), remote.display());
-        }
-        return Ok(());
-    }
-    let registry = BlockingRegistry::open(&registry_dir(ctx.global.registry.as_deref(), &ctx.home)?)?;
-    let published = registry.publish(&artifact)?;
+    let published = ctx.registry(args.token.as_deref())?.publish(&artifact)?;
+    report_published(ctx, &published)
+}
+
+/// What every publishing command prints (publish, import --publish,
+/// train-source --publish, package --publish), whichever the registry.
+pub(super) fn report_published(ctx: &Context, published: &Published) -> Result<()> {
     if ctx.global.json {
-        println!("{}", serde_json::to_string_pretty(&published)?);
+        println!("{}", serde_json::to_string_pretty(published)?);
     } else {
         println!("Published {}@{} ({})", published.name, published.version, published.cksum.prefixed());
     }

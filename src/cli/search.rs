@@ -1,7 +1,6 @@
 use anyhow::Result;
 
 use super::Context;
-use crate::registry::BlockingRegistry;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  attempt-pkg search sentiment\n  attempt-pkg search \"nli mnli\" --limit 5\n  \
@@ -18,12 +17,7 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let query = args.query.join(" ");
-    let hits = match crate::client::resolve_target(ctx.global.registry.as_deref(), &ctx.home)? {
-        crate::client::RegistryTarget::Remote(target) => {
-            crate::client::open_remote(&target, None, &ctx.home, ctx.global.offline())?.search(&query, args.limit)?
-        }
-        crate::client::RegistryTarget::Dir(dir) => BlockingRegistry::open_existing(&dir)?.search(&query, args.limit)?,
-    };
+    let hits = ctx.registry(None)?.search(&query, args.limit)?;
     if ctx.global.json {
         println!("{}", serde_json::to_string_pretty(&hits)?);
         return Ok(());

@@ -10,7 +10,8 @@ use super::lock::report_lock;
 use super::train::TrainFlags;
 use super::Context;
 use crate::project::ops::{self, AddSpec};
-use crate::registry::{registry_dir, BlockingRegistry};
+use crate::cache::Cache;
+use crate::registry::RegistrySource;
 use crate::select::{SelectConfig, Selection};
 use crate::train::{suggest_sources, SourcePrompt, TrainRequest};
 use crate::workflow::project::prepare;
@@ -133,9 +134,10 @@ pub(super) fn propose(args: &Args, ctx: &Context) -> Result<Proposal> {
     // The edit lock is taken before anything is read, so an --apply cannot race another edit.
     let (ws, _lock) = if args.apply { ctx.workspace_for_edit().map(|(w, l)| (w, Some(l)))? } else { (ctx.workspace()?, None) };
     let current: Vec<String> = ws.manifest.sources.keys().cloned().collect();
-    let registries = ctx.registries()?;
+    // One handle for the candidates and for the resolver.
+    let registry = std::sync::Arc::new(ctx.registry(None)?);
+    let registries: Vec<Box<dyn RegistrySource>> = if ctx.global.offline() { Vec::new() } else { vec![Box::new(registry.clone())] };
     let project = prepare(&ctx.home, ws, &registries, ctx.flags(), args.model.as_deref(), &Device::Cpu)?;
-    let registry = BlockingRegistry::open_existing(&registry_dir(ctx.global.registry.as_deref(), &ctx.home)?)?;
     let listing = list_candidates(&registry, &project.backbone.fingerprint, project.backbone.hidden_size())?;
     for (name, why) in &listing.skipped {
         eprintln!("  skipping {name}: {why}");
@@ -164,7 +166,7 @@ pub(super) fn propose(args: &Args, ctx: &Context) -> Result<Proposal> {
     } else {
         (listing.listed, Vec::new())
     };
-    let candidates = load_candidates(&registry, &listed, &project.device)?;
+    let candidates = load_candidates(&registry, &listed, &Cache::from_home(&ctx.home), &project.device)?;
     let selection = select_for_task(&project, &section, &candidates, &config, Some(&cache), &progress)?;
     let attention = match args.probe_steps {
         Some(steps) => Some(attention_probe(&project, &section, &candidates, steps)?),

@@ -135,7 +135,8 @@ pub struct Args {
 
 pub(super) fn open_project(ctx: &Context, model: Option<&str>) -> Result<PreparedProject> {
     let ws = ctx.workspace()?;
-    let registries = if ctx.global.offline() { Vec::new() } else { ctx.registries().unwrap_or_default() };
+    // Opening is lazy, so what fails here is the configuration (config.toml, --registry): say so.
+    let registries = ctx.registries()?;
     prepare(&ctx.home, ws, &registries, ctx.flags(), model, &Device::Cpu)
 }
 

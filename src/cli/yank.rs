@@ -2,7 +2,7 @@ use anyhow::{Context as _, Result};
 use semver::Version;
 
 use super::Context;
-use crate::registry::{registry_dir, BlockingRegistry, YankOutcome};
+use crate::registry::YankOutcome;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  attempt-pkg yank mnli-prompt@1.0.1\n  attempt-pkg yank mnli-prompt@1.0.1 --undo\n\n\
@@ -26,19 +26,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         .split_once('@')
         .with_context(|| format!("`{}` is not NAME@VERSION (e.g. mnli-prompt@1.0.1)", args.spec))?;
     let version = Version::parse(version).with_context(|| format!("`{version}` is not a semver version (e.g. 1.0.1)"))?;
-    if let crate::client::RegistryTarget::Remote(target) = crate::client::resolve_target(ctx.global.registry.as_deref(), &ctx.home)? {
-        let remote = crate::client::open_remote(&target, args.token.as_deref(), &ctx.home, false)?;
-        let changed = remote.set_yanked(name, &version, !args.undo)?;
-        let verb = if args.undo { "Unyanked" } else { "Yanked" };
-        if changed {
-            println!("{verb} {name}@{version} on {}", remote.display());
-        } else {
-            println!("{name}@{version} is already {}", if args.undo { "not yanked" } else { "yanked" });
-        }
-        return Ok(());
-    }
-    let registry = BlockingRegistry::open_existing(&registry_dir(ctx.global.registry.as_deref(), &ctx.home)?)?;
-    let outcome = registry.set_yanked(name, &version, !args.undo)?;
+    let outcome = ctx.registry(args.token.as_deref())?.set_yanked(name, &version, !args.undo)?;
     let verb = if args.undo { "Unyanked" } else { "Yanked" };
     match outcome {
         YankOutcome::Changed => println!("{verb} {name}@{version}"),

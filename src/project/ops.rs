@@ -1,5 +1,6 @@
-//! Project operations shared by the CLI commands: find the project, open
-//! the registries, resolve into a lock, honour `--locked`/`--offline`.
+//! Project operations shared by the CLI commands: find the project, resolve
+//! into a lock, honour `--locked`/`--offline`. The registries come from
+//! [`crate::registry::open`], whichever backing they are.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -10,8 +11,7 @@ use semver::VersionReq;
 
 use super::lockfile::{Lockfile, LOCK_FILE};
 use super::manifest::{parse_req, Manifest, MANIFEST_FILE};
-use crate::home::Home;
-use crate::registry::{DirSource, RegistrySource};
+use crate::registry::RegistrySource;
 use crate::resolve::{self, ResolveRequest};
 
 /// A project directory with its manifest and (if present) lock.
@@ -86,29 +86,6 @@ impl Workspace {
 
     pub fn lock_path(&self) -> PathBuf {
         self.dir.join(LOCK_FILE)
-    }
-}
-
-/// The registries to read: `--registry DIR` / `ATTEMPT_REGISTRY`, else
-/// `$ATTEMPT_HOME/registry`. Offline, none.
-pub fn open_registries(registry: Option<&str>, home: &Home, offline: bool) -> Result<Vec<Box<dyn RegistrySource>>> {
-    if offline {
-        return Ok(Vec::new());
-    }
-    match crate::client::resolve_target(registry, home)? {
-        crate::client::RegistryTarget::Remote(target) => {
-            Ok(vec![Box::new(crate::client::open_remote(&target, None, home, offline)?)])
-        }
-        crate::client::RegistryTarget::Dir(dir) => {
-            if !dir.join("index").is_dir() {
-                bail!(
-                    "{} is not a registry (it has no index/ directory); publish a package into it first \
-                     (`attempt-pkg publish`) or pass --registry DIR|URL|NAME",
-                    dir.display()
-                );
-            }
-            Ok(vec![Box::new(DirSource::new(dir))])
-        }
     }
 }
 

@@ -6,7 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use semver::Version;
 
-use super::local::{LocalRegistry, PackageInfo, PackageSummary, Published, YankOutcome};
+use super::api::{PackageInfo, PackageSummary, Published, YankOutcome};
+use super::local::LocalRegistry;
 use super::DirSource;
 use crate::package::Artifact;
 

@@ -31,15 +31,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use registry_index::{
-    blob_path, canonical_name, index_path, validate_name, write_index_file, Checksum, IndexConfig, IndexDep, IndexEntry,
+    blob_path, canonical_name, index_path, validate_name, write_index_file, Checksum, IndexConfig, IndexEntry,
     FORMAT_VERSION,
 };
 use semver::Version;
-use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
+use super::api::{PackageInfo, PackageSummary, Published, VersionInfo, YankEvent, YankOutcome};
 use super::{DirSource, RegistrySource};
 use crate::package::{sha256, sync_dir, Artifact};
 
@@ -67,85 +67,6 @@ pub enum Backend {
     Sqlite,
     /// A PostgreSQL server shared by several server processes.
     Postgres,
-}
-
-/// The result of a successful publish.
-#[derive(Debug, Clone, Serialize)]
-pub struct Published {
-    pub name: String,
-    pub version: Version,
-    pub cksum: Checksum,
-    pub size: u64,
-}
-
-/// One published version, as the database knows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct VersionInfo {
-    pub version: Version,
-    pub cksum: Checksum,
-    pub size: u64,
-    pub yanked: bool,
-    pub task: String,
-    pub description: String,
-    pub license: Option<String>,
-    pub base_model_name: String,
-    pub base_model: Checksum,
-    pub hidden_size: u32,
-    pub prompt_length: u32,
-    pub dtype: Option<String>,
-    pub deps: Vec<IndexDep>,
-    /// Unix seconds.
-    pub published_at: i64,
-    /// The source data's task signature (index format 2), if the package has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub signature: Option<registry_index::Signature>,
-}
-
-/// A yank or unyank, oldest first.
-#[derive(Debug, Clone, Serialize)]
-pub struct YankEvent {
-    pub version: Version,
-    pub yanked: bool,
-    pub at: i64,
-}
-
-/// Everything about one package.
-#[derive(Debug, Clone, Serialize)]
-pub struct PackageInfo {
-    pub name: String,
-    /// Sorted by semver, oldest first.
-    pub versions: Vec<VersionInfo>,
-    pub yank_history: Vec<YankEvent>,
-}
-
-impl PackageInfo {
-    /// The newest version not yanked, else the newest.
-    pub fn latest(&self) -> Option<&VersionInfo> {
-        self.versions.iter().rev().find(|v| !v.yanked).or_else(|| self.versions.last())
-    }
-}
-
-/// One package in a listing or a search result (described by its latest version).
-/// Also the wire form of the server's search API, so clients parse it back.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct PackageSummary {
-    pub name: String,
-    pub latest: Version,
-    pub versions: usize,
-    pub task: String,
-    pub description: String,
-    pub base_model: Checksum,
-    pub hidden_size: u32,
-    pub prompt_length: u32,
-    /// Every version is yanked.
-    pub yanked: bool,
-}
-
-/// What a yank/unyank call did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum YankOutcome {
-    Changed,
-    AlreadyInState,
 }
 
 impl LocalRegistry {
@@ -447,6 +368,28 @@ impl LocalRegistry {
     pub async fn list(&self) -> Result<Vec<PackageSummary>> {
         let all = self.all_versions().await?;
         Ok(all.into_iter().filter_map(|(name, versions)| summarize(name, &versions)).collect())
+    }
+
+    /// Packages `offset..offset + limit` by name, and whether more follow:
+    /// what the server answers a listing with, one page per request, so a
+    /// request reads one page of `packages` (through its unique index on
+    /// `name`) and their versions, never the whole registry.
+    pub async fn list_page(&self, offset: u64, limit: u64) -> Result<(Vec<PackageSummary>, bool)> {
+        let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        // One row more than asked for says whether there is a next page.
+        let page: Vec<(i64, String)> = sqlx::query_as("SELECT id, name FROM packages ORDER BY name LIMIT $1 OFFSET $2")
+            .bind(as_i64(limit.saturating_add(1)))
+            .bind(as_i64(offset))
+            .fetch_all(&self.pool)
+            .await
+            .context("listing the registry")?;
+        let more = page.len() as u64 > limit;
+        let mut summaries = Vec::with_capacity(page.len());
+        for (package_id, name) in page.into_iter().take(usize::try_from(limit).unwrap_or(usize::MAX)) {
+            let versions = self.versions_of(package_id).await?;
+            summaries.extend(summarize(name, &versions));
+        }
+        Ok((summaries, more))
     }
 
     /// Full-text search over names, tasks and descriptions (of each package's

@@ -1,31 +1,27 @@
-//! Registries: where packages are published and found.
+//! Registries: where packages are published and found, on a directory or on
+//! a server, behind one handle.
 //!
-//! Reading is the [`RegistrySource`] trait (what the resolver and the fetcher
-//! need); writing (publish, yank) is the local registry's job
-//! ([`LocalRegistry`], async; [`BlockingRegistry`] for sync callers).
+//! ```text
+//! --registry DIR|URL|NAME ──target::resolve_target──> RegistryTarget (config.toml, mirrors)
+//!                         ──open──> Registry ─┬─ Local:  LocalDir → BlockingRegistry → LocalRegistry (SQLite/PostgreSQL + index + blobs)
+//!                                             └─ Remote: remote::HttpRegistry → `attempt-pkg serve` (src/server) → LocalRegistry
+//! ```
+//!
+//! Reading is the [`RegistrySource`] trait (what the resolver and the
+//! fetcher need); [`Registry`] adds publish, yank, info, list, search. Both
+//! backings answer in the types of [`api`], which are also the server's JSON.
 
+pub mod api;
 mod blocking;
+mod handle;
 mod local;
+pub mod remote;
 mod source;
+mod target;
 
-use std::path::PathBuf;
-
-use anyhow::{bail, Result};
-
+pub use api::{PackageInfo, PackageSummary, Published, VersionInfo, YankEvent, YankOutcome};
 pub use blocking::BlockingRegistry;
-pub use local::{Backend, LocalRegistry, WriteLock, PackageInfo, PackageSummary, Published, VersionInfo, YankEvent, YankOutcome};
+pub use handle::{open, LocalDir, Registry};
+pub use local::{Backend, LocalRegistry, WriteLock};
 pub use source::{DirSource, RegistrySource};
-
-use crate::home::Home;
-
-/// The registry directory named by `--registry` / `ATTEMPT_REGISTRY` (a path
-/// or a `file://` URL), else `$ATTEMPT_HOME/registry`.
-pub fn registry_dir(arg: Option<&str>, home: &Home) -> Result<PathBuf> {
-    match arg.filter(|a| !a.is_empty()) {
-        None => Ok(home.default_registry()),
-        Some(a) if a.starts_with("http://") || a.starts_with("https://") => {
-            bail!("remote registries (`{a}`) are not supported yet; pass a registry directory")
-        }
-        Some(a) => Ok(PathBuf::from(a.strip_prefix("file://").unwrap_or(a))),
-    }
-}
+pub use target::{resolve_target, DirTarget, RegistryTarget, RemoteTarget};

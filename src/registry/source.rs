@@ -7,8 +7,9 @@ use registry_index::{blob_path, index_path, parse_index_file, Checksum, IndexEnt
 
 /// Read access to a registry: its index and its blobs.
 ///
-/// Implemented by a registry directory ([`DirSource`]) and, later, by an HTTP
-/// client; the resolver and the fetcher only see this trait.
+/// Implemented by a registry directory ([`DirSource`]), the HTTP client
+/// ([`super::remote::HttpRegistry`]) and [`super::Registry`], which is
+/// either; the resolver and the fetcher only see this trait.
 pub trait RegistrySource {
     /// A stable identifier recorded in lockfiles, e.g. `registry+file:///abs/path`.
     fn source_id(&self) -> String;
@@ -76,5 +77,19 @@ impl RegistrySource for DirSource {
         }
         fs::copy(&src, dest).with_context(|| format!("copying {} to {}", src.display(), dest.display()))?;
         Ok(())
+    }
+}
+
+/// So one opened registry can serve as the resolver's source and for the
+/// other calls of a command (suggest lists candidates and then locks them).
+impl<T: RegistrySource + ?Sized> RegistrySource for std::sync::Arc<T> {
+    fn source_id(&self) -> String {
+        (**self).source_id()
+    }
+    fn versions(&self, name: &str) -> Result<Vec<IndexEntry>> {
+        (**self).versions(name)
+    }
+    fn download_blob(&self, cksum: &Checksum, dest: &Path) -> Result<()> {
+        (**self).download_blob(cksum, dest)
     }
 }

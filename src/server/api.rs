@@ -3,6 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use registry_index::validate_name;
 use semver::Version;
@@ -12,7 +13,10 @@ use serde_json::{json, Value};
 use super::tokens::{check_owner_name, Scope};
 use super::{owners, ApiError, ApiResult, SharedState};
 use crate::package::{Artifact, LoadedPackage};
-use crate::registry::YankOutcome;
+use crate::registry::api::{
+    InfoResponse, ListResponse, PageMeta, PublishResponse, SearchMeta, SearchResponse, SimilarResponse, YankOutcome, YankResponse,
+    MAX_PER_PAGE,
+};
 
 pub(crate) async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(format!("no such endpoint: {}", uri.path()))
@@ -20,7 +24,7 @@ pub(crate) async fn not_found(uri: Uri) -> ApiError {
 
 /// `PUT /api/v1/prompts/new`, body = the artifact (a `.safetensors` file as
 /// `attempt-pkg publish` builds it).
-pub(crate) async fn publish(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<Value>> {
+pub(crate) async fn publish(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<PublishResponse>> {
     let token = state.require(&headers, Scope::Publish).await?;
     if body.is_empty() {
         return Err(ApiError::bad_request("the request body is empty; it must be the artifact (use `attempt-pkg publish`)"));
@@ -88,7 +92,7 @@ pub(crate) async fn publish(State(state): State<SharedState>, headers: HeaderMap
         }
     };
     tracing::info!("published {}@{} by {} (token {})", published.name, published.version, token.owner, token.name);
-    Ok(Json(json!({ "published": published, "warnings": [] })))
+    Ok(Json(PublishResponse { published, warnings: Vec::new() }))
 }
 
 /// Registry failures (I/O, database) are the server's fault; everything else
@@ -107,11 +111,11 @@ async fn not_an_owner(state: &SharedState, who: &str, package: &str) -> ApiError
     ApiError::forbidden(format!("`{who}` is not an owner of `{package}` (owners: {})", owners.join(", ")))
 }
 
-pub(crate) async fn yank(state: State<SharedState>, headers: HeaderMap, path: UrlPath<(String, String)>) -> ApiResult<Json<Value>> {
+pub(crate) async fn yank(state: State<SharedState>, headers: HeaderMap, path: UrlPath<(String, String)>) -> ApiResult<Json<YankResponse>> {
     set_yanked(state, headers, path, true).await
 }
 
-pub(crate) async fn unyank(state: State<SharedState>, headers: HeaderMap, path: UrlPath<(String, String)>) -> ApiResult<Json<Value>> {
+pub(crate) async fn unyank(state: State<SharedState>, headers: HeaderMap, path: UrlPath<(String, String)>) -> ApiResult<Json<YankResponse>> {
     set_yanked(state, headers, path, false).await
 }
 
@@ -120,7 +124,7 @@ async fn set_yanked(
     headers: HeaderMap,
     UrlPath((name, version)): UrlPath<(String, String)>,
     yanked: bool,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<YankResponse>> {
     let token = state.require(&headers, Scope::Yank).await?;
     validate_name(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let version = Version::parse(&version).map_err(|e| ApiError::bad_request(format!("`{version}` is not a semver version: {e}")))?;
@@ -135,32 +139,53 @@ async fn set_yanked(
         return Err(not_an_owner(&state, &token.owner, &name).await);
     }
     let outcome = state.registry.set_yanked(&name, &version, yanked).await?;
-    Ok(Json(json!({ "ok": true, "changed": outcome == YankOutcome::Changed })))
+    Ok(Json(YankResponse { changed: outcome == YankOutcome::Changed, ok: true }))
 }
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct SearchQuery {
+pub(crate) struct PromptsQuery {
     q: Option<String>,
-    per_page: Option<usize>,
+    page: Option<u64>,
+    per_page: Option<u64>,
 }
 
-pub(crate) async fn search(State(state): State<SharedState>, headers: HeaderMap, Query(query): Query<SearchQuery>) -> ApiResult<Json<Value>> {
+/// `GET /api/v1/prompts`: with `q`, a search (best match first, `per_page`
+/// hits); without, one page of the listing by name (`page` from 1).
+pub(crate) async fn prompts(State(state): State<SharedState>, headers: HeaderMap, Query(query): Query<PromptsQuery>) -> ApiResult<Response> {
     state.check_read(&headers).await?;
-    let q = query.q.unwrap_or_default();
+    let per_page = query.per_page.unwrap_or(20).clamp(1, MAX_PER_PAGE);
+    let Some(q) = query.q else {
+        let page = query.page.unwrap_or(1);
+        if page == 0 {
+            return Err(ApiError::bad_request("`page` counts from 1"));
+        }
+        let offset = (page - 1).saturating_mul(per_page);
+        let (prompts, more) = state.registry.list_page(offset, per_page).await?;
+        let meta = PageMeta { next_page: more.then_some(page + 1), page, per_page };
+        return Ok(Json(ListResponse { meta, prompts }).into_response());
+    };
     if !q.chars().any(char::is_alphanumeric) {
         return Err(ApiError::bad_request("the query `q` has no words to search for (e.g. ?q=sentiment)"));
     }
-    let limit = query.per_page.unwrap_or(20).clamp(1, 100);
+    let limit = usize::try_from(per_page).unwrap_or(20);
     let hits = state.registry.search(&q, limit).await?;
-    Ok(Json(json!({ "prompts": hits, "meta": { "total": hits.len() } })))
+    Ok(Json(SearchResponse { meta: SearchMeta { total: hits.len() }, prompts: hits }).into_response())
 }
 
-pub(crate) async fn info(State(state): State<SharedState>, headers: HeaderMap, UrlPath(name): UrlPath<String>) -> ApiResult<Json<Value>> {
+pub(crate) async fn info(State(state): State<SharedState>, headers: HeaderMap, UrlPath(name): UrlPath<String>) -> ApiResult<Json<InfoResponse>> {
     state.check_read(&headers).await?;
     validate_name(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let info = state.registry.info(&name).await?.ok_or_else(|| ApiError::not_found(format!("no package named `{name}`")))?;
+    let package = state.registry.info(&name).await?.ok_or_else(|| ApiError::not_found(format!("no package named `{name}`")))?;
     let owners = owners::list(state.registry.pool(), &name).await?;
-    Ok(Json(json!({ "package": info, "owners": owners })))
+    Ok(Json(InfoResponse { owners, package }))
+}
+
+/// `GET /api/v1/prompts/<name>/similar`: the existing package `name` would
+/// be confused with (case, `-`/`_`), so clients can say "did you mean".
+pub(crate) async fn similar(State(state): State<SharedState>, headers: HeaderMap, UrlPath(name): UrlPath<String>) -> ApiResult<Json<SimilarResponse>> {
+    state.check_read(&headers).await?;
+    validate_name(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Json(SimilarResponse { similar: state.registry.similar_name(&name).await? }))
 }
 
 #[derive(Debug, Deserialize)]

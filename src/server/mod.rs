@@ -9,7 +9,9 @@
 //! GET    /blobs/sha256/<hex>                    artifact (Range → 206/416, immutable caching)
 //! PUT    /api/v1/prompts/new                    publish (body = artifact bytes)
 //! GET    /api/v1/prompts?q=…                    search
+//! GET    /api/v1/prompts?page=N&per_page=M      listing by name, one page (no `q`)
 //! GET    /api/v1/prompts/<name>                 package info
+//! GET    /api/v1/prompts/<name>/similar         the confusable existing name, if any
 //! DELETE /api/v1/prompts/<name>/<vers>/yank     yank
 //! PUT    /api/v1/prompts/<name>/<vers>/unyank   unyank
 //! GET|PUT|DELETE /api/v1/prompts/<name>/owners  owners
@@ -149,10 +151,11 @@ pub(crate) fn router(state: SharedState) -> Router {
         .route("/index/{*path}", get(index::index_file))
         .route("/blobs/sha256/{*path}", get(blobs::blob))
         .route("/api/v1/prompts/new", put(api::publish).layer(DefaultBodyLimit::max(upload_limit)))
-        .route("/api/v1/prompts", get(api::search))
+        .route("/api/v1/prompts", get(api::prompts))
         .route("/api/v1/prompts/{name}", get(api::info))
         .route("/api/v1/prompts/{name}/{version}/yank", delete(api::yank))
         .route("/api/v1/prompts/{name}/{version}/unyank", put(api::unyank))
+        .route("/api/v1/prompts/{name}/similar", get(api::similar))
         .route("/api/v1/prompts/{name}/owners", get(api::owners_list).put(api::owners_add).delete(api::owners_remove))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(SMALL_BODY_LIMIT))

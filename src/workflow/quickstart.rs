@@ -175,7 +175,8 @@ pub fn run(home: &Home, opts: &QuickstartOptions) -> Result<QuickstartReport> {
     ));
     write_atomic(&project_dir.join(MANIFEST_FILE), text.as_bytes())?;
     let ws = Workspace::load(&project_dir)?;
-    let registries = ops::open_registries(Some(&registry_dir.to_string_lossy()), home, false)?;
+    let registries: Vec<Box<dyn crate::registry::RegistrySource>> =
+        vec![Box::new(crate::registry::open(Some(&registry_dir.to_string_lossy()), home, false, None)?)];
     let specs: Vec<AddSpec> = sources.iter().map(|(n, ..)| AddSpec::parse(n)).collect::<Result<_>>()?;
     ops::add(&ws, &specs, &registries, Flags::default())?;
     let ws = Workspace::load(&project_dir)?;

@@ -13,7 +13,8 @@ use super::project::PreparedProject;
 use super::settings::TrainSection;
 use crate::data::baseline::OwnTaskCheck;
 use crate::package::LoadedPackage;
-use crate::registry::BlockingRegistry;
+use crate::cache::Cache;
+use crate::registry::{Registry, RegistrySource};
 use crate::select::{rank, Candidate, FeatureCache, SelectConfig, Selection};
 
 /// The record of the selection that chose a project's sources.
@@ -37,14 +38,17 @@ pub struct Listing {
 
 /// The newest non-yanked version, made for the model `fingerprint` with
 /// hidden size `hidden`, of every package in `registry` (prompt sets have no
-/// tensor of their own and are left out). Reads the database only.
-pub fn list_candidates(registry: &BlockingRegistry, fingerprint: &str, hidden: usize) -> Result<Listing> {
+/// tensor of their own and are left out). Reads the listing and the index
+/// (which carries everything needed here, signatures included), not the blobs;
+/// a remote registry's index files come from the revalidated index cache.
+pub fn list_candidates(registry: &Registry, fingerprint: &str, hidden: usize) -> Result<Listing> {
     let mut listed = Vec::new();
     let mut skipped = Vec::new();
     for summary in registry.list()? {
-        let Some(info) = registry.info(&summary.name)? else { continue };
+        let mut versions = registry.versions(&summary.name)?;
+        versions.sort_by(|a, b| a.vers.cmp(&b.vers));
         // Newest first: the newest non-yanked version made for this model.
-        let mut fitting = info.versions.iter().rev().filter(|v| v.base_model.prefixed() == fingerprint).peekable();
+        let mut fitting = versions.iter().rev().filter(|v| v.base_model.prefixed() == fingerprint).peekable();
         if fitting.peek().is_none() {
             continue;
         }
@@ -60,14 +64,14 @@ pub fn list_candidates(registry: &BlockingRegistry, fingerprint: &str, hidden: u
             skipped.push((summary.name.clone(), format!("hidden size {} (the model has {hidden})", v.hidden_size)));
             continue;
         }
-        let signature = match v.signature.as_ref().map(|s| s.decode(hidden)).transpose() {
+        let signature = match v.sig.as_ref().map(|s| s.decode(hidden)).transpose() {
             Ok(sig) => sig,
             Err(e) => {
-                eprintln!("  note: {}@{}: unreadable task signature ({e}); it is scored without one", summary.name, v.version);
+                eprintln!("  note: {}@{}: unreadable task signature ({e}); it is scored without one", summary.name, v.vers);
                 None
             }
         };
-        listed.push(Listed { name: summary.name.clone(), version: v.version.clone(), cksum: v.cksum.clone(), signature });
+        listed.push(Listed { name: summary.name.clone(), version: v.vers.clone(), cksum: v.cksum.clone(), signature });
     }
     Ok(Listing { listed, skipped })
 }
@@ -91,12 +95,14 @@ pub fn prefilter(listed: Vec<Listed>, target_mean: &[f32], keep: usize) -> (Vec<
     (scored.into_iter().take(cut).map(|(_, l)| l).collect(), dropped)
 }
 
-/// Read (and verify) the blobs of `listed` as candidates.
-pub fn load_candidates(registry: &BlockingRegistry, listed: &[Listed], device: &candle_core::Device) -> Result<Vec<Candidate>> {
+/// Read (and verify) the blobs of `listed` as candidates: in place in a
+/// registry directory, through the download cache from a server.
+pub fn load_candidates(registry: &Registry, listed: &[Listed], cache: &Cache, device: &candle_core::Device) -> Result<Vec<Candidate>> {
     listed
         .iter()
         .map(|l| {
-            let pkg = LoadedPackage::read_verified(&registry.inner().blob_file(&l.cksum), &l.cksum)
+            let file = registry.blob_file(&l.cksum, cache).with_context(|| format!("fetching {}@{}", l.name, l.version))?;
+            let pkg = LoadedPackage::read_verified(&file, &l.cksum)
                 .with_context(|| format!("reading {}@{} from the registry", l.name, l.version))?;
             Ok(Candidate {
                 name: l.name.clone(),

@@ -1,28 +1,31 @@
-//! Talking to registries: `--registry` (a name from config.toml, an index
-//! URL, or a directory) → a [`RegistrySource`], tokens from
-//! credentials.toml, and the HTTP client for remote registries.
-
-pub mod config;
-pub mod credentials;
-mod http;
+//! `--registry` (or `ATTEMPT_REGISTRY`) → which registry, before anything is
+//! opened: the one place that reads the argument, config.toml and its
+//! `replace-with` mirrors. Every command goes through [`resolve_target`]
+//! (via [`super::open`]; `login` only needs the target).
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use url::Url;
 
-pub use config::{normalize_index_url, Config, Location};
-pub use credentials::Credentials;
-pub use http::{download_many, DownloadJob, HttpRegistry, RemoteOptions};
-
+use super::remote::{normalize_index_url, Config, Credentials, Location};
+use super::{DirSource, RegistrySource};
 use crate::home::Home;
-use crate::registry::{DirSource, RegistrySource};
 
-/// The registry a command should use, before any connection is made.
+/// The registry a command should use.
 #[derive(Debug, Clone)]
 pub enum RegistryTarget {
-    Dir(PathBuf),
+    Dir(DirTarget),
     Remote(RemoteTarget),
+}
+
+#[derive(Debug, Clone)]
+pub struct DirTarget {
+    /// The directory read and written (the mirror, when replaced).
+    pub root: PathBuf,
+    /// What lockfiles record when it is not the directory itself: the
+    /// registry asked for, when config.toml replaces it with this directory.
+    pub replaces: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -33,6 +36,18 @@ pub struct RemoteTarget {
     pub index_url: Url,
     /// What lockfiles record: `registry+<index URL asked for>`.
     pub source_id: String,
+}
+
+impl DirTarget {
+    fn plain(root: PathBuf) -> DirTarget {
+        DirTarget { root, replaces: None }
+    }
+
+    /// What lockfiles record. Computed on use: a directory's id is its
+    /// canonical path, known only once the directory exists.
+    pub fn source_id(&self) -> String {
+        self.replaces.clone().unwrap_or_else(|| DirSource::new(self.root.clone()).source_id())
+    }
 }
 
 impl RemoteTarget {
@@ -55,10 +70,11 @@ impl RemoteTarget {
     }
 }
 
-/// Resolves `--registry` (or `ATTEMPT_REGISTRY`): an `http(s)://` URL, a
-/// registry name from `$ATTEMPT_HOME/config.toml` (following `replace-with`),
-/// or a directory (`file://` accepted). Without one: config.toml's default,
-/// else `$ATTEMPT_HOME/registry`.
+/// Resolves `--registry`: an `http(s)://` URL, a registry name from
+/// `$ATTEMPT_HOME/config.toml` (following `replace-with`), or a directory
+/// (`file://` accepted). Without one: config.toml's default, else
+/// `$ATTEMPT_HOME/registry`. A config.toml that does not parse is an error
+/// here, for every command.
 pub fn resolve_target(arg: Option<&str>, home: &Home) -> Result<RegistryTarget> {
     let config = Config::load(home)?;
     let arg = arg.filter(|a| !a.is_empty());
@@ -74,10 +90,10 @@ pub fn resolve_target(arg: Option<&str>, home: &Home) -> Result<RegistryTarget> 
             }
         }
         Some(a) if config.registries.contains_key(a) => a.to_string(),
-        Some(a) => return Ok(RegistryTarget::Dir(PathBuf::from(a.strip_prefix("file://").unwrap_or(a)))),
+        Some(a) => return Ok(RegistryTarget::Dir(DirTarget::plain(PathBuf::from(a.strip_prefix("file://").unwrap_or(a))))),
         None => match &config.registry.default {
             Some(default) => default.clone(),
-            None => return Ok(RegistryTarget::Dir(home.default_registry())),
+            None => return Ok(RegistryTarget::Dir(DirTarget::plain(home.default_registry()))),
         },
     };
     let origin = config.location(&name)?;
@@ -87,28 +103,7 @@ pub fn resolve_target(arg: Option<&str>, home: &Home) -> Result<RegistryTarget> 
         Location::Dir(dir) => DirSource::new(dir.clone()).source_id(),
     };
     Ok(match contacted {
-        Location::Dir(dir) => RegistryTarget::Dir(dir),
+        Location::Dir(root) => RegistryTarget::Dir(DirTarget { root, replaces: Some(source_id) }),
         Location::Remote(index_url) => RegistryTarget::Remote(RemoteTarget { name: Some(name), index_url, source_id }),
-    })
-}
-
-/// Opens the registry `--registry` names for reading (what add/fetch/lock use).
-pub fn open_source(arg: Option<&str>, home: &Home, offline: bool) -> Result<Box<dyn RegistrySource + Send + Sync>> {
-    match resolve_target(arg, home)? {
-        RegistryTarget::Dir(dir) => Ok(Box::new(DirSource::new(dir))),
-        RegistryTarget::Remote(target) => Ok(Box::new(open_remote(&target, None, home, offline)?)),
-    }
-}
-
-/// An HTTP client for a remote target, with its token.
-pub fn open_remote(target: &RemoteTarget, token: Option<&str>, home: &Home, offline: bool) -> Result<HttpRegistry> {
-    let token = target.token(token, home).context("reading credentials")?;
-    HttpRegistry::new(RemoteOptions {
-        index_url: target.index_url.clone(),
-        source_id: target.source_id.clone(),
-        display: target.display(),
-        token,
-        offline,
-        cache_root: home.cache_dir(),
     })
 }

@@ -21,6 +21,10 @@ use semver::Version;
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::registry::api::{
+    InfoResponse, ListResponse, PackageInfo, PackageSummary, PublishResponse, Published, SearchResponse, SimilarResponse,
+    YankOutcome, YankResponse, MAX_PER_PAGE,
+};
 use crate::registry::RegistrySource;
 
 /// Tries per request (connection errors, timeouts, 5xx, 429).
@@ -369,7 +373,7 @@ impl HttpRegistry {
     }
 
     /// `PUT /api/v1/prompts/new` with the artifact bytes.
-    pub fn publish(&self, artifact: &[u8]) -> Result<serde_json::Value> {
+    pub fn publish(&self, artifact: &[u8]) -> Result<Published> {
         self.require_token("publishing")?;
         let url = self.api_url("prompts/new")?;
         let body = artifact.to_vec();
@@ -379,11 +383,15 @@ impl HttpRegistry {
                 .body(body.clone())
         })?;
         let resp = self.check(resp, "publishing")?;
-        resp.json().context("reading the publish response")
+        let answer: PublishResponse = resp.json().context("reading the publish response")?;
+        for warning in &answer.warnings {
+            eprintln!("warning from registry {}: {warning}", self.opts.display);
+        }
+        Ok(answer.published)
     }
 
-    /// Yanks (or unyanks) `name@version`; returns whether anything changed.
-    pub fn set_yanked(&self, name: &str, version: &Version, yanked: bool) -> Result<bool> {
+    /// Yanks (or unyanks) `name@version`.
+    pub fn set_yanked(&self, name: &str, version: &Version, yanked: bool) -> Result<YankOutcome> {
         validate_name(name)?;
         self.require_token("yanking")?;
         let url = self.api_url(&format!("prompts/{name}/{version}/{}", if yanked { "yank" } else { "unyank" }))?;
@@ -392,22 +400,71 @@ impl HttpRegistry {
             self.authed(req)
         })?;
         let resp = self.check(resp, if yanked { "yanking" } else { "unyanking" })?;
-        let value: serde_json::Value = resp.json().context("reading the yank response")?;
-        Ok(value.get("changed").and_then(|v| v.as_bool()).unwrap_or(true))
+        let answer: YankResponse = resp.json().context("reading the yank response")?;
+        Ok(answer.outcome())
     }
 
-    /// `GET /api/v1/prompts?q=`: the raw `prompts` array.
-    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<crate::registry::PackageSummary>> {
-        #[derive(serde::Deserialize)]
-        struct SearchResponse {
-            prompts: Vec<crate::registry::PackageSummary>,
-        }
+    /// `GET /api/v1/prompts?q=`: the hits, best first.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<PackageSummary>> {
         let mut url = self.api_url("prompts")?;
         url.query_pairs_mut().append_pair("q", query).append_pair("per_page", &limit.to_string());
-        let resp = self.send(|| self.authed(self.client.get(url.clone())))?;
-        let resp = self.check(resp, "searching")?;
-        let body: SearchResponse = resp.json().context("reading the search response")?;
+        let body: SearchResponse = self.get_json(&url, "searching")?;
         Ok(body.prompts)
+    }
+
+    /// `GET /api/v1/prompts/<name>`; `None` when the server has no such package.
+    pub fn info(&self, name: &str) -> Result<Option<PackageInfo>> {
+        validate_name(name)?;
+        self.require_online("reading package info")?;
+        let url = self.api_url(&format!("prompts/{name}"))?;
+        let resp = self.send(|| self.authed(self.client.get(url.clone())))?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = self.check(resp, &format!("reading the package info of `{name}`"))?;
+        let body: InfoResponse = resp.json().with_context(|| format!("reading the package info of `{name}`"))?;
+        Ok(Some(body.package))
+    }
+
+    /// `GET /api/v1/prompts/<name>/similar`: the package `name` is confusable with.
+    pub fn similar_name(&self, name: &str) -> Result<Option<String>> {
+        validate_name(name)?;
+        let url = self.api_url(&format!("prompts/{name}/similar"))?;
+        let body: SimilarResponse = self.get_json(&url, "looking up similar names")?;
+        Ok(body.similar)
+    }
+
+    /// Every package, by name: walks `GET /api/v1/prompts?page=N` to the last page.
+    pub fn list(&self) -> Result<Vec<PackageSummary>> {
+        let mut all = Vec::new();
+        let mut page = Some(1u64);
+        while let Some(n) = page {
+            let mut url = self.api_url("prompts")?;
+            url.query_pairs_mut().append_pair("page", &n.to_string()).append_pair("per_page", &MAX_PER_PAGE.to_string());
+            let body: ListResponse = self.get_json(&url, "listing packages")?;
+            all.extend(body.prompts);
+            // A server must move forward; one that does not would loop forever.
+            page = body.meta.next_page.filter(|next| *next > n);
+        }
+        // By name in byte order, as a directory lists, whatever the server
+        // database's collation.
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
+    }
+
+    fn require_online(&self, doing: &str) -> Result<()> {
+        if self.opts.offline {
+            bail!("{doing} needs registry {} and --offline forbids contacting it; run without --offline", self.opts.display);
+        }
+        Ok(())
+    }
+
+    /// A GET of the API, read as `T`; `--offline` refuses (the API is not cached).
+    fn get_json<T: serde::de::DeserializeOwned>(&self, url: &Url, doing: &str) -> Result<T> {
+        self.require_online(doing)?;
+        let resp = self.send(|| self.authed(self.client.get(url.clone())))?;
+        let resp = self.check(resp, doing)?;
+        resp.json().with_context(|| format!("reading the answer of registry {} ({doing})", self.opts.display))
     }
 }
 
