@@ -132,6 +132,9 @@ def main():
     truth = rows(os.path.join(out, "truth.jsonl"))
     selects = {r["target"]: r for r in rows(os.path.join(out, "select.jsonl"))}
     mixture = rows(os.path.join(out, "mixture.jsonl"))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import prompt_similarity
+    similarity = list(prompt_similarity.rows(out, 1)) if os.path.isdir(os.path.join(out, "truth", "seed1")) else []
     pt = defaultdict(dict)
     spot = defaultdict(lambda: defaultdict(dict))
     step_s = []
@@ -167,6 +170,37 @@ def main():
         print(f"| {t} | {statistics.fmean(pts):.1f} ± {statistics.stdev(pts) if len(pts) > 1 else 0:.1f} | {len(seeds)} | "
               f"{cells} | {fmt(seed_std, 1)} | {fmt(gap, 1)} |")
     print()
+    # How far can any selector get? The ranking of candidates by one seed's
+    # gains against another seed's: the reliability of the ground truth. With
+    # k seeds averaged, Spearman-Brown gives the mean's reliability r_k, and a
+    # perfect predictor of the true gains correlates with the k-seed mean at
+    # about sqrt(r_k) -- the ceiling for every Spearman below.
+    print("## Noise ceiling: does one seed's ranking of the candidates repeat on another seed?\n")
+    print("| target | seeds | Spearman between seeds' gains (each pair) | mean | ceiling for the seed mean |")
+    print("|---|---|---|---|---|")
+    ceilings = {}
+    for t in targets:
+        seeds = sorted(pt[t])
+        srcs = [s for s in spot[t] if all(x in spot[t][s] for x in seeds)]
+        if len(seeds) < 2 or len(srcs) < 3:
+            continue
+        per_seed = {x: [spot[t][s][x] - pt[t][x] for s in srcs] for x in seeds}
+        pairs = [(a, b) for a, b in itertools.combinations(seeds, 2)
+                 if len(set(per_seed[a])) > 1 and len(set(per_seed[b])) > 1]
+        if not pairs:
+            print(f"| {t} | {len(seeds)} | every candidate ties on some seed | n/a | n/a |")
+            continue
+        rhos = [pearson(ranks(per_seed[a]), ranks(per_seed[b])) for a, b in pairs]
+        r = statistics.fmean(rhos)
+        k = len(seeds)
+        rk = k * r / (1 + (k - 1) * r) if r > 0 else 0.0
+        ceilings[t] = math.sqrt(rk)
+        print(f"| {t} | {k} | {', '.join(f'{a}-{b}: {v:.2f}' for (a, b), v in zip(pairs, rhos))} | {r:.2f} | {math.sqrt(rk):.2f} |")
+    if ceilings:
+        print(f"\nMean ceiling over {len(ceilings)} targets: {statistics.fmean(ceilings.values()):.2f} "
+              "(issue 13 asks for a mean Spearman of 0.5).\n")
+    else:
+        print()
     print("## Which real sources beat the controls\n")
     print("| target | best control gain | real sources above every control | oracle |")
     print("|---|---|---|---|")
@@ -191,8 +225,19 @@ def main():
             out["H-score"] = {k: r["h_score"] for k, r in rk.items() if r.get("h_score") is not None}
             out["task signature cosine (data similarity)"] = {
                 k: r["signature_cosine"] for k, r in rk.items() if r.get("signature_cosine") is not None}
+            # Smaller-norm prompts are easier to move away from as an init;
+            # a baseline that knows nothing but the scale.
+            out["smaller row norm (baseline)"] = {k: -r["row_norm"] for k, r in rk.items()}
             if s.get("attention_probe"):
                 out["attention probe (baseline)"] = {short(k): v for k, v in s["attention_probe"].items()}
+        # SPoT's prompt similarity to the target's own 100-step PT prompt
+        # (seed 1, the selector's seed): scripts/prompt_similarity.py.
+        for key, label in (("avg_token_cosine", "SPoT similarity, avg-token cosine"),
+                           ("per_token_cosine", "SPoT similarity, per-token cosine"),
+                           ("max_token_cosine", "SPoT similarity, max-over-tokens cosine")):
+            vals = {r["source"]: r[key] for r in similarity if r["target"] == t}
+            if vals:
+                out[label] = vals
         out["source data size (baseline)"] = {k: DATA_SIZE.get(k, 0) for k in gains[t]}
         # Rank average of the forward-only signals (no fitting, nothing to leak).
         parts = [out[k] for k in ("LogME vs norm-matched random (suggest's score)", "H-score",
@@ -286,7 +331,7 @@ def main():
     # The proposal itself: what suggest keeps.
     if selects:
         print("## suggest's proposal (keep set) against the oracle\n")
-        print("| target | kept | verdict | gain of first kept (or PT) | oracle | regret | kept a control | seconds per candidate | wall s |")
+        print("| target | kept | did not learn their own task (never kept) | gain of first kept (or PT) | oracle | regret | kept a control | seconds per candidate | wall s |")
         print("|---|---|---|---|---|---|---|---|---|")
         regrets = []
         for t in targets:
@@ -295,11 +340,12 @@ def main():
                 continue
             g = gains[t]
             kept = [short(k) for k in s["keep"]]
+            unlearned = [short(r["name"]) for r in s["ranking"] if r.get("learned_own_task") is False]
             got = g.get(kept[0], float("nan")) if kept else 0.0
             oracle = max(0.0, max(g.values()))
             regrets.append(oracle - got)
             per = statistics.fmean(r["seconds"] for r in s["ranking"])
-            print(f"| {t} | {', '.join(kept) or 'nothing'} | {s['verdict'][:60]} | {got:+.1f} | {oracle:+.1f} | "
+            print(f"| {t} | {', '.join(kept) or 'nothing'} | {', '.join(unlearned) or 'none (or not recorded)'} | {got:+.1f} | {oracle:+.1f} | "
                   f"{oracle - got:.1f} | {'YES' if any(k in CONTROLS for k in kept) else 'no'} | {per:.1f} | {s.get('wall_s', 'n/a')} |")
         if step_s:
             print(f"\nMean regret of the proposal: {statistics.fmean(regrets):.1f} points over {len(regrets)} targets. "
