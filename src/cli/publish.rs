@@ -32,9 +32,9 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     report_published(ctx, &published)
 }
 
-/// What every publishing command prints (publish, import --publish,
-/// train-source --publish, package --publish), whichever the registry.
-pub(super) fn report_published(ctx: &Context, published: &Published) -> Result<()> {
+/// What `publish` prints: the same text and JSON whichever the registry
+/// (tests/registry_matrix.rs compares them).
+fn report_published(ctx: &Context, published: &Published) -> Result<()> {
     if ctx.global.json {
         println!("{}", serde_json::to_string_pretty(published)?);
     } else {
