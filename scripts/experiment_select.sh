@@ -7,7 +7,9 @@
 #   sources  train-source + publish one prompt per SOURCES task (seed 1), and two
 #            controls that carry no task knowledge: `shuffled-sst2-prompt` (SST-2
 #            text with its training labels shuffled) and `noise-prompt` (Gaussian
-#            rows with the mean row norm of the trained sources)
+#            rows with the mean row norm of the trained sources), with
+#            `noise-low-prompt` and `noise-high-prompt`: the same rows at the
+#            smallest and the largest source's mean row norm (scale alone)
 #   recheck  only for an OUT from before the own-task check: the sources again,
 #            bit-identical prompts, published as 1.0.1 with the check
 #   truth    for every SEED and TARGET: plain prompt tuning, and SPoT from each
@@ -32,7 +34,7 @@ MODEL=${MODEL:-all-MiniLM-L6-v2}
 : "${SOURCES:=mnli qnli qqp sst2 sst5 subj agnews wnli}" "${TARGETS:=cb cola mrpc rte stsb boolq}"
 : "${SEEDS:=1 2 3}" "${PROMPT_LEN:=20}" "${MAX_LEN:=128}" "${BATCH:=16}" "${SOURCE_STEPS:=300}"
 : "${TARGET_STEPS:=100}" "${MAX_EVAL:=1000}" "${SAMPLE:=500}" "${PROBE_STEPS:=40}"
-CONTROLS="shuffled-sst2 noise"
+CONTROLS="shuffled-sst2 noise noise-low noise-high"
 [[ -x "$BIN" ]] || { echo "no binary at $BIN: run \`cargo build --release\` or set BIN" >&2; exit 1; }
 [[ -d "$DATA_DIR" ]] || { echo "no data directory $DATA_DIR" >&2; exit 1; }
 mkdir -p "$OUT"
@@ -93,20 +95,24 @@ PY
     "$BIN" publish "$OUT/sources/shuffled-sst2" >/dev/null
     touch "$OUT/sources/shuffled-sst2.published"
   fi
-  if [[ ! -f "$OUT/sources/noise.published" ]]; then
-    log "control: Gaussian prompt with the trained sources' mean row norm"
-    local trained=()
-    for src in $SOURCES; do trained+=("$OUT/sources/$src/prompt.safetensors"); done
-    python3 "$(dirname "$0")/noise_prompt.py" "$OUT/sources/noise.safetensors" "${trained[@]}"
-    local fp
-    fp=$(grep -m1 '^fingerprint' "$OUT/sources/sst2/Prompt.toml" | cut -d'"' -f2)
-    rm -rf "$OUT/sources/noise"
-    "$BIN" import "$OUT/sources/noise.safetensors" --name noise-prompt --version 1.0.0 --task none \
-      --description "control: Gaussian noise, norm-matched" --base-model "$fp" --hidden-size 384 \
-      --base-model-name "$MODEL" --out "$OUT/sources/noise" >/dev/null
-    "$BIN" publish "$OUT/sources/noise" >/dev/null
-    touch "$OUT/sources/noise.published"
-  fi
+  # Gaussian controls: at the trained sources' mean row norm (`noise`), and
+  # in the same direction at the smallest and largest source's norm, so that
+  # an effect of scale alone shows up as such.
+  local trained=() fp
+  for src in $SOURCES; do trained+=("$OUT/sources/$src/prompt.safetensors"); done
+  fp=$(grep -m1 '^fingerprint' "$OUT/sources/${SOURCES%% *}/Prompt.toml" | cut -d'"' -f2)
+  for control in noise:mean noise-low:min noise-high:max; do
+    local name=${control%%:*} norm=${control#*:}
+    [[ -f "$OUT/sources/$name.published" ]] && continue
+    log "control: $name (Gaussian rows at the $norm row norm of the trained sources)"
+    python3 "$(dirname "$0")/noise_prompt.py" "$OUT/sources/$name.safetensors" --norm "$norm" "${trained[@]}"
+    rm -rf "$OUT/sources/$name"
+    "$BIN" import "$OUT/sources/$name.safetensors" --name "$name-prompt" --version 1.0.0 --task none \
+      --description "control: Gaussian noise at the $norm source row norm" --base-model "$fp" --hidden-size 384 \
+      --base-model-name "$MODEL" --out "$OUT/sources/$name" >/dev/null
+    "$BIN" publish "$OUT/sources/$name" >/dev/null
+    touch "$OUT/sources/$name.published"
+  done
 }
 
 phase_recheck() {

@@ -2,7 +2,12 @@
 scaled to the mean row norm of the given trained prompts, so it matches them
 in size and carries no task knowledge.
 
-    python3 scripts/noise_prompt.py OUT.safetensors PROMPT.safetensors...
+    python3 scripts/noise_prompt.py OUT.safetensors [--norm mean|min|max] PROMPT.safetensors...
+
+--norm picks the mean row norm over all the given prompts (default), or that
+of the prompt with the smallest or largest mean row norm. The Gaussian draw is
+seeded (1), so controls made at different norms share one direction and
+differ in scale only.
 
 Reads and writes safetensors by hand (an 8-byte header length, a JSON header,
 raw little-endian f32), so it needs nothing beyond the standard library.
@@ -31,17 +36,21 @@ def read_prompt(path):
 
 def main():
     out, inputs = sys.argv[1], sys.argv[2:]
-    if not inputs:
-        sys.exit("usage: noise_prompt.py OUT.safetensors PROMPT.safetensors...")
-    shapes, norms = set(), []
+    pick = "mean"
+    if inputs[:1] == ["--norm"]:
+        pick, inputs = inputs[1] if len(inputs) > 1 else "", inputs[2:]
+    if pick not in ("mean", "min", "max") or not inputs:
+        sys.exit("usage: noise_prompt.py OUT.safetensors [--norm mean|min|max] PROMPT.safetensors...")
+    shapes, per_prompt = set(), []
     for path in inputs:
         rows, cols, values = read_prompt(path)
         shapes.add((rows, cols))
-        norms += [math.sqrt(sum(v * v for v in row)) for row in values]
+        per_prompt.append([math.sqrt(sum(v * v for v in row)) for row in values])
     if len(shapes) != 1:
         sys.exit(f"the prompts differ in shape: {sorted(shapes)}")
     rows, cols = shapes.pop()
-    norm = sum(norms) / len(norms)
+    means = [sum(n) / len(n) for n in per_prompt]
+    norm = {"mean": sum(map(sum, per_prompt)) / sum(map(len, per_prompt)), "min": min(means), "max": max(means)}[pick]
     rng = random.Random(1)
     flat = []
     for _ in range(rows):

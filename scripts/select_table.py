@@ -25,10 +25,10 @@ import statistics
 import sys
 from collections import defaultdict
 
-CONTROLS = {"shuffled-sst2", "noise"}
+CONTROLS = {"shuffled-sst2", "noise", "noise-low", "noise-high"}
 # Training examples of each source task in ../shared/data (the "data size" baseline).
 DATA_SIZE = {"mnli": 8999, "qnli": 8999, "qqp": 8999, "sst2": 67349, "sst5": 7689, "subj": 7200,
-             "agnews": 10001, "wnli": 635, "shuffled-sst2": 67349, "noise": 0}
+             "agnews": 10001, "wnli": 635, "shuffled-sst2": 67349, "noise": 0, "noise-low": 0, "noise-high": 0}
 METRIC = {"cola": "matthews", "stsb": "pearson"}
 
 
