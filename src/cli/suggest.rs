@@ -24,7 +24,9 @@ the prompt is prepended, the frozen encoder runs once, and LogME measures how we
 the labels. The score is that LogME minus the LogME of random prompts with the same row norm (trained prompts \
 are far larger than word embeddings, and size alone changes the features), with a half-sample standard error. \
 Candidates whose score clears --z standard errors are proposed to keep, best first; when none does, suggest \
-says so and proposes removing every source (train then runs plain prompt tuning). Pooled features are \
+says so and proposes removing every source (train then runs plain prompt tuning). A package whose own \
+dev metric (recorded by train-source) does not beat an input-blind predictor, such as a prompt trained on \
+shuffled labels, is ranked but never proposed. Pooled features are \
 cached per model in $ATTEMPT_HOME/cache/features, so a second run over the same sample and prompts \
 scores nothing again.\n\n\
 --apply makes the proposal real through the resolver (the same edits `add` and `remove` make, in one lock \
