@@ -7,6 +7,7 @@
 //! which turns a missing server into a failure instead of a skip.
 
 mod common_registry;
+mod pages_common;
 mod server_common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -108,7 +109,7 @@ fn library_registry_on_postgres() {
         assert!(registry.list_page(2, 1).await.unwrap().0.is_empty());
 
         // Yank history, index files, consistency.
-        registry.set_yanked("mnli-prompt", &Version::new(1, 1, 0), true).await.unwrap();
+        registry.set_yanked("mnli-prompt", &Version::new(1, 1, 0), true, None).await.unwrap();
         let info = registry.info("mnli-prompt").await.unwrap().unwrap();
         assert!(info.versions[1].yanked);
         assert_eq!(info.yank_history.len(), 1);
@@ -225,4 +226,19 @@ fn server_killed_after_the_commit_recovers_from_postgres() {
     let index = http().get(format!("{}/index/mn/li/mnli-prompt", restarted.url)).send().unwrap().text().unwrap();
     assert_eq!(index.lines().count(), 1, "{index}");
     assert_eq!(put(&restarted, &token, &bytes), 409);
+}
+
+/// The web pages' queries (totals, newest, most downloaded, filters,
+/// dependents, a model's packages, batched download counts, yank reasons)
+/// give the same answers on PostgreSQL as on SQLite (tests/server_pages.rs).
+#[test]
+fn page_queries_on_postgres() {
+    let Some(admin) = admin_url() else { return };
+    let db = fresh_database(&admin);
+    let root = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let registry = LocalRegistry::open_with_database(root.path(), Some(&db)).await.unwrap();
+        pages_common::check_browse_queries(&registry).await;
+    });
 }

@@ -41,6 +41,10 @@ pub struct Args {
     /// Threads serving connections (default: one per CPU).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+    /// How often download counts (shown on the web pages) are written to the database, in
+    /// milliseconds; a killed server loses at most this interval's counts.
+    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    pub download_flush_ms: u64,
 }
 
 pub fn run(args: Args, _ctx: &Context) -> Result<()> {
@@ -54,6 +58,7 @@ pub fn run(args: Args, _ctx: &Context) -> Result<()> {
         rate_per_minute: args.rate_limit,
         rate_burst: args.rate_burst,
         workers: args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        download_flush: std::time::Duration::from_millis(args.download_flush_ms),
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(

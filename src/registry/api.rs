@@ -49,6 +49,9 @@ pub struct YankEvent {
     pub version: Version,
     pub yanked: bool,
     pub at: i64,
+    /// Why, if the publisher said (`yank --reason`); left out of the JSON when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Everything about one package.

@@ -46,8 +46,8 @@ impl BlockingRegistry {
     pub fn publish_dir(&self, dir: &Path) -> Result<Published> {
         self.runtime.block_on(self.inner.publish_dir(dir))
     }
-    pub fn set_yanked(&self, name: &str, version: &Version, yanked: bool) -> Result<YankOutcome> {
-        self.runtime.block_on(self.inner.set_yanked(name, version, yanked))
+    pub fn set_yanked(&self, name: &str, version: &Version, yanked: bool, reason: Option<&str>) -> Result<YankOutcome> {
+        self.runtime.block_on(self.inner.set_yanked(name, version, yanked, reason))
     }
     pub fn info(&self, name: &str) -> Result<Option<PackageInfo>> {
         self.runtime.block_on(self.inner.info(name))

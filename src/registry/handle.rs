@@ -94,11 +94,12 @@ impl Registry {
         }
     }
 
-    /// Yanks (`yanked = true`) or unyanks a published version.
-    pub fn set_yanked(&self, name: &str, version: &Version, yanked: bool) -> Result<YankOutcome> {
+    /// Yanks (`yanked = true`) or unyanks a published version; `reason`
+    /// (yanks only) is kept in the yank history and shown on the web pages.
+    pub fn set_yanked(&self, name: &str, version: &Version, yanked: bool, reason: Option<&str>) -> Result<YankOutcome> {
         match self {
-            Registry::Local(dir) => dir.db(false)?.set_yanked(name, version, yanked),
-            Registry::Remote(http) => http.set_yanked(name, version, yanked),
+            Registry::Local(dir) => dir.db(false)?.set_yanked(name, version, yanked, reason),
+            Registry::Remote(http) => http.set_yanked(name, version, yanked, reason),
         }
     }
 

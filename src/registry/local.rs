@@ -39,6 +39,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
+use super::browse::Filters;
 use super::api::{PackageInfo, PackageSummary, Published, VersionInfo, YankEvent, YankOutcome};
 use super::{DirSource, RegistrySource};
 use crate::package::{sha256, sync_dir, Artifact};
@@ -48,7 +49,7 @@ const GENERATION_FILE: &str = ".generation";
 const CONFIG_FILE: &str = "config.json";
 /// What [`version_from_row`] reads (the stored manifest JSON is left out: it
 /// is large and only needed to audit a version).
-const VERSION_COLUMNS: &str = "versions.version, versions.cksum, versions.size, versions.yanked, versions.task, \
+pub(super) const VERSION_COLUMNS: &str = "versions.version, versions.cksum, versions.size, versions.yanked, versions.task, \
      versions.description, versions.license, versions.base_model_name, versions.base_model, versions.hidden_size, \
      versions.prompt_length, versions.dtype, versions.deps, versions.published_at, versions.signature";
 
@@ -241,10 +242,10 @@ impl LocalRegistry {
                 .0
             }
         };
-        sqlx::query(
+        let (version_id,): (i64,) = sqlx::query_as(
             "INSERT INTO versions (package_id, version, cksum, size, task, description, license, base_model_name, \
              base_model, hidden_size, prompt_length, dtype, deps, manifest, yanked, published_at, signature) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, $15, $16)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, $15, $16) RETURNING id",
         )
         .bind(package_id)
         .bind(id.version.to_string())
@@ -262,7 +263,7 @@ impl LocalRegistry {
         .bind(manifest.to_json())
         .bind(now)
         .bind(entry.sig.as_ref().map(serde_json::to_string).transpose()?)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| match &e {
             // The unique constraint backs up the check above should two
@@ -272,6 +273,14 @@ impl LocalRegistry {
             }
             _ => anyhow::Error::new(e).context(format!("recording {id}")),
         })?;
+        // The reverse direction of `deps`, for the pages' "dependents".
+        for dep in manifest.dependencies.keys() {
+            sqlx::query("INSERT INTO version_dependencies (version_id, name) VALUES ($1, $2)")
+                .bind(version_id)
+                .bind(dep)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query("INSERT INTO publish_log (name, version, cksum, size, at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&id.name)
             .bind(id.version.to_string())
@@ -291,9 +300,14 @@ impl LocalRegistry {
         Ok(Published { name: id.name, version: id.version, cksum: entry.cksum, size: entry.size })
     }
 
-    /// Yanks (`yanked = true`) or unyanks a published version, recording the change.
-    pub async fn set_yanked(&self, name: &str, version: &Version, yanked: bool) -> Result<YankOutcome> {
+    /// Yanks (`yanked = true`) or unyanks a published version, recording the
+    /// change and, for a yank, the publisher's `reason` if given.
+    pub async fn set_yanked(&self, name: &str, version: &Version, yanked: bool, reason: Option<&str>) -> Result<YankOutcome> {
         validate_name(name)?;
+        let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+        if let Some(reason) = reason {
+            check_yank_reason(reason)?;
+        }
         let _lock = self.lock_writes().await?;
         self.repair_locked().await?;
         let row: Option<(i64, i64, i64)> = sqlx::query_as(
@@ -312,10 +326,11 @@ impl LocalRegistry {
         }
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE versions SET yanked = $1 WHERE id = $2").bind(i64::from(yanked)).bind(version_id).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO yank_history (version_id, yanked, at) VALUES ($1, $2, $3)")
+        sqlx::query("INSERT INTO yank_history (version_id, yanked, at, reason) VALUES ($1, $2, $3, $4)")
             .bind(version_id)
             .bind(i64::from(yanked))
             .bind(unix_now())
+            .bind(reason.filter(|_| yanked))
             .execute(&mut *tx)
             .await?;
         // Search describes the latest unyanked version, which may have changed.
@@ -338,7 +353,7 @@ impl LocalRegistry {
         };
         let versions = self.versions_of(package_id).await?;
         let rows = sqlx::query(
-            "SELECT v.version, h.yanked, h.at FROM yank_history h JOIN versions v ON v.id = h.version_id \
+            "SELECT v.version, h.yanked, h.at, h.reason FROM yank_history h JOIN versions v ON v.id = h.version_id \
              WHERE v.package_id = $1 ORDER BY h.id",
         )
         .bind(package_id)
@@ -350,6 +365,7 @@ impl LocalRegistry {
                 version: parse_db_version(row.get("version"))?,
                 yanked: row.get::<i64, _>("yanked") != 0,
                 at: row.get("at"),
+                reason: row.get("reason"),
             });
         }
         Ok(Some(PackageInfo { name: name.to_string(), versions, yank_history }))
@@ -396,6 +412,12 @@ impl LocalRegistry {
     /// latest version), best match first (name hits above task hits above
     /// description hits). Every word must match, as a prefix.
     pub async fn search(&self, query: &str, limit: usize) -> Result<Vec<PackageSummary>> {
+        self.search_filtered(query, &Filters::default(), limit).await
+    }
+
+    /// [`LocalRegistry::search`] limited to packages with a version that
+    /// matches `filters` (the web pages' task and base-model filters).
+    pub async fn search_filtered(&self, query: &str, filters: &Filters, limit: usize) -> Result<Vec<PackageSummary>> {
         let words: Vec<String> = query
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
@@ -407,21 +429,26 @@ impl LocalRegistry {
         // Words are alphanumeric only, so the query syntaxes below cannot be injected.
         let (sql, terms) = match self.backend {
             Backend::Sqlite => (
-                "SELECT package_search.rowid AS id FROM package_search WHERE package_search MATCH $1 \
-                 ORDER BY bm25(package_search, 10.0, 4.0, 1.0), package_search.rowid LIMIT $2",
+                format!(
+                    "SELECT package_search.rowid AS id FROM package_search WHERE package_search MATCH $1 {} \
+                     ORDER BY bm25(package_search, 10.0, 4.0, 1.0), package_search.rowid LIMIT $2",
+                    filters.sql("package_search.rowid", 3)
+                ),
                 words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" "),
             ),
             Backend::Postgres => (
-                "SELECT s.rowid AS id FROM package_search s, to_tsquery('simple', $1) q, \
-                 LATERAL (SELECT setweight(to_tsvector('simple', s.name), 'A') || setweight(to_tsvector('simple', s.task), 'B') \
-                 || setweight(to_tsvector('simple', s.description), 'C') AS doc) d \
-                 WHERE d.doc @@ q ORDER BY ts_rank('{0.1, 0.2, 0.4, 1.0}', d.doc, q) DESC, s.rowid LIMIT $2",
+                format!(
+                    "SELECT s.rowid AS id FROM package_search s, to_tsquery('simple', $1) q, \
+                     LATERAL (SELECT setweight(to_tsvector('simple', s.name), 'A') || setweight(to_tsvector('simple', s.task), 'B') \
+                     || setweight(to_tsvector('simple', s.description), 'C') AS doc) d \
+                     WHERE d.doc @@ q {} ORDER BY ts_rank('{{0.1, 0.2, 0.4, 1.0}}', d.doc, q) DESC, s.rowid LIMIT $2",
+                    filters.sql("s.rowid", 3)
+                ),
                 words.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & "),
             ),
         };
-        let rows = sqlx::query(sql)
-            .bind(terms)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        let rows = filters
+            .bind(sqlx::query(&sql).bind(terms).bind(i64::try_from(limit).unwrap_or(i64::MAX)))
             .fetch_all(&self.pool)
             .await
             .context("searching the registry")?;
@@ -535,7 +562,7 @@ impl LocalRegistry {
         write_via_tmp(&self.root.join("tmp"), &dest, artifact.bytes())
     }
 
-    async fn versions_of(&self, package_id: i64) -> Result<Vec<VersionInfo>> {
+    pub(super) async fn versions_of(&self, package_id: i64) -> Result<Vec<VersionInfo>> {
         let rows = sqlx::query(&format!("SELECT {VERSION_COLUMNS} FROM versions WHERE package_id = $1")).bind(package_id).fetch_all(&self.pool).await?;
         let mut versions = rows.iter().map(version_from_row).collect::<Result<Vec<_>>>()?;
         versions.sort_by(|a, b| a.version.cmp(&b.version));
@@ -673,7 +700,15 @@ impl LocalRegistry {
     }
 }
 
-fn summarize(name: String, versions: &[VersionInfo]) -> Option<PackageSummary> {
+/// A yank reason is shown on one line of a web page: short, no control characters.
+fn check_yank_reason(reason: &str) -> Result<()> {
+    if reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+        bail!("the yank reason must be one line of at most 500 characters");
+    }
+    Ok(())
+}
+
+pub(super) fn summarize(name: String, versions: &[VersionInfo]) -> Option<PackageSummary> {
     let latest = versions.iter().rev().find(|v| !v.yanked).or_else(|| versions.last())?;
     Some(PackageSummary {
         name,
@@ -705,7 +740,7 @@ fn entry_of(name: &str, v: &VersionInfo) -> IndexEntry {
     }
 }
 
-fn version_from_row(row: &AnyRow) -> Result<VersionInfo> {
+pub(super) fn version_from_row(row: &AnyRow) -> Result<VersionInfo> {
     let corrupt = |what: &str| format!("registry database has an invalid {what}");
     let deps: String = row.get("deps");
     Ok(VersionInfo {
@@ -731,7 +766,7 @@ fn version_from_row(row: &AnyRow) -> Result<VersionInfo> {
     })
 }
 
-fn parse_db_version(text: &str) -> Result<Version> {
+pub(super) fn parse_db_version(text: &str) -> Result<Version> {
     Version::parse(text).with_context(|| format!("registry database has an invalid version `{text}`"))
 }
 

@@ -13,6 +13,7 @@
 
 pub mod api;
 mod blocking;
+pub mod browse;
 mod handle;
 mod local;
 pub mod remote;
@@ -21,6 +22,7 @@ mod target;
 
 pub use api::{PackageInfo, PackageSummary, Published, VersionInfo, YankEvent, YankOutcome};
 pub use blocking::BlockingRegistry;
+pub use browse::Filters;
 pub use handle::{open, LocalDir, Registry};
 pub use local::{Backend, LocalRegistry, WriteLock};
 pub use source::{DirSource, RegistrySource};

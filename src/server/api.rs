@@ -111,18 +111,35 @@ async fn not_an_owner(state: &SharedState, who: &str, package: &str) -> ApiError
     ApiError::forbidden(format!("`{who}` is not an owner of `{package}` (owners: {})", owners.join(", ")))
 }
 
-pub(crate) async fn yank(state: State<SharedState>, headers: HeaderMap, path: UrlPath<(String, String)>) -> ApiResult<Json<YankResponse>> {
-    set_yanked(state, headers, path, true).await
+pub(crate) async fn yank(
+    state: State<SharedState>,
+    headers: HeaderMap,
+    path: UrlPath<(String, String)>,
+    query: Query<YankQuery>,
+) -> ApiResult<Json<YankResponse>> {
+    set_yanked(state, headers, path, query, true).await
 }
 
-pub(crate) async fn unyank(state: State<SharedState>, headers: HeaderMap, path: UrlPath<(String, String)>) -> ApiResult<Json<YankResponse>> {
-    set_yanked(state, headers, path, false).await
+pub(crate) async fn unyank(
+    state: State<SharedState>,
+    headers: HeaderMap,
+    path: UrlPath<(String, String)>,
+    query: Query<YankQuery>,
+) -> ApiResult<Json<YankResponse>> {
+    set_yanked(state, headers, path, query, false).await
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct YankQuery {
+    /// Why the version is yanked (yanks only).
+    reason: Option<String>,
 }
 
 async fn set_yanked(
     State(state): State<SharedState>,
     headers: HeaderMap,
     UrlPath((name, version)): UrlPath<(String, String)>,
+    Query(query): Query<YankQuery>,
     yanked: bool,
 ) -> ApiResult<Json<YankResponse>> {
     let token = state.require(&headers, Scope::Yank).await?;
@@ -138,7 +155,12 @@ async fn set_yanked(
     if !owners::may_manage(state.registry.pool(), &name, &token.owner).await? {
         return Err(not_an_owner(&state, &token.owner, &name).await);
     }
-    let outcome = state.registry.set_yanked(&name, &version, yanked).await?;
+    if let Some(reason) = &query.reason {
+        if reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+            return Err(ApiError::bad_request("the yank reason must be one line of at most 500 characters"));
+        }
+    }
+    let outcome = state.registry.set_yanked(&name, &version, yanked, query.reason.as_deref()).await?;
     Ok(Json(YankResponse { changed: outcome == YankOutcome::Changed, ok: true }))
 }
 

@@ -6,7 +6,7 @@ use std::io::SeekFrom;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use registry_index::{blob_path, Checksum};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -74,7 +74,12 @@ fn parse_range(value: Option<&str>, len: u64) -> RangeRequest {
     }
 }
 
-pub(crate) async fn blob(State(state): State<SharedState>, UrlPath(path): UrlPath<String>, headers: HeaderMap) -> ApiResult<Response> {
+pub(crate) async fn blob(
+    State(state): State<SharedState>,
+    method: Method,
+    UrlPath(path): UrlPath<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     state.check_read(&headers).await?;
     let cksum = parse_blob_path(&path)
         .ok_or_else(|| ApiError::not_found(format!("`/blobs/sha256/{path}` is not a blob path (expected 64 lowercase hex digits)")))?;
@@ -129,6 +134,12 @@ pub(crate) async fn blob(State(state): State<SharedState>, UrlPath(path): UrlPat
     };
     if first > 0 {
         file.seek(SeekFrom::Start(first)).await.map_err(|e| ApiError::internal(e.into()))?;
+    }
+    // A download is a GET answered from the first byte (a resumed
+    // download's later ranges are the same download; HEAD is no download);
+    // only a tally in memory here.
+    if first == 0 && method == Method::GET {
+        state.downloads.record(&cksum);
     }
     common.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     common.insert(header::CONTENT_LENGTH, HeaderValue::from(count));

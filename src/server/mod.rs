@@ -12,9 +12,10 @@
 //! GET    /api/v1/prompts?page=N&per_page=M      listing by name, one page (no `q`)
 //! GET    /api/v1/prompts/<name>                 package info
 //! GET    /api/v1/prompts/<name>/similar         the confusable existing name, if any
-//! DELETE /api/v1/prompts/<name>/<vers>/yank     yank
+//! DELETE /api/v1/prompts/<name>/<vers>/yank     yank (`?reason=…` optional)
 //! PUT    /api/v1/prompts/<name>/<vers>/unyank   unyank
 //! GET|PUT|DELETE /api/v1/prompts/<name>/owners  owners
+//! GET    /  /prompts/<name>[/<vers>]  /models/<fingerprint>   web pages (pages/)
 //! ```
 //!
 //! Every URL path is validated (package-name rules, 64-hex checksums) before
@@ -22,9 +23,11 @@
 
 mod api;
 mod blobs;
+mod downloads;
 mod error;
 mod index;
 pub mod owners;
+mod pages;
 mod ratelimit;
 pub mod tokens;
 
@@ -70,6 +73,8 @@ pub struct ServerConfig {
     pub rate_burst: u32,
     /// Threads serving connections.
     pub workers: usize,
+    /// How often blob download counts are written to the database.
+    pub download_flush: Duration,
 }
 
 /// Shared by every request.
@@ -78,6 +83,10 @@ pub(crate) struct AppState {
     config: ServerConfig,
     limiter: RateLimiter,
     index_cache: index::IndexCache,
+    /// Blob downloads not yet written to the database.
+    downloads: Arc<downloads::DownloadCounter>,
+    /// Per-token norms for the package pages' plots.
+    norms: pages::NormCache,
     /// Test hook (`ATTEMPT_TEST_CUT_BLOB_AFTER=N`): whole-blob responses stop
     /// after N bytes, as if the connection dropped, to test resumption.
     cut_blob_after: Option<u64>,
@@ -157,6 +166,7 @@ pub(crate) fn router(state: SharedState) -> Router {
         .route("/api/v1/prompts/{name}/{version}/unyank", put(api::unyank))
         .route("/api/v1/prompts/{name}/similar", get(api::similar))
         .route("/api/v1/prompts/{name}/owners", get(api::owners_list).put(api::owners_add).delete(api::owners_remove))
+        .merge(pages::routes())
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(SMALL_BODY_LIMIT))
         .with_state(state)
@@ -183,10 +193,14 @@ pub fn serve(config: ServerConfig) -> Result<()> {
     let local = listener.local_addr()?;
     let cut_blob_after = std::env::var("ATTEMPT_TEST_CUT_BLOB_AFTER").ok().and_then(|v| v.parse().ok());
     let workers = config.workers.max(1);
+    let downloads = Arc::new(downloads::DownloadCounter::default());
+    shared.spawn(downloads::flush_loop(downloads.clone(), registry.clone(), config.download_flush.max(Duration::from_millis(10))));
     let state = Arc::new(AppState {
         registry,
         limiter: RateLimiter::new(config.rate_per_minute, config.rate_burst),
         index_cache: index::IndexCache::default(),
+        downloads,
+        norms: pages::NormCache::default(),
         cut_blob_after,
         config,
     });

@@ -391,10 +391,13 @@ impl HttpRegistry {
     }
 
     /// Yanks (or unyanks) `name@version`.
-    pub fn set_yanked(&self, name: &str, version: &Version, yanked: bool) -> Result<YankOutcome> {
+    pub fn set_yanked(&self, name: &str, version: &Version, yanked: bool, reason: Option<&str>) -> Result<YankOutcome> {
         validate_name(name)?;
         self.require_token("yanking")?;
-        let url = self.api_url(&format!("prompts/{name}/{version}/{}", if yanked { "yank" } else { "unyank" }))?;
+        let mut url = self.api_url(&format!("prompts/{name}/{version}/{}", if yanked { "yank" } else { "unyank" }))?;
+        if let Some(reason) = reason {
+            url.query_pairs_mut().append_pair("reason", reason);
+        }
         let resp = self.send(|| {
             let req = if yanked { self.client.delete(url.clone()) } else { self.client.put(url.clone()) };
             self.authed(req)
