@@ -45,7 +45,11 @@ fn render_selection(ws: &Workspace, s: &Selection) -> String {
     );
     for (rank, r) in s.ranking.iter().enumerate() {
         let here = if ws.manifest.sources.contains_key(&r.name) { "in [sources]" } else { "not added" };
-        let helps = if r.helps { ", predicted to help" } else { "" };
+        let helps = match (r.helps, &r.own_task) {
+            (true, _) => ", predicted to help".to_string(),
+            (false, Some(check)) if !check.learned() => format!(", did not learn its own task: {}", check.describe()),
+            _ => String::new(),
+        };
         out.push_str(&format!(
             "  #{} {}@{}: score {:.4} ± {:.4}{helps} ({here})\n",
             rank + 1,
