@@ -69,9 +69,9 @@ fn package_page_shows_versions_yanks_facts_plots_and_the_add_line() {
 
     let body = page(&server, "/prompts/mnli-prompt");
     assert!(body.contains("<pre class=\"copy\" id=\"add-line\"><code>attempt-pkg add mnli-prompt@1.2.0</code></pre>"), "{body}");
+    assert!(body.contains("<p class=\"description\">Natural language inference prompt</p>"), "{body}");
     let facts = section(&body, "facts");
     for expected in [
-        "Natural language inference prompt",
         "tiny-test-model",
         FINGERPRINT.trim_start_matches("sha256:"),
         "<dt>hidden size</dt><dd>8</dd>",

@@ -92,7 +92,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         metric,
         metric_value,
         dataset: args.task.clone(),
-        provenance: Vec::new(),
+        provenance: source_attention(&dir, &args.task).into_iter().collect(),
         own_task: None,
     };
     export_from_run(&args.from_run, &args.task, &args.package.out, &info, &training, args.package.force)?;
@@ -102,4 +102,38 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         args.package.print_written();
     }
     Ok(())
+}
+
+/// The run's mean attention over its sources for `task` (`attention-<task>.csv`,
+/// written by ATTEMPT runs), as the `source-attention` provenance entry the
+/// registry's package page plots: `name=weight` pairs joined by `, `.
+/// `None` for methods without attention (pt) or a run that never evaluated.
+fn source_attention(dir: &RunDir, task: &str) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(dir.file(&format!("attention-{task}.csv"))).ok()?;
+    let pairs: Vec<String> = text
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let (name, weight) = line.rsplit_once(',')?;
+            let weight: f64 = weight.trim().parse().ok()?;
+            let name = name.trim().trim_matches('"');
+            (!name.is_empty() && !name.contains([',', '=']) && weight.is_finite()).then(|| format!("{name}={weight:.4}"))
+        })
+        .collect();
+    (!pairs.is_empty()).then(|| ("source-attention".to_string(), pairs.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn source_attention_from_the_run_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("attention-rte.csv"), "prompt,weight\nmnli-prompt,0.612500\nsst2-prompt,0.387500\n").unwrap();
+        let run = super::RunDir { path: dir.path().to_path_buf() };
+        assert_eq!(
+            super::source_attention(&run, "rte"),
+            Some(("source-attention".to_string(), "mnli-prompt=0.6125, sst2-prompt=0.3875".to_string()))
+        );
+        assert_eq!(super::source_attention(&run, "cb"), None);
+    }
 }
