@@ -117,6 +117,33 @@ fn gelu_erf_backward() {
 }
 
 #[test]
+fn gelu_tanh_and_relu_backward() {
+    check("gelu_tanh", &[5, 301], |x| ops::gelu_tanh(x).unwrap(), |x| reference::gelu_tanh(x).unwrap());
+    check("relu", &[5, 301], |x| ops::relu(x).unwrap(), |x| reference::relu(x).unwrap());
+}
+
+#[test]
+fn biased_softmax_backward() {
+    // T5's bias: a per-head, per-position table plus f32::MIN on masked keys,
+    // broadcast over the batch.
+    let mut table = randn(&[3 * 4 * 6], 21).to_vec1::<f32>().unwrap();
+    for row in table.chunks_mut(6) {
+        row[5] = f32::MIN;
+    }
+    let bias = Tensor::from_vec(table, (1, 3, 4, 6), &Device::Cpu).unwrap();
+    check(
+        "biased softmax",
+        &[2, 3, 4, 6],
+        |x| ops::biased_softmax(x, &bias).unwrap(),
+        |x| reference::biased_softmax(x, &bias).unwrap(),
+    );
+    let p = ops::biased_softmax(&randn(&[2, 3, 4, 6], 3), &bias).unwrap();
+    let masked = p.narrow(3, 5, 1).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+    // Not exactly 0: the kernels' exp saturates at about 1e-38.
+    assert!(masked < 1e-30, "keys with an f32::MIN bias get no probability ({masked})");
+}
+
+#[test]
 fn frozen_linear_backward() {
     let w = randn(&[13, 24], 8);
     let b = randn(&[13], 9);

@@ -160,12 +160,8 @@ fn info(args: InfoArgs, ctx: &Context) -> Result<()> {
     }
     let fp = fingerprint::fingerprint(&ctx.home, &dir)?;
     let (layers, heads, ffn) = match &config {
-        ModelConfig::Bert(c) => (Some(c.num_hidden_layers), Some(c.num_attention_heads), Some(c.intermediate_size)),
-        ModelConfig::T5(v) => (
-            v.get("num_layers").and_then(|x| x.as_u64()).map(|x| x as usize),
-            v.get("num_heads").and_then(|x| x.as_u64()).map(|x| x as usize),
-            v.get("d_ff").and_then(|x| x.as_u64()).map(|x| x as usize),
-        ),
+        ModelConfig::Bert(c) => (c.num_hidden_layers, c.num_attention_heads, c.intermediate_size),
+        ModelConfig::T5(c) => (c.num_layers, c.num_heads, c.d_ff),
     };
     let pooling = crate::model::Pooling::read(&dir)?;
     let tokenizer = dir.join(crate::model::tokenizer::TOKENIZER_FILE).is_file();
@@ -181,14 +177,13 @@ fn info(args: InfoArgs, ctx: &Context) -> Result<()> {
         println!("{v}");
         return Ok(());
     }
-    let show = |x: Option<usize>| x.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
     println!("path:         {}", dir.display());
     println!("architecture: {}", config.architecture());
-    println!("hidden size:  {}", show(config.hidden_size()));
-    println!("layers:       {}", show(layers));
-    println!("heads:        {}", show(heads));
-    println!("ffn size:     {}", show(ffn));
-    println!("vocab size:   {}", show(config.vocab_size()));
+    println!("hidden size:  {}", config.hidden_size());
+    println!("layers:       {layers}");
+    println!("heads:        {heads}");
+    println!("ffn size:     {ffn}");
+    println!("vocab size:   {}", config.vocab_size());
     println!("parameters:   {params}");
     println!("weights:      {total_bytes} bytes in {} file(s)", files.len());
     for (n, l) in &file_rows {
@@ -227,7 +222,7 @@ fn encode(args: EncodeArgs, ctx: &Context) -> Result<()> {
     let dev = device(&args.device)?;
     let dir = store::resolve(&ctx.home, &args.model)?;
     let loaded = load_model(&dir, &dev)?;
-    let vocab = loaded.config.vocab_size().unwrap_or(usize::MAX);
+    let vocab = loaded.config.vocab_size();
     let batch: Batch = if !args.text.is_empty() {
         let tok = loaded.tokenizer.as_ref().with_context(|| {
             format!("{} has no tokenizer.json; pass token ids with --ids instead of --text", dir.display())
@@ -240,11 +235,7 @@ fn encode(args: EncodeArgs, ctx: &Context) -> Result<()> {
                 bail!("token id {bad} is out of range: the model's vocab_size is {vocab}");
             }
         }
-        let pad = match &loaded.config {
-            ModelConfig::Bert(c) => c.pad_token_id,
-            ModelConfig::T5(_) => 0,
-        };
-        Batch::from_ids(seqs, pad)
+        Batch::from_ids(seqs, loaded.config.pad_token_id())
     };
     if args.pooled && loaded.pooling.is_none() {
         bail!("{} is not a sentence-transformers model (no modules.json with a Pooling module); drop --pooled", dir.display());

@@ -242,7 +242,7 @@ pub fn resolve_base(
 /// architectures attempt-pkg runs, else from the usual Hugging Face keys, so
 /// prompts for other backbones can still be packaged.
 fn model_hidden_size(dir: &Path) -> Result<u32> {
-    let known = config::read_config(dir).ok().and_then(|cfg| cfg.hidden_size());
+    let known = config::read_config(dir).ok().map(|cfg| cfg.hidden_size());
     let size = match known {
         Some(h) => Some(h as u64),
         None => {

@@ -5,6 +5,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+pub use super::t5::T5Config;
+
 /// The architectures attempt-pkg can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
@@ -31,8 +33,7 @@ impl std::fmt::Display for Architecture {
 #[derive(Debug, Clone)]
 pub enum ModelConfig {
     Bert(BertConfig),
-    /// Parsed by the T5 module; kept raw here so this module does not depend on it.
-    T5(serde_json::Value),
+    T5(T5Config),
 }
 
 impl ModelConfig {
@@ -44,17 +45,25 @@ impl ModelConfig {
     }
 
     /// Rows of the word-embedding matrix.
-    pub fn vocab_size(&self) -> Option<usize> {
+    pub fn vocab_size(&self) -> usize {
         match self {
-            ModelConfig::Bert(c) => Some(c.vocab_size),
-            ModelConfig::T5(v) => v.get("vocab_size").and_then(|v| v.as_u64()).map(|v| v as usize),
+            ModelConfig::Bert(c) => c.vocab_size,
+            ModelConfig::T5(c) => c.vocab_size,
         }
     }
 
-    pub fn hidden_size(&self) -> Option<usize> {
+    pub fn hidden_size(&self) -> usize {
         match self {
-            ModelConfig::Bert(c) => Some(c.hidden_size),
-            ModelConfig::T5(v) => v.get("d_model").and_then(|v| v.as_u64()).map(|v| v as usize),
+            ModelConfig::Bert(c) => c.hidden_size,
+            ModelConfig::T5(c) => c.d_model,
+        }
+    }
+
+    /// The token id that pads a batch.
+    pub fn pad_token_id(&self) -> u32 {
+        match self {
+            ModelConfig::Bert(c) => c.pad_token_id,
+            ModelConfig::T5(c) => c.pad_token(),
         }
     }
 }
@@ -140,7 +149,11 @@ pub fn read_config(dir: &Path) -> Result<ModelConfig> {
             }
             Ok(ModelConfig::Bert(cfg))
         }
-        "t5" => Ok(ModelConfig::T5(value)),
+        "t5" => {
+            let cfg = T5Config::from_value(value)
+                .with_context(|| format!("{}: not a valid T5 configuration", path.display()))?;
+            Ok(ModelConfig::T5(cfg))
+        }
         "" => bail!("{}: no \"model_type\" field; cannot tell the architecture (supported: bert, t5)", path.display()),
         other => bail!("{}: unknown architecture model_type {other:?} (supported: bert, t5)", path.display()),
     }

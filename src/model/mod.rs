@@ -78,20 +78,13 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
             let ws = Weights::load(dir, device)?;
             AnyModel::Bert(bert::Bert::from_weights(cfg, &ws).with_context(|| format!("loading {}", dir.display()))?)
         }
-        ModelConfig::T5(raw) => {
-            let cfg = t5::T5Config::from_json_str(&raw.to_string())
-                .with_context(|| format!("{}: invalid T5 config", dir.join("config.json").display()))?;
+        ModelConfig::T5(cfg) => {
             let ws = Weights::load(dir, device)?;
-            AnyModel::T5(t5::T5Model::from_weights(&cfg, &*ws, device).with_context(|| format!("loading {}", dir.display()))?)
+            AnyModel::T5(t5::T5Model::new(cfg, &ws).with_context(|| format!("loading {}", dir.display()))?)
         }
     };
     let tokenizer = if dir.join(tokenizer::TOKENIZER_FILE).is_file() {
-        let vocab = config.vocab_size().unwrap_or(usize::MAX);
-        let pad = match &config {
-            ModelConfig::Bert(c) => c.pad_token_id,
-            ModelConfig::T5(_) => 0,
-        };
-        Some(ModelTokenizer::load(dir, vocab, pad)?)
+        Some(ModelTokenizer::load(dir, config.vocab_size(), config.pad_token_id())?)
     } else {
         None
     };

@@ -76,7 +76,7 @@ pub fn validate_dir(dir: &Path) -> Result<ModelConfig> {
         super::bert::Bert::from_weights(cfg, &ws)?;
     }
     if dir.join(super::tokenizer::TOKENIZER_FILE).is_file() {
-        super::tokenizer::ModelTokenizer::load(dir, config.vocab_size().unwrap_or(usize::MAX), 0)?;
+        super::tokenizer::ModelTokenizer::load(dir, config.vocab_size(), config.pad_token_id())?;
     }
     super::Pooling::read(dir)?;
     Ok(config)

@@ -9,24 +9,22 @@
 //! head tied to the embeddings with a d_model^-0.5 rescale (v1.0) or a separate
 //! `lm_head` without rescale (v1.1).
 //!
-//! Weights are plain tensors, never `Var`s: backward computes no weight
-//! gradients (projections go through a frozen-linear op whose backward returns
-//! only the input gradient).
+//! Weights are plain tensors ([`Weights`]), never `Var`s: backward computes no
+//! weight gradients. The kernels (frozen linear, biased softmax, activations,
+//! RMS norm, the fused encoder block) are the shared ones in [`super::ops`];
+//! this module holds the configuration and the layers.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use candle_core::backend::BackendStorage;
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Shape, Storage, Tensor, D,
-};
-use rayon::prelude::*;
+use candle_core::{DType, Device, Tensor, D};
 use serde::Deserialize;
 
 use super::ops::rms_norm::rms_norm;
-use super::ops::{PreRmsFeedForward, PreRmsLayer};
+use super::ops::{self, linear, PreRmsFeedForward, PreRmsLayer};
+use super::weights::Weights;
 use super::Encoder;
 
 /// Added to attention scores of masked positions (what transformers uses).
@@ -115,9 +113,9 @@ pub enum Activation {
 impl Activation {
     fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Activation::Relu => relu(x),
-            Activation::GeluNew => gelu_new(x),
-            Activation::Gelu => x.gelu_erf(),
+            Activation::Relu => ops::relu(x),
+            Activation::GeluNew => ops::gelu_tanh(x),
+            Activation::Gelu => ops::gelu_erf(x),
             Activation::Silu => x.silu(),
         }
     }
@@ -126,7 +124,12 @@ impl Activation {
 impl T5Config {
     /// Parses and validates `config.json` text.
     pub fn from_json_str(json: &str) -> anyhow::Result<Self> {
-        let cfg: T5Config = serde_json::from_str(json).context("not a valid T5 config.json")?;
+        Self::from_value(serde_json::from_str(json).context("not a valid T5 config.json")?)
+    }
+
+    /// Validates an already parsed `config.json`.
+    pub fn from_value(json: serde_json::Value) -> anyhow::Result<Self> {
+        let cfg: T5Config = serde_json::from_value(json).context("not a valid T5 config.json")?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -286,506 +289,28 @@ impl T5Config {
 }
 
 // ---------------------------------------------------------------------------
-// Weight lookup
-// ---------------------------------------------------------------------------
-
-struct WeightSource<'a> {
-    weights: &'a HashMap<String, Tensor>,
-    device: &'a Device,
-}
-
-impl WeightSource<'_> {
-    fn get(&self, name: &str, shape: &[usize]) -> anyhow::Result<Tensor> {
-        let t = self.weights.get(name).with_context(|| {
-            format!(
-                "T5 weight `{name}` is missing (is this a T5 checkpoint matching its config.json?)"
-            )
-        })?;
-        self.check(name, t, shape)
-    }
-
-    /// First of several names present (checkpoints alias some tensors).
-    fn get_any(&self, names: &[&str], shape: &[usize]) -> anyhow::Result<Tensor> {
-        for name in names {
-            if let Some(t) = self.weights.get(*name) {
-                return self.check(name, t, shape);
-            }
-        }
-        anyhow::bail!(
-            "T5 weight `{}` is missing (also looked for {:?})",
-            names[0],
-            &names[1..]
-        )
-    }
-
-    fn check(&self, name: &str, t: &Tensor, shape: &[usize]) -> anyhow::Result<Tensor> {
-        anyhow::ensure!(
-            t.dims() == shape,
-            "T5 weight `{name}` has shape {:?} but config.json implies {:?}",
-            t.dims(),
-            shape
-        );
-        let t = t
-            .to_dtype(DType::F32)
-            .and_then(|t| t.to_device(self.device))
-            .and_then(|t| t.contiguous())
-            .with_context(|| format!("cannot load T5 weight `{name}` as f32"))?;
-        Ok(t.detach())
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Frozen linear: y = x·Wᵀ whose backward returns only dx
-// ---------------------------------------------------------------------------
-
-/// A projection by a frozen weight [out, in]. `Tensor::matmul`'s backward
-/// always computes the weight gradient too (a [out, in] matmul per call);
-/// this op skips it.
-#[derive(Clone)]
-struct FrozenLinear {
-    weight: Tensor,
-}
-
-impl FrozenLinear {
-    fn new(weight: Tensor) -> Self {
-        Self { weight }
-    }
-
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if fused_path(x) {
-            x.contiguous()?.apply_op1(FrozenLinearOp {
-                weight: self.weight.clone(),
-                relu: false,
-            })
-        } else {
-            x.broadcast_matmul(&self.weight.t()?)
-        }
-    }
-
-    /// relu(x·Wᵀ) in one op: the pre-activation is never kept for backward.
-    fn forward_relu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if fused_path(x) {
-            x.contiguous()?.apply_op1(FrozenLinearOp {
-                weight: self.weight.clone(),
-                relu: true,
-            })
-        } else {
-            x.broadcast_matmul(&self.weight.t()?)?.relu()
-        }
-    }
-}
-
-struct FrozenLinearOp {
-    weight: Tensor,
-    /// Apply ReLU to the output (backward masks the gradient by output > 0).
-    relu: bool,
-}
-
-impl CustomOp1 for FrozenLinearOp {
-    fn name(&self) -> &'static str {
-        "t5-frozen-linear"
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (out_dim, in_dim) = self.weight.dims2()?;
-        let dims = x_layout.dims();
-        let k = *dims.last().unwrap_or(&0);
-        if k != in_dim {
-            candle_core::bail!("frozen linear: input width {k} != weight input width {in_dim}")
-        }
-        let (start, _) = x_layout.contiguous_offsets().ok_or_else(|| {
-            candle_core::Error::Msg("frozen linear: input must be contiguous".into())
-        })?;
-        let rows = x_layout.shape().elem_count() / k.max(1);
-        let lhs_layout = Layout::contiguous_with_offset((rows, k), start);
-        let (w_storage, w_layout) = self.weight.storage_and_layout();
-        let Storage::Cpu(w) = &*w_storage else {
-            candle_core::bail!("frozen linear: weight is not on the CPU")
-        };
-        let rhs_layout = w_layout.transpose(0, 1)?;
-        let mut out = x.matmul(w, (1, rows, out_dim, k), &lhs_layout, &rhs_layout)?;
-        if self.relu {
-            let CpuStorage::F32(values) = &mut out else {
-                candle_core::bail!("frozen linear: expected f32 output")
-            };
-            values
-                .par_iter_mut()
-                .with_min_len(MIN_ELEMS_PER_TASK)
-                .for_each(|v| *v = v.max(0.0));
-        }
-        let mut out_dims = dims.to_vec();
-        if let Some(last) = out_dims.last_mut() {
-            *last = out_dim;
-        }
-        Ok((out, Shape::from(out_dims)))
-    }
-
-    fn bwd(&self, x: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let (out_dim, _) = self.weight.dims2()?;
-        let rows = grad.elem_count() / out_dim;
-        let grad = if self.relu {
-            res.apply_op2_no_bwd(&grad.contiguous()?, &ReluGrad)?
-        } else {
-            grad.clone()
-        };
-        let dx = grad.reshape((rows, out_dim))?.matmul(&self.weight)?;
-        Ok(Some(dx.reshape(x.shape())?))
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Element-wise ops with lean backward passes
-// ---------------------------------------------------------------------------
-//
-// Candle's backward computes a gradient for every argument of a recorded op,
-// trainable or not, and its ReLU backward takes four passes. These run one
-// parallel pass each way and skip the frozen side.
-
-/// Elements handed to one rayon task.
-const MIN_ELEMS_PER_TASK: usize = 1 << 14;
-
-fn contiguous_f32<'a>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-    op: &str,
-) -> candle_core::Result<&'a [f32]> {
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input must be contiguous")))?;
-    Ok(&storage.as_slice::<f32>()?[start..end])
-}
-
-fn fused_path(x: &Tensor) -> bool {
-    matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32
-}
-
-/// `x + bias` where `bias` (position bias + masks) is constant: no gradient
-/// is computed for it. `bias` must already have `x`'s shape.
-struct AddFrozenBias {
-    bias: Tensor,
-}
-
-fn add_frozen_bias(x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
-    if fused_path(x) && fused_path(bias) && x.dims() == bias.dims() && bias.is_contiguous() {
-        x.contiguous()?
-            .apply_op1(AddFrozenBias { bias: bias.clone() })
-    } else {
-        x.broadcast_add(&bias.detach())
-    }
-}
-
-impl CustomOp1 for AddFrozenBias {
-    fn name(&self) -> &'static str {
-        "t5-add-frozen-bias"
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(x, x_layout, self.name())?;
-        let (b_storage, b_layout) = self.bias.storage_and_layout();
-        let Storage::Cpu(b) = &*b_storage else {
-            candle_core::bail!("{}: bias is not on the CPU", self.name())
-        };
-        let bias = contiguous_f32(b, b_layout, self.name())?;
-        if bias.len() != x.len() {
-            candle_core::bail!(
-                "{}: bias has {} elements, input {}",
-                self.name(),
-                bias.len(),
-                x.len()
-            )
-        }
-        let mut out = vec![0f32; x.len()];
-        out.par_iter_mut()
-            .zip(x.par_iter().zip(bias.par_iter()))
-            .with_min_len(MIN_ELEMS_PER_TASK)
-            .for_each(|(o, (x, b))| *o = x + b);
-        Ok((CpuStorage::F32(out), x_layout.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        _x: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(grad.clone()))
-    }
-}
-
-/// `softmax(x + bias)` over the last dimension with a constant `bias`
-/// (position bias + masks, same shape as `x`), fused: one pass forward; the
-/// backward reads only the output, dx = y·(g − Σ g·y), one pass. The composed
-/// version keeps five [b, h, Tq, Tk] intermediates alive for backward.
-struct BiasedSoftmax {
-    bias: Tensor,
-}
-
-/// Attention probabilities from raw scores and a constant additive bias.
-fn biased_softmax(scores: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
-    if fused_path(scores)
-        && fused_path(bias)
-        && scores.dims() == bias.dims()
-        && bias.is_contiguous()
-    {
-        scores
-            .contiguous()?
-            .apply_op1(BiasedSoftmax { bias: bias.clone() })
-    } else {
-        candle_nn::ops::softmax(&add_frozen_bias(scores, bias)?, D::Minus1)
-    }
-}
-
-impl CustomOp1 for BiasedSoftmax {
-    fn name(&self) -> &'static str {
-        "t5-biased-softmax"
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(x, x_layout, self.name())?;
-        let (b_storage, b_layout) = self.bias.storage_and_layout();
-        let Storage::Cpu(b) = &*b_storage else {
-            candle_core::bail!("{}: bias is not on the CPU", self.name())
-        };
-        let bias = contiguous_f32(b, b_layout, self.name())?;
-        let n = *x_layout.dims().last().unwrap_or(&1);
-        if bias.len() != x.len() || n == 0 {
-            candle_core::bail!(
-                "{}: bias has {} elements, input {}",
-                self.name(),
-                bias.len(),
-                x.len()
-            )
-        }
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(n)
-            .zip(x.par_chunks(n).zip(bias.par_chunks(n)))
-            .with_min_len(MIN_ELEMS_PER_TASK / n + 1)
-            .for_each(|(y, (x, b))| {
-                super::ops::vectorized(#[inline(always)] || {
-                    let mut max = f32::NEG_INFINITY;
-                    for ((y, x), b) in y.iter_mut().zip(x).zip(b) {
-                        *y = x + b;
-                        max = max.max(*y);
-                    }
-                    for y in y.iter_mut() {
-                        *y = super::ops::exp_f32(*y - max);
-                    }
-                    let inv = 1.0 / super::ops::sum_f32(y);
-                    for y in y.iter_mut() {
-                        *y *= inv;
-                    }
-                })
-            });
-        Ok((CpuStorage::F32(out), x_layout.shape().clone()))
-    }
-
-    fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(
-            res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxGrad)?,
-        ))
-    }
-}
-
-/// dx = y·(g − Σ g·y) per row.
-struct SoftmaxGrad;
-
-impl CustomOp2 for SoftmaxGrad {
-    fn name(&self) -> &'static str {
-        "t5-softmax-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        y: &CpuStorage,
-        y_layout: &Layout,
-        g: &CpuStorage,
-        g_layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let y = contiguous_f32(y, y_layout, self.name())?;
-        let g = contiguous_f32(g, g_layout, self.name())?;
-        let n = (*y_layout.dims().last().unwrap_or(&1)).max(1);
-        let mut out = vec![0f32; y.len()];
-        out.par_chunks_mut(n)
-            .zip(y.par_chunks(n).zip(g.par_chunks(n)))
-            .with_min_len(MIN_ELEMS_PER_TASK / n + 1)
-            .for_each(|(dx, (y, g))| {
-                let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
-                for ((dx, y), g) in dx.iter_mut().zip(y).zip(g) {
-                    *dx = y * (g - dot);
-                }
-            });
-        Ok((CpuStorage::F32(out), y_layout.shape().clone()))
-    }
-}
-
-/// ReLU whose backward is one pass over (output, gradient).
-struct Relu;
-
-fn relu(x: &Tensor) -> candle_core::Result<Tensor> {
-    if fused_path(x) {
-        x.contiguous()?.apply_op1(Relu)
-    } else {
-        x.relu()
-    }
-}
-
-impl CustomOp1 for Relu {
-    fn name(&self) -> &'static str {
-        "t5-relu"
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(x, x_layout, self.name())?;
-        let mut out = vec![0f32; x.len()];
-        out.par_iter_mut()
-            .zip(x.par_iter())
-            .with_min_len(MIN_ELEMS_PER_TASK)
-            .for_each(|(o, x)| *o = x.max(0.0));
-        Ok((CpuStorage::F32(out), x_layout.shape().clone()))
-    }
-
-    fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(res.apply_op2_no_bwd(&grad.contiguous()?, &ReluGrad)?))
-    }
-}
-
-/// GELU, tanh approximation (`gelu_new`, the v1.1 / FLAN FFN), whose
-/// backward is one pass over (input, gradient).
-struct GeluNew;
-
-const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-const GELU_CUBIC: f32 = 0.044_715;
-
-fn gelu_new(x: &Tensor) -> candle_core::Result<Tensor> {
-    if fused_path(x) {
-        x.contiguous()?.apply_op1(GeluNew)
-    } else {
-        x.gelu()
-    }
-}
-
-impl CustomOp1 for GeluNew {
-    fn name(&self) -> &'static str {
-        "t5-gelu-new"
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(x, x_layout, self.name())?;
-        let mut out = vec![0f32; x.len()];
-        out.par_iter_mut()
-            .zip(x.par_iter())
-            .with_min_len(MIN_ELEMS_PER_TASK)
-            .for_each(|(o, &x)| {
-                let t = (SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x)).tanh();
-                *o = 0.5 * x * (1.0 + t);
-            });
-        Ok((CpuStorage::F32(out), x_layout.shape().clone()))
-    }
-
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, &GeluNewGrad)?))
-    }
-}
-
-/// dx = g · (0.5(1+t) + 0.5x(1−t²)·k(1+3c·x²)), t = tanh(k(x+c·x³)).
-struct GeluNewGrad;
-
-impl CustomOp2 for GeluNewGrad {
-    fn name(&self) -> &'static str {
-        "t5-gelu-new-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_layout: &Layout,
-        g: &CpuStorage,
-        g_layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(x, x_layout, self.name())?;
-        let g = contiguous_f32(g, g_layout, self.name())?;
-        let mut out = vec![0f32; x.len()];
-        out.par_iter_mut()
-            .zip(x.par_iter().zip(g.par_iter()))
-            .with_min_len(MIN_ELEMS_PER_TASK)
-            .for_each(|(o, (&x, &g))| {
-                let x2 = x * x;
-                let t = (SQRT_2_OVER_PI * (x + GELU_CUBIC * x2 * x)).tanh();
-                let dt = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * x2);
-                *o = g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt);
-            });
-        Ok((CpuStorage::F32(out), x_layout.shape().clone()))
-    }
-}
-
-/// dx = g where y > 0, else 0.
-struct ReluGrad;
-
-impl CustomOp2 for ReluGrad {
-    fn name(&self) -> &'static str {
-        "t5-relu-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        y: &CpuStorage,
-        y_layout: &Layout,
-        g: &CpuStorage,
-        g_layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let y = contiguous_f32(y, y_layout, self.name())?;
-        let g = contiguous_f32(g, g_layout, self.name())?;
-        let mut out = vec![0f32; y.len()];
-        out.par_iter_mut()
-            .zip(y.par_iter().zip(g.par_iter()))
-            .with_min_len(MIN_ELEMS_PER_TASK)
-            .for_each(|(o, (y, g))| *o = if *y > 0.0 { *g } else { 0.0 });
-        Ok((CpuStorage::F32(out), y_layout.shape().clone()))
-    }
-}
-
-// ---------------------------------------------------------------------------
 // Layers
 // ---------------------------------------------------------------------------
 
+/// Projection weights are [out, in], applied by the frozen [`linear`] op.
 struct Attention {
-    q: FrozenLinear,
-    k: FrozenLinear,
-    v: FrozenLinear,
-    o: FrozenLinear,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    o: Tensor,
     num_heads: usize,
     d_kv: usize,
 }
 
 impl Attention {
-    fn load(src: &WeightSource, prefix: &str, cfg: &T5Config) -> anyhow::Result<Self> {
+    fn load(ws: &Weights, prefix: &str, cfg: &T5Config) -> anyhow::Result<Self> {
         let (d, inner) = (cfg.d_model, cfg.inner_dim());
-        let w = |p: &str, shape: &[usize]| src.get(&format!("{prefix}.{p}.weight"), shape);
+        let w = |p: &str, shape: &[usize]| ws.get(&format!("{prefix}.{p}.weight"), shape);
         Ok(Self {
-            q: FrozenLinear::new(w("q", &[inner, d])?),
-            k: FrozenLinear::new(w("k", &[inner, d])?),
-            v: FrozenLinear::new(w("v", &[inner, d])?),
-            o: FrozenLinear::new(w("o", &[d, inner])?),
+            q: w("q", &[inner, d])?,
+            k: w("k", &[inner, d])?,
+            v: w("v", &[inner, d])?,
+            o: w("o", &[d, inner])?,
             num_heads: cfg.num_heads,
             d_kv: cfg.d_kv,
         })
@@ -809,39 +334,30 @@ impl Attention {
     ) -> candle_core::Result<Tensor> {
         let (b, tq, _) = x.dims3()?;
         let src = kv.unwrap_or(x);
-        let q = self.split_heads(&self.q.forward(x)?)?;
-        let k = self.split_heads(&self.k.forward(src)?)?;
-        let v = self.split_heads(&self.v.forward(src)?)?;
+        let q = self.split_heads(&linear(x, &self.q, None)?)?;
+        let k = self.split_heads(&linear(src, &self.k, None)?)?;
+        let v = self.split_heads(&linear(src, &self.v, None)?)?;
         // T5 folds the 1/sqrt(d_kv) scaling into its initialisation: none here.
-        let probs = biased_softmax(&q.matmul(&k.t()?)?, bias)?;
+        let probs = ops::biased_softmax(&q.matmul(&k.t()?)?, bias)?;
         let ctx =
             probs
                 .matmul(&v)?
                 .transpose(1, 2)?
                 .reshape((b, tq, self.num_heads * self.d_kv))?;
-        self.o.forward(&ctx)
+        linear(&ctx, &self.o, None)
     }
 }
 
+/// The FFN's weights ([out, in]).
 enum FeedForward {
-    Plain {
-        wi: FrozenLinear,
-        wo: FrozenLinear,
-    },
-    Gated {
-        wi_0: FrozenLinear,
-        wi_1: FrozenLinear,
-        wo: FrozenLinear,
-    },
+    Plain { wi: Tensor, wo: Tensor },
+    Gated { wi_0: Tensor, wi_1: Tensor, wo: Tensor },
 }
 
 impl FeedForward {
-    fn load(src: &WeightSource, prefix: &str, cfg: &T5Config, gated: bool) -> anyhow::Result<Self> {
+    fn load(ws: &Weights, prefix: &str, cfg: &T5Config, gated: bool) -> anyhow::Result<Self> {
         let (d, ff) = (cfg.d_model, cfg.d_ff);
-        let w = |p: &str, shape: &[usize]| {
-            src.get(&format!("{prefix}.DenseReluDense.{p}.weight"), shape)
-                .map(FrozenLinear::new)
-        };
+        let w = |p: &str, shape: &[usize]| ws.get(&format!("{prefix}.DenseReluDense.{p}.weight"), shape);
         Ok(if gated {
             FeedForward::Gated {
                 wi_0: w("wi_0", &[ff, d])?,
@@ -858,13 +374,10 @@ impl FeedForward {
 
     fn forward(&self, x: &Tensor, act: Activation) -> candle_core::Result<Tensor> {
         match self {
-            FeedForward::Plain { wi, wo } if act == Activation::Relu => {
-                wo.forward(&wi.forward_relu(x)?)
-            }
-            FeedForward::Plain { wi, wo } => wo.forward(&act.apply(&wi.forward(x)?)?),
+            FeedForward::Plain { wi, wo } => linear(&act.apply(&linear(x, wi, None)?)?, wo, None),
             FeedForward::Gated { wi_0, wi_1, wo } => {
-                let h = (act.apply(&wi_0.forward(x)?)? * wi_1.forward(x)?)?;
-                wo.forward(&h)
+                let h = (act.apply(&linear(x, wi_0, None)?)? * linear(x, wi_1, None)?)?;
+                linear(&h, wo, None)
             }
         }
     }
@@ -896,10 +409,10 @@ impl Block {
         let (activation, _) = cfg.ffn().ok()?;
         let (ffn, wo) = match (&self.ffn, activation, gated) {
             (FeedForward::Plain { wi, wo }, Activation::Relu, false) => {
-                (PreRmsFeedForward::Relu { wi: wi.weight.clone() }, wo)
+                (PreRmsFeedForward::Relu { wi: wi.clone() }, wo)
             }
             (FeedForward::Gated { wi_0, wi_1, wo }, Activation::GeluNew, true) => (
-                PreRmsFeedForward::GatedGeluTanh { wi_0: wi_0.weight.clone(), wi_1: wi_1.weight.clone() },
+                PreRmsFeedForward::GatedGeluTanh { wi_0: wi_0.clone(), wi_1: wi_1.clone() },
                 wo,
             ),
             _ => return None,
@@ -907,13 +420,13 @@ impl Block {
         let attn = &self.self_attn;
         Some(PreRmsLayer {
             attn_norm: self.self_attn_norm.clone(),
-            q: attn.q.weight.clone(),
-            k: attn.k.weight.clone(),
-            v: attn.v.weight.clone(),
-            o: attn.o.weight.clone(),
+            q: attn.q.clone(),
+            k: attn.k.clone(),
+            v: attn.v.clone(),
+            o: attn.o.clone(),
             ffn_norm: self.ffn_norm.clone(),
             ffn,
-            wo: wo.weight.clone(),
+            wo: wo.clone(),
             heads: attn.num_heads,
             eps: cfg.layer_norm_epsilon,
         })
@@ -929,7 +442,7 @@ struct StackSettings {
 
 impl Stack {
     fn load(
-        src: &WeightSource,
+        ws: &Weights,
         name: &str,
         layers: usize,
         cfg: &T5Config,
@@ -941,19 +454,19 @@ impl Stack {
             let p = format!("{name}.block.{i}.layer");
             let cross_attn = if name == "decoder" {
                 Some((
-                    Attention::load(src, &format!("{p}.1.EncDecAttention"), cfg)?,
-                    src.get(&format!("{p}.1.layer_norm.weight"), &[d])?,
+                    Attention::load(ws, &format!("{p}.1.EncDecAttention"), cfg)?,
+                    ws.get(&format!("{p}.1.layer_norm.weight"), &[d])?,
                 ))
             } else {
                 None
             };
             let ffn_layer = if name == "decoder" { 2 } else { 1 };
             blocks.push(Block {
-                self_attn: Attention::load(src, &format!("{p}.0.SelfAttention"), cfg)?,
-                self_attn_norm: src.get(&format!("{p}.0.layer_norm.weight"), &[d])?,
+                self_attn: Attention::load(ws, &format!("{p}.0.SelfAttention"), cfg)?,
+                self_attn_norm: ws.get(&format!("{p}.0.layer_norm.weight"), &[d])?,
                 cross_attn,
-                ffn: FeedForward::load(src, &format!("{p}.{ffn_layer}"), cfg, gated)?,
-                ffn_norm: src.get(&format!("{p}.{ffn_layer}.layer_norm.weight"), &[d])?,
+                ffn: FeedForward::load(ws, &format!("{p}.{ffn_layer}"), cfg, gated)?,
+                ffn_norm: ws.get(&format!("{p}.{ffn_layer}.layer_norm.weight"), &[d])?,
             });
         }
         let fused = if name == "encoder" {
@@ -964,8 +477,8 @@ impl Stack {
         Ok(Self {
             blocks,
             fused,
-            final_norm: src.get(&format!("{name}.final_layer_norm.weight"), &[d])?,
-            relative_bias: src.get(
+            final_norm: ws.get(&format!("{name}.final_layer_norm.weight"), &[d])?,
+            relative_bias: ws.get(
                 &format!("{name}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
                 &[cfg.relative_attention_num_buckets, cfg.num_heads],
             )?,
@@ -1072,7 +585,8 @@ pub struct T5Model {
     shared: Tensor,
     encoder: Stack,
     decoder: Stack,
-    lm_head: FrozenLinear,
+    /// [vocab, d_model]: `shared` itself when tied.
+    lm_head: Tensor,
     device: Device,
 }
 
@@ -1084,23 +598,19 @@ impl T5Model {
         weights: &HashMap<String, Tensor>,
         device: &Device,
     ) -> anyhow::Result<Self> {
+        Self::new(config, &Weights::on_device(weights, device)?)
+    }
+
+    /// Builds the model from loaded weights ([`Weights::load`]), on their device.
+    pub fn new(config: &T5Config, ws: &Weights) -> anyhow::Result<Self> {
         config.validate()?;
         let (activation, gated) = config.ffn()?;
-        let src = WeightSource { weights, device };
-        let d = config.d_model;
-        let vocab = [config.vocab_size, d];
-        let shared = src.get_any(
-            &[
-                "shared.weight",
-                "encoder.embed_tokens.weight",
-                "decoder.embed_tokens.weight",
-            ],
-            &vocab,
-        )?;
+        let vocab = [config.vocab_size, config.d_model];
+        let shared = ws.get_any(&["shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"], &vocab)?;
         // A present lm_head wins (untied v1.1 checkpoints; tied ones that store
         // a copy hold the same values); tied configs may omit it.
-        let lm_head = if weights.contains_key("lm_head.weight") || !config.tie_word_embeddings {
-            src.get("lm_head.weight", &vocab)?
+        let lm_head = if ws.contains_key("lm_head.weight") || !config.tie_word_embeddings {
+            ws.get("lm_head.weight", &vocab)?
         } else {
             shared.clone()
         };
@@ -1111,12 +621,12 @@ impl T5Model {
                 num_buckets: config.relative_attention_num_buckets,
                 max_distance: config.relative_attention_max_distance,
             },
-            encoder: Stack::load(&src, "encoder", config.num_layers, config, gated)?,
-            decoder: Stack::load(&src, "decoder", config.decoder_layers(), config, gated)?,
+            encoder: Stack::load(ws, "encoder", config.num_layers, config, gated)?,
+            decoder: Stack::load(ws, "decoder", config.decoder_layers(), config, gated)?,
+            device: shared.device().clone(),
             shared,
-            lm_head: FrozenLinear::new(lm_head),
+            lm_head,
             config: config.clone(),
-            device: device.clone(),
         })
     }
 
@@ -1128,7 +638,6 @@ impl T5Model {
         &self.device
     }
 
-    /// Additive encoder mask [b, 1, 1, L] from a 1/0 mask [b, L].
     fn check_mask(mask: &Tensor, batch: usize, len: usize) -> candle_core::Result<()> {
         if mask.dims() != [batch, len] {
             candle_core::bail!(
@@ -1139,6 +648,7 @@ impl T5Model {
         Ok(())
     }
 
+    /// Additive encoder mask [b, 1, 1, L] from a 1/0 mask [b, L].
     fn mask_bias(&self, mask: &Tensor, batch: usize, len: usize) -> candle_core::Result<Tensor> {
         Self::check_mask(mask, batch, len)?;
         let keep = mask.to_dtype(DType::F32)?;
@@ -1199,7 +709,7 @@ impl T5Model {
         } else {
             h
         };
-        self.lm_head.forward(&h)
+        linear(&h, &self.lm_head, None)
     }
 
     /// Decoder inputs from labels [b, T] (i64, [`IGNORE_INDEX`] allowed):

@@ -135,7 +135,7 @@ impl Weights {
                     .with_context(|| format!("{}: tensor {name} has unsupported dtype {:?}", path.display(), view.dtype()))?;
                 let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), device)
                     .with_context(|| format!("{}: cannot read tensor {name}", path.display()))?;
-                let t = if t.dtype().is_float() { t.to_dtype(DType::F32)? } else { t };
+                let t = frozen(t, device)?;
                 weights.origin.insert(name.clone(), path.clone());
                 weights.tensors.insert(name, t);
             }
@@ -158,17 +158,28 @@ impl Weights {
         }
     }
 
+    /// The same tensors as frozen f32 tensors on `device` (integer ones keep
+    /// their dtype), for tensors that did not come from [`Weights::load`].
+    pub fn on_device(tensors: &HashMap<String, Tensor>, device: &Device) -> Result<Self> {
+        let mut weights = Weights::default();
+        for (name, t) in tensors {
+            let t = frozen(t.clone(), device).with_context(|| format!("cannot load tensor {name}"))?;
+            weights.tensors.insert(name.clone(), t);
+        }
+        Ok(weights)
+    }
+
+    fn missing(&self, what: &str) -> anyhow::Error {
+        let mut files: Vec<String> = self.origin.values().map(|p| p.display().to_string()).collect();
+        files.sort();
+        files.dedup();
+        let from = if files.is_empty() { "the weights".into() } else { files.join(", ") };
+        anyhow::anyhow!("{what} is missing from {from}")
+    }
+
     /// A tensor that must exist with exactly this shape.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let t = self.tensors.get(name).with_context(|| {
-            let files: Vec<String> = {
-                let mut f: Vec<String> = self.origin.values().map(|p| p.display().to_string()).collect();
-                f.sort();
-                f.dedup();
-                f
-            };
-            format!("tensor {name} is missing from {}", if files.is_empty() { "the weights".into() } else { files.join(", ") })
-        })?;
+        let t = self.tensors.get(name).ok_or_else(|| self.missing(&format!("tensor {name}")))?;
         if t.dims() != shape {
             bail!(
                 "{}: tensor {name} has shape {:?} but config.json implies {:?}",
@@ -180,14 +191,26 @@ impl Weights {
         Ok(t.clone())
     }
 
-    /// The first of several alternative names that exists (old checkpoints
-    /// call layer-norm parameters gamma/beta).
-    pub fn get_any(&self, names: &[String], shape: &[usize]) -> Result<Tensor> {
-        for n in names {
-            if self.tensors.contains_key(n) {
-                return self.get(n, shape);
+    /// The first of several alternative names that exists (old BERT
+    /// checkpoints call layer-norm parameters gamma/beta; T5 checkpoints may
+    /// store the shared embedding under either stack's name).
+    pub fn get_any<S: AsRef<str>>(&self, names: &[S], shape: &[usize]) -> Result<Tensor> {
+        match names.iter().find(|n| self.tensors.contains_key(n.as_ref())) {
+            Some(n) => self.get(n.as_ref(), shape),
+            None => {
+                let names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+                Err(match names.split_first() {
+                    Some((first, [])) => self.missing(&format!("tensor {first}")),
+                    Some((first, rest)) => self.missing(&format!("tensor {first} (or {})", rest.join(", "))),
+                    None => anyhow::anyhow!("no tensor name given"),
+                })
             }
         }
-        self.get(&names[0], shape)
     }
+}
+
+/// A frozen (detached) tensor on `device`, floating point converted to f32.
+fn frozen(t: Tensor, device: &Device) -> candle_core::Result<Tensor> {
+    let t = if t.dtype().is_float() { t.to_dtype(DType::F32)? } else { t };
+    Ok(t.to_device(device)?.detach())
 }

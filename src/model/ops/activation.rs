@@ -1,4 +1,8 @@
-//! GELU with the exact erf form (BERT's `gelu`), with backward.
+//! Element-wise activations with backward passes: GELU in its exact erf form
+//! (BERT's `gelu`) and in the tanh approximation (T5 v1.1's `gelu_new`), and
+//! ReLU (T5 v1.0). Each runs one parallel pass each way; candle's own ReLU
+//! backward takes four, and every candle backward also differentiates the
+//! frozen side of an op.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -10,7 +14,23 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     if !super::use_fused(x) {
         return super::reference::gelu_erf(x);
     }
-    x.contiguous()?.apply_op1(GeluErf)
+    x.contiguous()?.apply_op1(Activation::GeluErf)
+}
+
+/// 0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 x³))).
+pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    if !super::use_fused(x) {
+        return super::reference::gelu_tanh(x);
+    }
+    x.contiguous()?.apply_op1(Activation::GeluTanh)
+}
+
+/// max(x, 0).
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    if !super::use_fused(x) {
+        return super::reference::relu(x);
+    }
+    x.contiguous()?.apply_op1(Activation::Relu)
 }
 
 const CHUNK: usize = 4096;
@@ -29,14 +49,10 @@ fn erf_and_gaussian(z: f32) -> (f32, f32) {
     (1.0 - poly * gaussian, gaussian)
 }
 
-// Loop bodies are `inline(always)` so they compile inside `vectorized`'s
-// AVX2 + FMA function.
 #[inline(always)]
-fn gelu_chunk(y: &mut [f32], x: &[f32]) {
-    for (o, &v) in y.iter_mut().zip(x) {
-        let (erf, _) = erf_and_gaussian(v.abs() * std::f32::consts::FRAC_1_SQRT_2);
-        *o = 0.5 * v * (1.0 + erf.copysign(v));
-    }
+fn gelu_erf_value(v: f32) -> f32 {
+    let (erf, _) = erf_and_gaussian(v.abs() * std::f32::consts::FRAC_1_SQRT_2);
+    0.5 * v * (1.0 + erf.copysign(v))
 }
 
 /// d/dx [x Φ(x)] = Φ(x) + x φ(x).
@@ -49,21 +65,25 @@ fn gelu_derivative(x: f32) -> f32 {
     cdf + x * inv_sqrt_2pi * gaussian
 }
 
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+const GELU_CUBIC: f32 = 0.044_715;
+
+/// gelu_tanh(x) and its derivative 0.5(1+t) + 0.5x(1−t²)·k(1+3c·x²),
+/// t = tanh(k(x+c·x³)). Also used by the fused T5 encoder block.
 #[inline(always)]
-fn gelu_backward_chunk(d: &mut [f32], x: &[f32], g: &[f32]) {
-    for ((d, &x), &g) in d.iter_mut().zip(x).zip(g) {
-        *d = g * gelu_derivative(x);
-    }
+pub(super) fn gelu_tanh_and_derivative(x: f32) -> (f32, f32) {
+    let x2 = x * x;
+    let t = (SQRT_2_OVER_PI * (x + GELU_CUBIC * x2 * x)).tanh();
+    let dt = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * x2);
+    (0.5 * x * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt)
 }
 
-/// y = GELU(x), in parallel chunks.
+/// y = GELU(x) (erf form), in parallel chunks.
 pub(super) fn gelu_into(y: &mut [f32], x: &[f32]) {
-    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
-        vectorized(#[inline(always)] || gelu_chunk(y, x))
-    });
+    Activation::GeluErf.forward_into(y, x)
 }
 
-/// g ← g ⊙ GELU′(x), in place, in parallel chunks.
+/// g ← g ⊙ GELU′(x) (erf form), in place, in parallel chunks.
 pub(super) fn gelu_backward_in_place(g: &mut [f32], x: &[f32]) {
     g.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(g, x)| {
         vectorized(#[inline(always)] || {
@@ -74,39 +94,76 @@ pub(super) fn gelu_backward_in_place(g: &mut [f32], x: &[f32]) {
     });
 }
 
-struct GeluErf;
+#[derive(Clone, Copy)]
+enum Activation {
+    GeluErf,
+    GeluTanh,
+    Relu,
+}
 
-impl CustomOp1 for GeluErf {
+impl Activation {
+    fn forward_into(self, y: &mut [f32], x: &[f32]) {
+        y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
+            // One loop per kind, each inside `vectorized` (AVX2 + FMA).
+            vectorized(#[inline(always)] || match self {
+                Activation::GeluErf => y.iter_mut().zip(x).for_each(|(o, &v)| *o = gelu_erf_value(v)),
+                Activation::GeluTanh => y.iter_mut().zip(x).for_each(|(o, &v)| *o = gelu_tanh_and_derivative(v).0),
+                Activation::Relu => y.iter_mut().zip(x).for_each(|(o, &v)| *o = v.max(0.0)),
+            })
+        });
+    }
+
+    /// dx = g ⊙ f′(x).
+    fn backward_into(self, dx: &mut [f32], x: &[f32], g: &[f32]) {
+        dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK))).for_each(|(d, (x, g))| {
+            let each = d.iter_mut().zip(x).zip(g);
+            vectorized(#[inline(always)] || match self {
+                Activation::GeluErf => each.for_each(|((d, &x), &g)| *d = g * gelu_derivative(x)),
+                Activation::GeluTanh => each.for_each(|((d, &x), &g)| *d = g * gelu_tanh_and_derivative(x).1),
+                // Selected, not multiplied: an infinite gradient at a zeroed unit stays 0.
+                Activation::Relu => each.for_each(|((d, &x), &g)| *d = if x > 0.0 { g } else { 0.0 }),
+            })
+        });
+    }
+}
+
+impl CustomOp1 for Activation {
     fn name(&self) -> &'static str {
-        "attempt-gelu-erf"
+        match self {
+            Activation::GeluErf => "attempt-gelu-erf",
+            Activation::GeluTanh => "attempt-gelu-tanh",
+            Activation::Relu => "attempt-relu",
+        }
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(self.name(), s, l)?;
         let mut y = vec![0f32; x.len()];
-        gelu_into(&mut y, x);
+        self.forward_into(&mut y, x);
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2_no_bwd(&g.contiguous()?, &GeluErfBackward)?))
+        Ok(Some(x.apply_op2_no_bwd(&g.contiguous()?, &Backward(*self))?))
     }
 }
 
-struct GeluErfBackward;
+/// The input gradient of an [`Activation`], from (input, output gradient).
+struct Backward(Activation);
 
-impl CustomOp2 for GeluErfBackward {
+impl CustomOp2 for Backward {
     fn name(&self) -> &'static str {
-        "attempt-gelu-erf-bwd"
+        "attempt-activation-bwd"
     }
 
     fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, gs: &CpuStorage, gl: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(self.name(), xs, xl)?;
         let g = f32_slice(self.name(), gs, gl)?;
+        if g.len() != x.len() {
+            candle_core::bail!("{}: gradient and input differ in size", self.name());
+        }
         let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK))).for_each(|(d, (x, g))| {
-            vectorized(#[inline(always)] || gelu_backward_chunk(d, x, g))
-        });
+        self.0.backward_into(&mut dx, x, g);
         Ok((CpuStorage::F32(dx), xl.shape().clone()))
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::{exp_f32, f32_slice, softmax_backward_in_place, sum_f32, vectorized};
+use super::cpu::{f32_slice, softmax_backward_in_place, softmax_in_place, vectorized};
 
 /// softmax(q kᵀ / sqrt(dh), masked keys excluded) v for every head.
 /// `qkv` is [b, L, 3d] (q, then k, then v, heads contiguous within each);
@@ -142,30 +142,6 @@ impl CustomOp1 for Attention {
     }
 }
 
-#[inline(always)]
-fn softmax_in_place(row: &mut [f32], scale: f32, keep: &[bool]) {
-    let mut max = f32::NEG_INFINITY;
-    for (&v, &k) in row.iter().zip(keep) {
-        if k && v > max {
-            max = v;
-        }
-    }
-    if max == f32::NEG_INFINITY {
-        row.fill(0.0);
-        return;
-    }
-    let shift = max * scale;
-    for (v, &k) in row.iter_mut().zip(keep) {
-        let e = exp_f32(*v * scale - shift);
-        *v = if k { e } else { 0.0 };
-    }
-    let sum = sum_f32(row);
-    let inv = 1.0 / sum;
-    for v in row.iter_mut() {
-        *v *= inv;
-    }
-}
-
 struct AttentionBackward {
     heads: usize,
     probs: Arc<Vec<f32>>,
@@ -220,7 +196,7 @@ pub(super) fn forward_into(
             vectorized(#[inline(always)] || match head_bias {
                 None => {
                     for row in p.chunks_mut(l) {
-                        softmax_in_place(row, scale, keep);
+                        softmax_in_place(row, scale, Some(keep));
                     }
                 }
                 Some(bias) => {
@@ -228,7 +204,7 @@ pub(super) fn forward_into(
                         for (v, &b) in row.iter_mut().zip(bias) {
                             *v = *v * scale + b;
                         }
-                        softmax_in_place(row, 1.0, keep);
+                        softmax_in_place(row, 1.0, Some(keep));
                     }
                 }
             });

@@ -199,6 +199,52 @@ pub(crate) fn sum_f32(a: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Softmax over one row, in place: `row` holds the scores on entry and
+/// softmax(scale · row) on return. Keys whose `keep` is false (when given)
+/// get probability 0; a row with no attended key becomes all zeros (the
+/// reference would spread it uniformly over padding, which no caller relies
+/// on). Shared by the softmax ops and the fused attention.
+#[inline(always)]
+pub(crate) fn softmax_in_place(row: &mut [f32], scale: f32, keep: Option<&[bool]>) {
+    let mut max = f32::NEG_INFINITY;
+    match keep {
+        Some(keep) => {
+            for (&v, &k) in row.iter().zip(keep) {
+                if k && v > max {
+                    max = v;
+                }
+            }
+        }
+        None => {
+            for &v in row.iter() {
+                max = max.max(v);
+            }
+        }
+    }
+    if max == f32::NEG_INFINITY {
+        row.fill(0.0);
+        return;
+    }
+    let shift = max * scale;
+    match keep {
+        Some(keep) => {
+            for (v, &k) in row.iter_mut().zip(keep) {
+                let e = exp_f32(*v * scale - shift);
+                *v = if k { e } else { 0.0 };
+            }
+        }
+        None => {
+            for v in row.iter_mut() {
+                *v = exp_f32(*v * scale - shift);
+            }
+        }
+    }
+    let inv = 1.0 / sum_f32(row);
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
+}
+
 /// Softmax backward over one row, in place: `grad` holds dL/dy on entry and
 /// dL/dx = scale · y ⊙ (grad − Σ grad ⊙ y) on return (masked entries have
 /// y = 0 and get 0). Shared by the masked softmax and the fused attention.

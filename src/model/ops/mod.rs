@@ -1,4 +1,4 @@
-//! Differentiable building blocks for frozen backbones.
+//! Differentiable building blocks for frozen backbones (BERT and T5).
 //!
 //! candle 0.11's fused `candle_nn::ops::{layer_norm, rms_norm, softmax_last_dim}`
 //! (and `candle_nn::LayerNorm` on contiguous input) silently return *no*
@@ -11,9 +11,9 @@
 //! * elsewhere (CUDA) they fall back to composed candle ops, which are
 //!   differentiable everywhere.
 
+mod activation;
 mod attention;
 mod cpu;
-mod gelu;
 mod layer_norm;
 mod linear;
 mod post_ln_layer;
@@ -22,14 +22,14 @@ pub mod rms_norm;
 mod softmax;
 
 pub use attention::attention;
-pub(crate) use cpu::{exp_f32, sum_f32, vectorized};
+pub(crate) use cpu::vectorized;
 pub use cpu::{kernel_path, supported_kernel_paths, KernelPath, KERNEL_PATH_VAR};
-pub use gelu::gelu_erf;
+pub use activation::{gelu_erf, gelu_tanh, relu};
 pub use layer_norm::{add_layer_norm, layer_norm};
 pub use linear::linear;
 pub use post_ln_layer::PostLnLayer;
 pub use pre_rms_layer::{PreRmsFeedForward, PreRmsLayer};
-pub use softmax::{masked_softmax, softmax_last_dim};
+pub use softmax::{biased_softmax, masked_softmax, softmax_last_dim};
 
 use candle_core::{Result, Tensor};
 
@@ -55,6 +55,11 @@ pub mod reference {
         softmax_last_dim(&(scores * scale)?.broadcast_add(&bias)?)
     }
 
+    /// softmax(scores + bias), the bias constant (detached: no gradient).
+    pub fn biased_softmax(scores: &Tensor, bias: &Tensor) -> Result<Tensor> {
+        softmax_last_dim(&scores.broadcast_add(&bias.detach())?)
+    }
+
     pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
         let mean = x.mean_keepdim(D::Minus1)?;
         let xc = x.broadcast_sub(&mean)?;
@@ -65,6 +70,15 @@ pub mod reference {
 
     pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
         x.gelu_erf()
+    }
+
+    /// candle's `gelu` is the tanh approximation.
+    pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+        x.gelu()
+    }
+
+    pub fn relu(x: &Tensor) -> Result<Tensor> {
+        x.relu()
     }
 
     pub use super::attention::reference as attention;

@@ -14,7 +14,7 @@ use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
 use super::attention::{self, attended_keys, Dims};
 use super::cpu::{f32_slice, with_cpu_slices, SavedForward};
-use super::gelu::{gelu_backward_in_place, gelu_into};
+use super::activation::{gelu_backward_in_place, gelu_into};
 use super::layer_norm::{normalize_rows, normalize_rows_backward};
 use super::linear::{linear_backward_into, linear_into};
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::activation::gelu_tanh_and_derivative;
 use super::attention::{self, attended_keys, Dims};
 use super::cpu::{f32_slice, vectorized, with_cpu_slices, SavedForward};
 use super::linear::{linear_backward_into, linear_backward_strided, linear_into, linear_strided, Rows};
@@ -107,18 +108,6 @@ struct FusedBlock {
     saved: SavedForward<Saved>,
 }
 
-const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-const GELU_CUBIC: f32 = 0.044_715;
-
-/// gelu_tanh(x) and its derivative.
-#[inline(always)]
-fn gelu_tanh(x: f32) -> (f32, f32) {
-    let x2 = x * x;
-    let t = (SQRT_2_OVER_PI * (x + GELU_CUBIC * x2 * x)).tanh();
-    let dt = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * x2);
-    (0.5 * x * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt)
-}
-
 const CHUNK: usize = 4096;
 
 impl FusedBlock {
@@ -139,7 +128,7 @@ impl FusedBlock {
                 act.par_chunks_mut(ff).zip(pre.par_chunks(2 * ff)).for_each(|(a, u)| {
                     let (u0, u1) = u.split_at(ff);
                     for ((a, &u0), &u1) in a.iter_mut().zip(u0).zip(u1) {
-                        *a = gelu_tanh(u0).0 * u1;
+                        *a = gelu_tanh_and_derivative(u0).0 * u1;
                     }
                 });
             }
@@ -167,7 +156,7 @@ impl FusedBlock {
                         let (d0, d1) = dp.split_at_mut(ff);
                         let (u0, u1) = u.split_at(ff);
                         for ((((d0, d1), &u0), &u1), &g) in d0.iter_mut().zip(d1).zip(u0).zip(u1).zip(g) {
-                            let (act, dact) = gelu_tanh(u0);
+                            let (act, dact) = gelu_tanh_and_derivative(u0);
                             *d0 = g * u1 * dact;
                             *d1 = g * act;
                         }

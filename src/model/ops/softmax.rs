@@ -1,16 +1,17 @@
-//! Fused (scaled, masked) softmax over the last dimension, with backward.
+//! Fused (scaled, masked or biased) softmax over the last dimension, with
+//! backward.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::{exp_f32, f32_slice, min_rows, softmax_backward_in_place, sum_f32, vectorized};
+use super::cpu::{f32_slice, min_rows, softmax_backward_in_place, softmax_in_place, vectorized, with_cpu_slices};
 
 /// softmax over the last dimension.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     if !super::use_fused(x) {
         return super::reference::softmax_last_dim(x);
     }
-    x.contiguous()?.apply_op1(MaskedSoftmax { scale: 1.0, mask: None })
+    x.contiguous()?.apply_op1(MaskedSoftmax { scale: 1.0, mask: None, bias: None })
 }
 
 /// Attention probabilities: softmax(scale * scores) over keys, with masked
@@ -36,7 +37,21 @@ pub fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tens
     scores.contiguous()?.apply_op1(MaskedSoftmax {
         scale: scale as f32,
         mask: Some(MaskRows { keep, rows_per_batch: h * lq }),
+        bias: None,
     })
+}
+
+/// softmax(scores + bias) over the last dimension, where `bias` is a constant
+/// (T5's relative position bias with its masks folded in, very negative for
+/// masked keys) that broadcasts to `scores`. No gradient is computed for the
+/// bias. Fused: the backward reads only the output, where the composed
+/// version keeps five score-sized intermediates alive.
+pub fn biased_softmax(scores: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if !super::use_fused(scores) || !super::use_fused(bias) {
+        return super::reference::biased_softmax(scores, bias);
+    }
+    let bias = bias.broadcast_as(scores.shape())?.contiguous()?;
+    scores.contiguous()?.apply_op1(MaskedSoftmax { scale: 1.0, mask: None, bias: Some(bias) })
 }
 
 #[derive(Clone)]
@@ -54,49 +69,37 @@ impl MaskRows {
     }
 }
 
+/// softmax(scale · (x + bias)) with masked keys excluded; `bias` (when
+/// given) has x's shape and is contiguous.
 struct MaskedSoftmax {
     scale: f32,
     mask: Option<MaskRows>,
+    bias: Option<Tensor>,
 }
 
-#[inline(always)]
-fn softmax_row(x: &[f32], y: &mut [f32], scale: f32, keep: Option<&[bool]>) {
-    let mut max = f32::NEG_INFINITY;
-    match keep {
-        Some(keep) => {
-            for (&v, &k) in x.iter().zip(keep) {
-                if k && v > max {
-                    max = v;
-                }
-            }
+impl MaskedSoftmax {
+    /// The forward pass on the rows of length `n` of `x`, in parallel.
+    fn rows(&self, x: &[f32], bias: Option<&[f32]>, n: usize) -> Result<Vec<f32>> {
+        if bias.is_some_and(|b| b.len() != x.len()) {
+            candle_core::bail!("{}: bias and scores differ in size", self.name());
         }
-        None => {
-            for &v in x {
-                max = max.max(v);
-            }
+        let mut y = vec![0f32; x.len()];
+        if n > 0 {
+            y.par_chunks_mut(n).zip(x.par_chunks(n)).enumerate().with_min_len(min_rows(n)).for_each(|(row, (y, x))| {
+                let keep = self.mask.as_ref().map(|m| m.for_row(row, n));
+                let bias = bias.map(|b| &b[row * n..(row + 1) * n]);
+                vectorized(#[inline(always)] || {
+                    y.copy_from_slice(x);
+                    if let Some(bias) = bias {
+                        for (y, b) in y.iter_mut().zip(bias) {
+                            *y += b;
+                        }
+                    }
+                    softmax_in_place(y, self.scale, keep)
+                })
+            });
         }
-    }
-    if max == f32::NEG_INFINITY {
-        // Every key masked: no attention at all (the reference would spread it uniformly
-        // over padding, which no caller relies on).
-        y.fill(0.0);
-        return;
-    }
-    let shift = max * scale;
-    for (o, &v) in y.iter_mut().zip(x) {
-        *o = exp_f32(v * scale - shift);
-    }
-    if let Some(keep) = keep {
-        for (o, &k) in y.iter_mut().zip(keep) {
-            if !k {
-                *o = 0.0;
-            }
-        }
-    }
-    let sum = sum_f32(y);
-    let inv = 1.0 / sum;
-    for o in y.iter_mut() {
-        *o *= inv;
+        Ok(y)
     }
 }
 
@@ -108,17 +111,10 @@ impl CustomOp1 for MaskedSoftmax {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(self.name(), s, l)?;
         let n = l.dims().last().copied().unwrap_or(1);
-        let mut y = vec![0f32; x.len()];
-        if n > 0 {
-            y.par_chunks_mut(n)
-                .zip(x.par_chunks(n))
-                .enumerate()
-                .with_min_len(min_rows(n))
-                .for_each(|(row, (y, x))| {
-                    let keep = self.mask.as_ref().map(|m| m.for_row(row, n));
-                    vectorized(#[inline(always)] || softmax_row(x, y, self.scale, keep))
-                });
-        }
+        let y = match &self.bias {
+            Some(bias) => with_cpu_slices(self.name(), &[bias], |b| self.rows(x, Some(b[0]), n))?,
+            None => self.rows(x, None, n)?,
+        };
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
