@@ -44,6 +44,9 @@ for path in "${paths[@]:1}"; do
   echo "== kernel path $path: the numerical tests"
   ATTEMPT_KERNELS=$path cargo test --locked --no-fail-fast "${numerical[@]}" 2>&1 | tee "$log_dir/$path.log" || status=1
 done
+# The registry's web pages in headless Chromium (skips, counted, where it cannot be installed).
+echo "== the registry pages in a browser"
+bash scripts/browser_check.sh 2>&1 | tee "$log_dir/browser.log" || status=1
 [[ " ${paths[*]} " == *" avx2 "* ]] || echo "skipped: kernel path avx2 (this CPU lacks avx2/fma)"
 grep -q avx512f <<<"$flags" && avx512="gemm's own AVX-512 kernels ran in every pass above" || avx512="this CPU lacks avx512f"
 echo "kernel paths run: ${paths[*]}; AVX-512 is not a path of attempt-pkg's kernels ($avx512)"
