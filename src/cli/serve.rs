@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// How often download counts (shown on the web pages) are written to the database, in
-    /// milliseconds; a killed server loses at most this interval's counts.
+    /// milliseconds; a killed server loses at most this interval's counts. 0 turns counting off.
     #[arg(long, default_value_t = 5000, value_name = "MS")]
     pub download_flush_ms: u64,
 }

@@ -138,8 +138,8 @@ pub(crate) async fn blob(
     // A download is a GET answered from the first byte (a resumed
     // download's later ranges are the same download; HEAD is no download);
     // only a tally in memory here.
-    if first == 0 && method == Method::GET {
-        state.downloads.record(&cksum);
+    if let Some(downloads) = state.downloads.as_ref().filter(|_| first == 0 && method == Method::GET) {
+        downloads.record(&cksum);
     }
     common.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     common.insert(header::CONTENT_LENGTH, HeaderValue::from(count));

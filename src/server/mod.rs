@@ -73,7 +73,8 @@ pub struct ServerConfig {
     pub rate_burst: u32,
     /// Threads serving connections.
     pub workers: usize,
-    /// How often blob download counts are written to the database.
+    /// How often blob download counts are written to the database; zero
+    /// turns counting off.
     pub download_flush: Duration,
 }
 
@@ -83,8 +84,8 @@ pub(crate) struct AppState {
     config: ServerConfig,
     limiter: RateLimiter,
     index_cache: index::IndexCache,
-    /// Blob downloads not yet written to the database.
-    downloads: Arc<downloads::DownloadCounter>,
+    /// Blob downloads not yet written to the database (`None`: not counted).
+    downloads: Option<Arc<downloads::DownloadCounter>>,
     /// Per-token norms for the package pages' plots.
     norms: pages::NormCache,
     /// Test hook (`ATTEMPT_TEST_CUT_BLOB_AFTER=N`): whole-blob responses stop
@@ -193,8 +194,11 @@ pub fn serve(config: ServerConfig) -> Result<()> {
     let local = listener.local_addr()?;
     let cut_blob_after = std::env::var("ATTEMPT_TEST_CUT_BLOB_AFTER").ok().and_then(|v| v.parse().ok());
     let workers = config.workers.max(1);
-    let downloads = Arc::new(downloads::DownloadCounter::default());
-    shared.spawn(downloads::flush_loop(downloads.clone(), registry.clone(), config.download_flush.max(Duration::from_millis(10))));
+    let downloads = (!config.download_flush.is_zero()).then(|| {
+        let counter = Arc::new(downloads::DownloadCounter::default());
+        shared.spawn(downloads::flush_loop(counter.clone(), registry.clone(), config.download_flush));
+        counter
+    });
     let state = Arc::new(AppState {
         registry,
         limiter: RateLimiter::new(config.rate_per_minute, config.rate_burst),

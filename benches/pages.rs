@@ -1,0 +1,257 @@
+//! The registry's web pages under load (`attempt-pkg serve`, src/server/pages/):
+//!
+//!     cargo bench --bench pages -- [--packages 10000] [--connections 64] [--seconds 10]
+//!
+//! Measures (a) package-page GETs (`/prompts/NAME`, every package in turn)
+//! on a registry of `--packages` packages: requests/s and p50/p99 latency at
+//! N keep-alive connections; (b) blob download MB/s (one 32 MiB artifact, 4
+//! connections) with download counting on and off (`--download-flush-ms 0`),
+//! alternating three rounds each so both see the same machine load.
+//! Packages are published through the library, as `publish` would.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use attempt_pkg::package::{Artifact, Manifest, PromptTensor};
+use attempt_pkg::registry::BlockingRegistry;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+const FINGERPRINT: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+
+fn main() -> Result<()> {
+    let (mut packages, mut connections, mut seconds) = (10_000usize, 64usize, 10.0f64);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--packages" => packages = args.next().context("--packages N")?.parse()?,
+            "--connections" => connections = args.next().context("--connections N")?.parse()?,
+            "--seconds" => seconds = args.next().context("--seconds S")?.parse()?,
+            "--bench" => {}
+            other => bail!("unknown argument {other}; use --packages N --connections N --seconds S"),
+        }
+    }
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path().join("registry");
+    let t = Instant::now();
+    let names = fill(&root, packages)?;
+    println!("published {packages} packages in {:.0} s", t.elapsed().as_secs_f64());
+    let registry = BlockingRegistry::open(&root)?;
+    // 8192 × 1024 f32 = 32 MiB, as in benches/server.rs.
+    let big = registry.publish(&artifact("bench-big", "1.0.0", 8192, 1024, 0.5, None)?)?.cksum.hex().to_string();
+    drop(registry);
+    let page_paths: Vec<String> = names.iter().map(|n| format!("/prompts/{n}")).collect();
+    let blob_path = format!("/blobs/sha256/{big}");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+
+    let server = ServeProcess::start(&root, &[])?;
+    // One pass over a sample first, so the norm cache and SQLite's page cache
+    // are as warm as on a server that has been up a while.
+    runtime.block_on(load(&server.addr, &page_paths[..page_paths.len().min(2000)], 8, 2.0))?;
+    let pages = runtime.block_on(load(&server.addr, &page_paths, connections, seconds))?;
+    report(&format!("package page GET, {packages} packages, {connections} connections"), &pages);
+    let home = runtime.block_on(load(&server.addr, &["/".to_string()], connections, seconds.min(5.0)))?;
+    report(&format!("home page GET, {connections} connections"), &home);
+    drop(server);
+
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        for (counting, out) in [(false, &mut off), (true, &mut on)] {
+            let flags: &[&str] = if counting { &[] } else { &["--download-flush-ms", "0"] };
+            let server = ServeProcess::start(&root, flags)?;
+            out.push(runtime.block_on(blob_throughput(&server.addr, &blob_path, 4, seconds.min(5.0)))?);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("blob download, counting off: {off:.0?} MB/s");
+    println!("blob download, counting on:  {on:.0?} MB/s");
+    let (m_on, m_off) = (median(&mut on), median(&mut off));
+    println!("blob download medians: {m_on:.0} MB/s counting vs {m_off:.0} MB/s not counting ({:+.1} %)", (m_on / m_off - 1.0) * 100.0);
+    Ok(())
+}
+
+/// `packages` small packages (20 × 64 f32 prompts); every tenth depends on
+/// the one before it, so pages have dependencies and dependents to look up.
+fn fill(root: &Path, packages: usize) -> Result<Vec<String>> {
+    let registry = BlockingRegistry::open(root)?;
+    let mut names = Vec::with_capacity(packages);
+    for p in 0..packages {
+        let name = format!("bench-{p:05}");
+        let dep = (p % 10 == 9).then(|| format!("bench-{:05}", p - 1));
+        registry.publish(&artifact(&name, "1.0.0", 20, 64, p as f32, dep.as_deref())?)?;
+        names.push(name);
+    }
+    Ok(names)
+}
+
+fn artifact(name: &str, version: &str, length: usize, hidden: usize, seed: f32, dep: Option<&str>) -> Result<Artifact> {
+    let deps = dep.map(|d| format!("[dependencies]\n{d} = \"^1\"\n")).unwrap_or_default();
+    let manifest = Manifest::from_toml(&format!(
+        "[package]\nname = \"{name}\"\nversion = \"{version}\"\ntask = \"bench\"\n\
+         description = \"synthetic benchmark prompt\"\n[base-model]\nname = \"bench-model\"\n\
+         fingerprint = \"{FINGERPRINT}\"\nhidden-size = {hidden}\n[prompt]\nfile = \"prompt.safetensors\"\n\
+         [provenance]\ntraining-method = \"attempt\"\nsource-attention = \"a=0.5, b=0.5\"\n[metrics]\naccuracy = 0.5\n{deps}"
+    ))?;
+    let values: Vec<f32> = (0..length * hidden).map(|i| seed + (i % 1000) as f32 * 1e-3).collect();
+    Artifact::from_parts(manifest, Some(PromptTensor::from_f32(length, hidden, &values)?))
+}
+
+struct ServeProcess {
+    child: Child,
+    addr: String,
+}
+
+impl ServeProcess {
+    fn start(root: &Path, extra: &[&str]) -> Result<ServeProcess> {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_attempt-pkg"))
+            .args(["serve", "--root", &root.to_string_lossy(), "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .env("ATTEMPT_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting attempt-pkg serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line.trim().rsplit("http://").next().context("no address in the banner")?.to_string();
+        Ok(ServeProcess { child, addr })
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct LoadResult {
+    requests: usize,
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn report(label: &str, r: &LoadResult) {
+    println!(
+        "{label}: {:.0} req/s ({} requests), p50 {:.2} ms, p99 {:.2} ms",
+        r.rps,
+        r.requests,
+        r.p50.as_secs_f64() * 1e3,
+        r.p99.as_secs_f64() * 1e3
+    );
+}
+
+/// `connections` keep-alive connections, each GETting the paths round-robin
+/// for `seconds`; every response must be 200.
+async fn load(addr: &str, paths: &[String], connections: usize, seconds: f64) -> Result<LoadResult> {
+    let paths = Arc::new(paths.to_vec());
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let paths = paths.clone();
+        let addr = addr.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(&addr).await?;
+            let mut latencies = Vec::new();
+            let mut i = c;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let (status, _) = conn.get(&paths[i % paths.len()]).await?;
+                if status != 200 {
+                    bail!("GET {} answered {status}", paths[i % paths.len()]);
+                }
+                latencies.push(t.elapsed());
+                i += connections;
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
+    Ok(LoadResult { requests: all.len(), rps: all.len() as f64 / elapsed, p50: pct(0.50), p99: pct(0.99) })
+}
+
+/// MB/s of whole-blob GETs over `connections` connections.
+async fn blob_throughput(addr: &str, path: &str, connections: usize, seconds: f64) -> Result<f64> {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let addr = addr.to_string();
+        let path = path.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(&addr).await?;
+            let mut bytes = 0usize;
+            while Instant::now() < deadline {
+                let (status, len) = conn.get(&path).await?;
+                if status != 200 {
+                    bail!("GET {path} answered {status}");
+                }
+                bytes += len;
+            }
+            Ok::<_, anyhow::Error>(bytes)
+        }));
+    }
+    let mut total = 0usize;
+    for t in tasks {
+        total += t.await??;
+    }
+    Ok(total as f64 / 1e6 / start.elapsed().as_secs_f64())
+}
+
+/// A minimal HTTP/1.1 keep-alive client (Content-Length bodies only).
+struct Conn {
+    stream: BufReader<tokio::net::TcpStream>,
+    body: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> Result<Conn> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn { stream: BufReader::with_capacity(256 * 1024, stream), body: Vec::new() })
+    }
+
+    async fn get(&mut self, path: &str) -> Result<(u16, usize)> {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
+        self.stream.get_mut().write_all(request.as_bytes()).await?;
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await?;
+        let status: u16 = line.split_whitespace().nth(1).context("bad status line")?.parse()?;
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).await?;
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse()?;
+                }
+            }
+        }
+        self.body.resize(length.min(1 << 20), 0);
+        let mut left = length;
+        while left > 0 {
+            let n = left.min(self.body.len());
+            self.stream.read_exact(&mut self.body[..n]).await?;
+            left -= n;
+        }
+        Ok((status, length))
+    }
+}
