@@ -144,3 +144,57 @@ fn gc_keeps_what_locks_name() {
     env.ok(&["cache", "gc", "--older-than", "0", "--lock", elsewhere.to_str().unwrap()]);
     assert!(!env.cached_blob(&a).exists());
 }
+
+/// Writes `path` (and its directories) with a modification time `age` ago.
+fn write_aged(path: &std::path::Path, age: std::time::Duration) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, b"bytes").unwrap();
+    let when = std::time::SystemTime::now() - age;
+    fs::File::options().write(true).open(path).unwrap().set_modified(when).unwrap();
+}
+
+#[test]
+fn gc_cleans_resumable_downloads_and_index_copies() {
+    use std::time::Duration;
+    let env = Env::new();
+    let (hour, days_40) = (Duration::from_secs(2 * 3600), Duration::from_secs(40 * 24 * 3600));
+    // Resumable `.part` downloads of an HTTP registry: a stale one goes; a
+    // young one and a stale one a download holds locked now stay.
+    let partial = env.home.join("cache/partial");
+    let (stale, young, busy) = (partial.join("aa.part"), partial.join("bb.part"), partial.join("cc.part"));
+    write_aged(&stale, hour);
+    write_aged(&young, Duration::ZERO);
+    write_aged(&busy, days_40);
+    let held = fs::File::options().read(true).write(true).open(&busy).unwrap();
+    held.lock().unwrap();
+    // Index copies of a remote registry: by --older-than (default 30 days),
+    // except an interrupted atomic write, which goes after an hour.
+    let index = env.home.join("cache/index/example.org-443-0123456789abcdef");
+    let (old_config, fresh_file, fresh_etag) =
+        (index.join("config.json"), index.join("mn/li/mnli"), index.join("mn/li/mnli.etag"));
+    let (stale_tmp, young_tmp) = (index.join("mn/li/.tmp-stale"), index.join("mn/li/.tmp-young"));
+    write_aged(&old_config, days_40);
+    write_aged(&fresh_file, Duration::ZERO);
+    write_aged(&fresh_etag, Duration::ZERO);
+    write_aged(&stale_tmp, hour);
+    write_aged(&young_tmp, Duration::ZERO);
+
+    let out = env.cmd(&["cache", "gc", "--dry-run"]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("Would remove 0 blob(s), 1 partial download(s), 2 index file(s)"), "{said}");
+    assert!(stale.exists() && old_config.exists() && stale_tmp.exists(), "a dry run removes nothing");
+
+    let out = env.cmd(&["cache", "gc"]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("Removed 0 blob(s), 1 partial download(s), 2 index file(s)"), "{said}");
+    assert!(!stale.exists() && young.exists() && busy.exists());
+    assert!(!old_config.exists() && !stale_tmp.exists());
+    assert!(fresh_file.exists() && fresh_etag.exists() && young_tmp.exists());
+
+    // Once the download lets go, the stale file is collected; --older-than 0
+    // takes every index copy but never a write that may still be running.
+    drop(held);
+    env.ok(&["cache", "gc", "--older-than", "0"]);
+    assert!(!busy.exists() && young.exists());
+    assert!(!fresh_file.exists() && !fresh_etag.exists() && young_tmp.exists());
+}

@@ -1,5 +1,7 @@
 //! The download cache: `$ATTEMPT_HOME/cache/blobs/sha256/ab/<hex>`,
-//! content-addressed and shared by every project of the user.
+//! content-addressed and shared by every project of the user. Its other
+//! directories (partial downloads, registry index copies, `suggest`
+//! features) are named here too, and `cache gc` ([`gc`]) cleans every one.
 //!
 //! A blob enters the cache only after its sha256 matched the lock: it is
 //! downloaded into `cache/tmp/`, hashed, fsynced and renamed into place, so
@@ -67,6 +69,18 @@ impl Cache {
     /// Partial downloads live here until they are verified.
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+
+    /// Resumable downloads of HTTP registries, `<hex>.part`, each locked
+    /// while a download writes it (`registry::remote::http`).
+    pub fn partial_dir(&self) -> PathBuf {
+        self.root.join("partial")
+    }
+
+    /// Copies of remote registries' index files, one directory per registry
+    /// (`registry::remote::http`), for ETag revalidation and `--offline`.
+    pub fn index_dir(&self) -> PathBuf {
+        self.root.join("index")
     }
 
     /// Pooled features `suggest` computed, per model (recomputable; `gc`

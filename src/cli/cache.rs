@@ -10,12 +10,13 @@ use crate::project::{Lockfile, LOCK_FILE};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Remove cached blobs no project needs any more.
+    /// Remove cached blobs no project needs any more, and stale partial downloads, index copies and features.
     #[command(after_help = "The cache ($ATTEMPT_HOME/cache) is shared by all projects, so gc keeps \
 every blob named by a lock you pass with --lock (default: the current project's attempt.lock, if \
 any) and every blob used (fetched or verified) within --older-than days; everything else is \
-removed, as are partial downloads older than an hour. Removed blobs are simply downloaded again \
-by the next `fetch`.\n\nExamples:\n  attempt-pkg cache gc --dry-run\n  \
+removed. So are partial downloads untouched for an hour (never one a download is writing), copies \
+of remote registries' index files not refreshed within --older-than days, and cached `suggest` \
+features unused as long. What is removed is downloaded (or computed) again when next needed.\n\nExamples:\n  attempt-pkg cache gc --dry-run\n  \
 attempt-pkg cache gc --lock ~/exp1/attempt.lock --lock ~/exp2/attempt.lock\n  \
 attempt-pkg cache gc --older-than 0   # keep only what the given locks name")]
     Gc(GcArgs),
@@ -26,7 +27,7 @@ pub struct GcArgs {
     /// Lockfiles whose packages must stay (repeatable).
     #[arg(long = "lock", value_name = "FILE")]
     pub locks: Vec<PathBuf>,
-    /// Keep unreferenced blobs used within this many days.
+    /// Keep unreferenced blobs, index copies and features used within this many days.
     #[arg(long, value_name = "DAYS", default_value_t = 30)]
     pub older_than: u64,
     /// Only report what would be removed.
@@ -59,9 +60,10 @@ fn run_gc(args: GcArgs, ctx: &Context) -> Result<()> {
         eprintln!("  {verb} sha256:{c}");
     }
     eprintln!(
-        "{verb} {} blob(s), {} partial download(s) and {} cached feature file(s), {} bytes; kept {} blob(s)",
+        "{verb} {} blob(s), {} partial download(s), {} index file(s) and {} cached feature file(s), {} bytes; kept {} blob(s)",
         report.removed_blobs.len(),
         report.removed_partials,
+        report.removed_index_files,
         report.removed_features,
         report.freed_bytes,
         report.kept_blobs
