@@ -22,8 +22,7 @@ use anyhow::Context as _;
 use candle_core::{DType, Device, Tensor, D};
 use serde::Deserialize;
 
-use super::ops::rms_norm::rms_norm;
-use super::ops::{self, linear, PreRmsFeedForward, PreRmsLayer};
+use super::ops::{self, linear, rms_norm, PreRmsFeedForward, PreRmsLayer};
 use super::weights::Weights;
 use super::Encoder;
 

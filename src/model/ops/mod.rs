@@ -29,6 +29,7 @@ pub use layer_norm::{add_layer_norm, layer_norm};
 pub use linear::linear;
 pub use post_ln_layer::PostLnLayer;
 pub use pre_rms_layer::{PreRmsFeedForward, PreRmsLayer};
+pub use rms_norm::rms_norm;
 pub use softmax::{biased_softmax, masked_softmax, softmax_last_dim};
 
 use candle_core::{Result, Tensor};

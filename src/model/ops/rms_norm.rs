@@ -3,14 +3,14 @@
 //!
 //! `candle_nn::ops::rms_norm` returns a tensor detached from the graph (no
 //! gradient at all), so a prompt trained through it silently never moves. This
-//! op is fused for speed (one pass forward, one pass backward, rows in
-//! parallel) and has a backward pass: the input gradient is always computed;
-//! the weight gradient only when the weight itself is being trained.
+//! op is fused for speed (row-parallel kernels, the same ones the fused T5
+//! encoder block runs) and has a backward pass: the input gradient is always
+//! computed; the weight gradient only when the weight itself is being trained.
 
-use candle_core::{
-    CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D,
-};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
+
+use super::cpu::{dot_f32, f32_slice};
 
 /// Rows handed to one rayon task; keeps task overhead small for narrow rows.
 const MIN_ROWS_PER_TASK: usize = 16;
@@ -27,10 +27,8 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
             weight.dims()
         )
     }
-    let fused = matches!(x.device(), Device::Cpu)
-        && x.dtype() == DType::F32
-        && weight.dtype() == DType::F32;
-    if !fused {
+    // (A zero-width input has no rows for the kernels to split.)
+    if d == 0 || !super::use_fused(x) || !super::use_fused(weight) {
         return rms_norm_composed(x, weight, eps);
     }
     x.contiguous()?
@@ -49,37 +47,6 @@ struct RmsNorm {
     eps: f32,
 }
 
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("rms_norm: {what} must be contiguous")))?;
-    Ok(&storage.as_slice::<f32>()?[start..end])
-}
-
-/// Σ a·b with eight independent accumulators so the loop vectorises.
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (a8, a_tail) = a.split_at(a.len() / 8 * 8);
-    let (b8, b_tail) = b.split_at(a8.len());
-    for (ca, cb) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
-        for i in 0..8 {
-            acc[i] += ca[i] * cb[i];
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for (x, y) in a_tail.iter().zip(b_tail) {
-        sum += x * y;
-    }
-    sum
-}
-
-#[inline]
-fn inv_rms(row: &[f32], eps: f32) -> f32 {
-    let mean_sq = dot(row, row) / row.len() as f32;
-    1.0 / (mean_sq + eps).sqrt()
-}
-
 impl CustomOp2 for RmsNorm {
     fn name(&self) -> &'static str {
         "t5-rms-norm"
@@ -92,19 +59,11 @@ impl CustomOp2 for RmsNorm {
         ws: &CpuStorage,
         ws_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(xs, xs_layout, "input")?;
-        let w = contiguous_f32(ws, ws_layout, "weight")?;
-        let d = w.len();
+        let x = f32_slice(self.name(), xs, xs_layout)?;
+        let w = f32_slice(self.name(), ws, ws_layout)?;
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(d)
-            .zip(x.par_chunks(d))
-            .with_min_len(MIN_ROWS_PER_TASK)
-            .for_each(|(y, x)| {
-                let r = inv_rms(x, self.eps);
-                for ((y, x), w) in y.iter_mut().zip(x).zip(w) {
-                    *y = x * r * w;
-                }
-            });
+        let mut rstd = vec![0f32; x.len() / w.len().max(1)];
+        rms_rows(x, w, self.eps, &mut rstd, &mut out);
         Ok((CpuStorage::F32(out), xs_layout.shape().clone()))
     }
 
@@ -131,7 +90,8 @@ impl CustomOp2 for RmsNorm {
     }
 }
 
-/// dx = r·(ĝ − x·r²·mean(ĝ·x)), ĝ = g·w, r = 1/sqrt(mean(x²)+eps); recomputes r.
+/// dx = r·(ĝ − x·r²·mean(ĝ·x)), ĝ = g·w, r = 1/sqrt(mean(x²)+eps); recomputes
+/// r rather than keeping it from forward.
 struct RmsNormInputGrad {
     eps: f32,
 }
@@ -150,27 +110,22 @@ impl CustomOp3 for RmsNormInputGrad {
         gs: &CpuStorage,
         gs_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(xs, xs_layout, "input")?;
-        let w = contiguous_f32(ws, ws_layout, "weight")?;
-        let g = contiguous_f32(gs, gs_layout, "gradient")?;
-        let d = w.len();
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(d)
-            .zip(x.par_chunks(d).zip(g.par_chunks(d)))
-            .with_min_len(MIN_ROWS_PER_TASK)
-            .for_each(|(dx, (x, g))| {
-                let r = inv_rms(x, self.eps);
-                // dx temporarily holds ĝ = g·w.
-                for ((dx, g), w) in dx.iter_mut().zip(g).zip(w) {
-                    *dx = g * w;
-                }
-                let coef = r * r * r * dot(dx, x) / d as f32;
-                for (dx, x) in dx.iter_mut().zip(x) {
-                    *dx = r * *dx - coef * x;
-                }
-            });
-        Ok((CpuStorage::F32(out), xs_layout.shape().clone()))
+        let x = f32_slice(self.name(), xs, xs_layout)?;
+        let w = f32_slice(self.name(), ws, ws_layout)?;
+        let d = w.len().max(1);
+        let rstd: Vec<f32> = x.par_chunks(d).with_min_len(MIN_ROWS_PER_TASK).map(|x| inv_rms(x, self.eps)).collect();
+        // The backward kernel uses the gradient as scratch: a copy.
+        let mut g = f32_slice(self.name(), gs, gs_layout)?.to_vec();
+        let mut dx = vec![0f32; x.len()];
+        rms_rows_backward_add(&mut dx, &mut g, x, w, &rstd);
+        Ok((CpuStorage::F32(dx), xs_layout.shape().clone()))
     }
+}
+
+/// 1/√(mean(x²) + eps) of one row.
+#[inline(always)]
+fn inv_rms(x: &[f32], eps: f32) -> f32 {
+    1.0 / (dot_f32(x, x) / x.len() as f32 + eps).sqrt()
 }
 
 /// Slice kernels for the fused T5 encoder layer: y = w ⊙ x · r per row of
@@ -180,7 +135,7 @@ pub(super) fn rms_rows(x: &[f32], w: &[f32], eps: f32, rstd: &mut [f32], y: &mut
     y.par_chunks_mut(d).zip(x.par_chunks(d)).zip(rstd.par_iter_mut()).with_min_len(MIN_ROWS_PER_TASK).for_each(
         |((y, x), r)| {
             super::vectorized(#[inline(always)] || {
-                *r = 1.0 / (super::cpu::dot_f32(x, x) / d as f32 + eps).sqrt();
+                *r = inv_rms(x, eps);
                 for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
                     *y = x * *r * w;
                 }
@@ -202,7 +157,7 @@ pub(super) fn rms_rows_backward_add(dst: &mut [f32], g: &mut [f32], x: &[f32], w
                 for (g, &w) in g.iter_mut().zip(w) {
                     *g *= w;
                 }
-                let coef = r * r * r * super::cpu::dot_f32(g, x) / d as f32;
+                let coef = r * r * r * dot_f32(g, x) / d as f32;
                 for ((o, &g), &x) in dst.iter_mut().zip(g.iter()).zip(x) {
                     *o += r * g - coef * x;
                 }
