@@ -6,7 +6,7 @@
 //! on a registry of `--packages` packages: requests/s and p50/p99 latency at
 //! N keep-alive connections; (b) blob download MB/s (one 32 MiB artifact, 4
 //! connections) with download counting on and off (`--download-flush-ms 0`),
-//! alternating three rounds each so both see the same machine load.
+//! alternating five rounds each so both see the same machine load.
 //! Packages are published through the library, as `publish` would.
 
 use std::path::Path;
@@ -57,11 +57,11 @@ fn main() -> Result<()> {
     drop(server);
 
     let (mut on, mut off) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
+    for _ in 0..5 {
         for (counting, out) in [(false, &mut off), (true, &mut on)] {
             let flags: &[&str] = if counting { &[] } else { &["--download-flush-ms", "0"] };
             let server = ServeProcess::start(&root, flags)?;
-            out.push(runtime.block_on(blob_throughput(&server.addr, &blob_path, 4, seconds.min(5.0)))?);
+            out.push(runtime.block_on(blob_throughput(&server.addr, &blob_path, 4, seconds.min(3.0)))?);
         }
     }
     let median = |v: &mut Vec<f64>| {

@@ -16,8 +16,8 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, Row};
 
-use super::api::{PackageSummary, VersionInfo};
-use super::local::{parse_db_version, summarize};
+use super::api::{PackageInfo, PackageSummary, VersionInfo, YankEvent};
+use super::local::{parse_db_version, summarize, version_from_row, VERSION_COLUMNS};
 use super::LocalRegistry;
 
 /// Narrows a listing or a search to packages with at least one version
@@ -135,6 +135,55 @@ impl LocalRegistry {
         }
         tx.commit().await.context("committing download counts")?;
         Ok(())
+    }
+
+    /// What the package page needs of `name`: [`LocalRegistry::info`] and
+    /// each version's downloads, in two queries where `info` and
+    /// [`LocalRegistry::version_downloads`] take four (the yank history is
+    /// read only when a version is yanked: only yanked versions show a
+    /// reason). `None` if there is no such package.
+    pub async fn package_with_downloads(&self, name: &str) -> Result<Option<(PackageInfo, BTreeMap<Version, u64>)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS}, d.downloads AS downloads FROM versions JOIN packages p ON p.id = versions.package_id \
+             LEFT JOIN blob_downloads d ON d.cksum = versions.cksum WHERE p.name = $1"
+        ))
+        .bind(name)
+        .fetch_all(self.pool())
+        .await
+        .context("reading a package")?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut versions = Vec::with_capacity(rows.len());
+        let mut downloads = BTreeMap::new();
+        for row in &rows {
+            let version = version_from_row(row)?;
+            if let Some(n) = row.get::<Option<i64>, _>("downloads") {
+                downloads.insert(version.version.clone(), count(n));
+            }
+            versions.push(version);
+        }
+        versions.sort_by(|a, b| a.version.cmp(&b.version));
+        let mut yank_history = Vec::new();
+        if versions.iter().any(|v| v.yanked) {
+            let rows = sqlx::query(
+                "SELECT v.version, h.yanked, h.at, h.reason FROM yank_history h JOIN versions v ON v.id = h.version_id \
+                 JOIN packages p ON p.id = v.package_id WHERE p.name = $1 ORDER BY h.id",
+            )
+            .bind(name)
+            .fetch_all(self.pool())
+            .await
+            .context("reading a yank history")?;
+            for row in rows {
+                yank_history.push(YankEvent {
+                    version: parse_db_version(row.get("version"))?,
+                    yanked: row.get::<i64, _>("yanked") != 0,
+                    at: row.get("at"),
+                    reason: row.get("reason"),
+                });
+            }
+        }
+        Ok(Some((PackageInfo { name: name.to_string(), versions, yank_history }, downloads)))
     }
 
     /// Downloads of each version of `name` that has any.

@@ -86,6 +86,10 @@ pub async fn check_browse_queries(registry: &LocalRegistry) {
     assert_eq!(downloads.get(&v("1.0.0")), Some(&2));
     assert_eq!(downloads.get(&v("1.2.0")), Some(&6));
     assert_eq!(downloads.get(&v("1.1.0")), None);
+    let (info, with_downloads) = registry.package_with_downloads("mnli-prompt").await.unwrap().expect("a package");
+    assert_eq!(with_downloads, downloads);
+    assert_eq!(info, registry.info("mnli-prompt").await.unwrap().unwrap(), "the same package as `info` (it has a yanked version)");
+    assert!(registry.package_with_downloads("no-such-prompt").await.unwrap().is_none());
 
     let totals = registry.totals().await.unwrap();
     assert_eq!((totals.packages, totals.versions, totals.downloads), (4, 6, 8));

@@ -79,13 +79,13 @@ async fn render(state: &SharedState, headers: &HeaderMap, name: &str, wanted: Op
     state.check_read(headers).await?;
     validate_name(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let registry = &state.registry;
-    let info = registry.info(name).await?.ok_or_else(|| ApiError::not_found(format!("no package named `{name}`")))?;
+    let (info, downloads) =
+        registry.package_with_downloads(name).await?.ok_or_else(|| ApiError::not_found(format!("no package named `{name}`")))?;
     let selected = match &wanted {
         Some(v) => info.versions.iter().find(|x| &x.version == v).ok_or_else(|| ApiError::not_found(format!("{name}@{v} is not published")))?,
         None => info.latest().ok_or_else(|| ApiError::not_found(format!("`{name}` has no versions")))?,
     };
     let owners = owners::list(registry.pool(), name).await?;
-    let downloads = registry.version_downloads(name).await?;
     let dependents = registry.dependents(name).await?;
     let manifest = match registry.manifest_json(name, &selected.version).await? {
         Some(text) => Manifest::from_json(&text)
