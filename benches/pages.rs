@@ -10,7 +10,7 @@
 //! Packages are published through the library, as `publish` would.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -19,6 +19,9 @@ use attempt_pkg::registry::BlockingRegistry;
 
 #[path = "common/http_load.rs"]
 mod http_load;
+#[path = "common/serve.rs"]
+mod serve;
+use serve::ServeProcess;
 use http_load::{blob_throughput, load, report};
 
 const FINGERPRINT: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
@@ -103,32 +106,3 @@ fn artifact(name: &str, version: &str, length: usize, hidden: usize, seed: f32, 
     Artifact::from_parts(manifest, Some(PromptTensor::from_f32(length, hidden, &values)?))
 }
 
-struct ServeProcess {
-    child: Child,
-    addr: String,
-}
-
-impl ServeProcess {
-    fn start(root: &Path, extra: &[&str]) -> Result<ServeProcess> {
-        use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_attempt-pkg"))
-            .args(["serve", "--root", &root.to_string_lossy(), "--addr", "127.0.0.1:0"])
-            .args(extra)
-            .env("ATTEMPT_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting attempt-pkg serve")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line.trim().rsplit("http://").next().context("no address in the banner")?.to_string();
-        Ok(ServeProcess { child, addr })
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}

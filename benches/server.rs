@@ -23,6 +23,9 @@ use attempt_pkg::registry::BlockingRegistry;
 
 #[path = "common/http_load.rs"]
 mod http_load;
+#[path = "common/serve.rs"]
+mod serve;
+use serve::ServeProcess;
 use http_load::{blob_throughput, load, report};
 
 const FINGERPRINT: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
@@ -55,11 +58,11 @@ fn main() -> Result<()> {
     let blob_path = format!("/blobs/sha256/{}/{}", &big[..2], big);
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let server = ServeProcess::start(&root)?;
+    let server = ServeProcess::start(&root, &[])?;
     println!("attempt-pkg serve on {} ({} index files, 32 MiB blob)", server.addr, index_paths.len());
-    let cpu0 = cpu_seconds(&[server.child.id()]);
+    let cpu0 = cpu_seconds(&[server.pid()]);
     let ours = runtime.block_on(load(&server.addr, &index_paths, opts.connections, opts.seconds))?;
-    let ours_cpu = (cpu_seconds(&[server.child.id()]) - cpu0) / ours.requests as f64;
+    let ours_cpu = (cpu_seconds(&[server.pid()]) - cpu0) / ours.requests as f64;
     report("attempt-pkg serve: index GET", &ours);
     println!("attempt-pkg serve: {:.1} µs of server CPU per index request", ours_cpu * 1e6);
     let ours_blob = runtime.block_on(blob_throughput(&server.addr, &blob_path, 4, opts.seconds))?;
@@ -179,35 +182,6 @@ fn artifact(name: &str, version: &str, length: usize, hidden: usize, seed: f32) 
     ))?;
     let values: Vec<f32> = (0..length * hidden).map(|i| seed + (i % 1000) as f32 * 1e-3).collect();
     Artifact::from_parts(manifest, Some(PromptTensor::from_f32(length, hidden, &values)?))
-}
-
-struct ServeProcess {
-    child: Child,
-    addr: String,
-}
-
-impl ServeProcess {
-    fn start(root: &Path) -> Result<ServeProcess> {
-        use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_attempt-pkg"))
-            .args(["serve", "--root", &root.to_string_lossy(), "--addr", "127.0.0.1:0"])
-            .env("ATTEMPT_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting attempt-pkg serve")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line.trim().rsplit("http://").next().context("no address in the banner")?.to_string();
-        Ok(ServeProcess { child, addr })
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 struct Nginx {
