@@ -10,7 +10,6 @@
 //! Packages are published through the library, as `publish` would.
 
 use std::path::Path;
-
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
