@@ -294,3 +294,33 @@ fn a_learned_temperature_is_a_trained_tensor_that_gets_a_gradient() {
     // The default has no such tensor: the official setting's trainable set is unchanged.
     assert_eq!(build(&f, false).g.named_vars().len(), 4);
 }
+
+#[test]
+fn a_centred_input_is_the_paper_g_applied_to_the_input_minus_the_training_mean() {
+    let f = fixture();
+    let plain = build(&f, false);
+    let centred = build_with(&f, AttentionConfig { centre_input: true, ..AttentionConfig::default() });
+    let names: Vec<String> = centred.g.named_vars().into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&"attention.b_down".to_string()), "{names:?}");
+    let mean = plain.g.pool(&plain.x, &plain.mask).unwrap().mean(0).unwrap(); // [D]
+    centred.g.centre_on(&mean).unwrap();
+    // Subtracting a constant per feature commutes with the max-pool, so
+    // W_down·maxpool(X) + b_down must equal W_down·maxpool(X − μ).
+    let shifted = plain.x.broadcast_sub(&mean.reshape((1, 1, D)).unwrap()).unwrap();
+    let want = plain.g.instance_representation(&shifted, &plain.mask).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let got = centred.g.instance_representation(&centred.x, &centred.mask).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(want.iter().zip(&got).all(|(a, b)| (a - b).abs() < 1e-5), "{want:?} vs {got:?}");
+    assert_ne!(
+        got,
+        plain.g.instance_representation(&plain.x, &plain.mask).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        "centring changes G's view of the input"
+    );
+    // The bias is trained with G.
+    let out = centred.mixture.compose(centred.target.as_tensor(), Some(&centred.g), &centred.x, &centred.mask).unwrap();
+    let c = Tensor::from_vec(vals(B * (T + 1), 11), (B, T + 1), &Device::Cpu).unwrap();
+    let grads = (out.weights.unwrap() * c).unwrap().sum_all().unwrap().backward().unwrap();
+    let g = grads.get(centred.g.b_down.as_ref().unwrap()).expect("a gradient for b_down");
+    assert!(g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+    // A module built without it refuses to be centred rather than ignoring the call.
+    assert!(plain.g.centre_on(&mean).is_err());
+}

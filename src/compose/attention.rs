@@ -52,6 +52,13 @@ pub struct AttentionConfig {
     /// Max-pool the input over every position, padding included, as the
     /// official implementation does. Off by default: padding is masked out.
     pub unmasked_pooling: bool,
+    /// Give W_down a bias initialised to −W_down·μ, μ the mean max-pooled
+    /// input of the training set ([`AttentionModule::centre_on`]), so G starts
+    /// from centred inputs. Max-pooled embeddings of different inputs are
+    /// nearly parallel: without it G sees almost the same vector for every
+    /// example and its weights cannot be instance-wise. Off by default (the
+    /// paper's G has no such bias).
+    pub centre_input: bool,
     /// LayerNorm epsilon.
     pub layer_norm_eps: f64,
 }
@@ -64,6 +71,7 @@ impl Default for AttentionConfig {
             scores: AttentionScores::Dot,
             learn_temperature: false,
             unmasked_pooling: false,
+            centre_input: false,
             layer_norm_eps: 1e-5,
         }
     }
@@ -84,6 +92,8 @@ impl AttentionConfig {
 #[derive(Debug, Clone)]
 pub struct AttentionModule {
     pub w_down: Var,
+    /// `[r]`, present with [`AttentionConfig::centre_input`].
+    pub b_down: Option<Var>,
     pub w_up: Var,
     pub ln_weight: Var,
     pub ln_bias: Var,
@@ -95,6 +105,7 @@ pub struct AttentionModule {
 
 /// Tensor names in checkpoints.
 pub const W_DOWN: &str = "attention.w_down";
+pub const B_DOWN: &str = "attention.b_down";
 pub const W_UP: &str = "attention.w_up";
 pub const LN_WEIGHT: &str = "attention.layer_norm.weight";
 pub const LN_BIAS: &str = "attention.layer_norm.bias";
@@ -126,7 +137,8 @@ impl AttentionModule {
         let ln_weight = Var::ones(hidden_size, DType::F32, device)?;
         let ln_bias = Var::zeros(hidden_size, DType::F32, device)?;
         let log_temperature = log_temperature_var(&config, hidden_size, device)?;
-        Ok(Self { w_down, w_up, ln_weight, ln_bias, log_temperature, config, hidden_size })
+        let b_down = config.centre_input.then(|| Var::zeros(r, DType::F32, device)).transpose()?;
+        Ok(Self { w_down, b_down, w_up, ln_weight, ln_bias, log_temperature, config, hidden_size })
     }
 
     /// G from given weights (checkpoint restore, tests). Shapes are checked.
@@ -149,8 +161,10 @@ impl AttentionModule {
         }
         let config = AttentionConfig { bottleneck: r, ..config };
         let log_temperature = log_temperature_var(&config, d, w_down.device())?;
+        let b_down = config.centre_input.then(|| Var::zeros(r, DType::F32, w_down.device())).transpose()?;
         Ok(Self {
             log_temperature,
+            b_down,
             w_down: Var::from_tensor(&w_down.to_dtype(DType::F32)?)?,
             w_up: Var::from_tensor(&w_up.to_dtype(DType::F32)?)?,
             ln_weight: Var::from_tensor(&ln_weight.to_dtype(DType::F32)?)?,
@@ -172,6 +186,9 @@ impl AttentionModule {
             (LN_WEIGHT.to_string(), self.ln_weight.clone()),
             (LN_BIAS.to_string(), self.ln_bias.clone()),
         ];
+        if let Some(b) = &self.b_down {
+            vars.push((B_DOWN.to_string(), b.clone()));
+        }
         if let Some(t) = &self.log_temperature {
             vars.push((LOG_TEMPERATURE.to_string(), t.clone()));
         }
@@ -190,10 +207,30 @@ impl AttentionModule {
         self.named_vars().iter().map(|(_, v)| v.elem_count()).sum()
     }
 
-    /// h = LN(W_up · SiLU(W_down · maxpool(X))): `[b, L, d]`, mask `[b, L]` → `[b, d]`.
+    /// Max-pooled inputs `[b, d]`, as G sees them.
+    pub fn pool(&self, input_embeds: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        max_pool(input_embeds, mask, self.config.unmasked_pooling)
+    }
+
+    /// Set W_down's bias to −W_down·`mean` (`[d]`, the mean of [`Self::pool`]
+    /// over the training inputs): at the start of training G's bottleneck
+    /// sees each input's difference from the average input.
+    pub fn centre_on(&self, mean: &Tensor) -> Result<()> {
+        let b = self.b_down.as_ref().ok_or_else(|| {
+            candle_core::Error::Msg("centre_on needs an attention module built with centre_input".into())
+        })?;
+        let mean = mean.to_dtype(DType::F32)?.reshape((1, self.hidden_size))?;
+        b.set(&mean.matmul(&self.w_down.as_tensor().t()?)?.neg()?.squeeze(0)?)
+    }
+
+    /// h = LN(W_up · SiLU(W_down · maxpool(X) [+ b_down])): `[b, L, d]`, mask `[b, L]` → `[b, d]`.
     pub fn instance_representation(&self, input_embeds: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let pooled = max_pool(input_embeds, mask, self.config.unmasked_pooling)?;
-        let x = pooled.matmul(&self.w_down.as_tensor().t()?)?.silu()?;
+        let pooled = self.pool(input_embeds, mask)?;
+        let mut x = pooled.matmul(&self.w_down.as_tensor().t()?)?;
+        if let Some(b) = &self.b_down {
+            x = x.broadcast_add(b.as_tensor())?;
+        }
+        let x = x.silu()?;
         let x = x.matmul(&self.w_up.as_tensor().t()?)?;
         layer_norm(&x, self.ln_weight.as_tensor(), self.ln_bias.as_tensor(), self.config.layer_norm_eps)
     }

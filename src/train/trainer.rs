@@ -129,6 +129,9 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
     let defs: Vec<TaskDef> = tasks.iter().map(|t| t.task.clone()).collect();
     let mut init_rng = StdRng::seed_from_u64(config.seed);
     let model = PromptModel::new(encoder, tokenizer, &sources, &defs, &config, &mut init_rng, &device)?;
+    if let Some(g) = model.attention.as_ref().filter(|g| g.config.centre_input && !options.resume) {
+        g.centre_on(&mean_pooled_input(g, encoder, tokenizer, &tasks, config.max_length, &device)?)?;
+    }
     let run_dir = options.run_dir.as_ref().map(RunDir::create).transpose()?;
 
     let mut state = ResumeState::default();
@@ -347,6 +350,36 @@ fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
 
 /// Loss of a mixed-task batch: each task's examples go through their own
 /// target prompt and head; losses are weighted by the task's share.
+/// How many training inputs [`mean_pooled_input`] averages at most: the mean
+/// of a few thousand max-pooled embeddings is stable, and more only costs time.
+const CENTRE_SAMPLE: usize = 4096;
+
+/// The mean of G's max-pooled input over (evenly spaced) training examples of
+/// every task: the point G's input is centred on. Deterministic: no sampling.
+fn mean_pooled_input(
+    g: &crate::compose::AttentionModule,
+    encoder: &dyn Encoder,
+    tokenizer: &dyn TextEncoder,
+    tasks: &[TaskData],
+    max_length: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let all: Vec<&Example> = tasks.iter().flat_map(|t| &t.train).collect();
+    let stride = all.len().div_ceil(CENTRE_SAMPLE).max(1);
+    let sample: Vec<&Example> = all.into_iter().step_by(stride).collect();
+    let mut sum: Option<Tensor> = None;
+    for chunk in sample.chunks(64) {
+        let batch = collate(chunk, tokenizer, max_length, device)?;
+        let pooled = g.pool(&encoder.embed_tokens(&batch.ids)?, &batch.mask)?.to_dtype(candle_core::DType::F32)?;
+        let part = pooled.sum(0)?;
+        sum = Some(match sum {
+            Some(acc) => (acc + part)?,
+            None => part,
+        });
+    }
+    Ok((sum.context("no training examples to centre the attention input on")? / sample.len() as f64)?)
+}
+
 fn batch_loss(
     model: &PromptModel,
     encoder: &dyn Encoder,
