@@ -12,16 +12,16 @@
 mod gc;
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{anyhow, bail, Context, Result};
 use registry_index::{blob_path, Checksum};
-use sha2::{Digest, Sha256};
 
 pub use gc::{gc, GcOptions, GcReport};
 
+use crate::fsutil::hash_file;
 use crate::home::Home;
 use crate::project::{LockedPackage, Lockfile};
 use crate::registry::RegistrySource;
@@ -143,21 +143,6 @@ impl Cache {
         tmp.persist(&dest).with_context(|| format!("moving the download to {}", dest.display()))?;
         Ok(dest)
     }
-}
-
-/// sha256 of a file, streamed.
-pub fn hash_file(path: &Path) -> io::Result<Checksum> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(Checksum::from_digest(&hasher.finalize().into()))
 }
 
 fn describe(p: &LockedPackage) -> String {

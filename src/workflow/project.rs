@@ -77,7 +77,7 @@ pub fn prepare(
     let lock_path = ws.dir.join(LOCK_FILE);
     let lock_checksum = if lock_path.is_file() {
         let bytes = std::fs::read(&lock_path).with_context(|| format!("cannot read {}", lock_path.display()))?;
-        Some(crate::package::sha256(&bytes).prefixed())
+        Some(crate::fsutil::sha256(&bytes).prefixed())
     } else {
         None
     };

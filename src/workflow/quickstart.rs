@@ -15,10 +15,11 @@ use super::project::prepare;
 use super::settings::TrainSection;
 use super::source::{train_source, SourceJob};
 use crate::compose::Method;
+use crate::fsutil::write_atomic;
 use crate::home::Home;
 use crate::model::store;
 use crate::project::ops::{self, AddSpec, Flags, Workspace};
-use crate::project::{initial_text, write_atomic, MANIFEST_FILE};
+use crate::project::{initial_text, MANIFEST_FILE};
 use crate::registry::BlockingRegistry;
 
 /// Marks a directory the quickstart created, so a re-run may clear it.

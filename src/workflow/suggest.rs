@@ -171,10 +171,8 @@ impl FeatureCache for DirFeatureCache {
             let (n, d) = (rows.len(), rows.first().map_or(0, Vec::len));
             let flat: Vec<f32> = rows.iter().flatten().copied().collect();
             let t = candle_core::Tensor::from_vec(flat, (n, d), &candle_core::Device::Cpu)?;
-            let tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-            candle_core::safetensors::save(&std::collections::HashMap::from([("features".to_string(), t)]), tmp.path())?;
-            tmp.persist(self.path(key)).map_err(|e| e.error)?;
-            Ok(())
+            let tensors = std::collections::HashMap::from([("features".to_string(), t)]);
+            crate::fsutil::write_atomic_with(&self.path(key), |tmp| Ok(candle_core::safetensors::save(&tensors, tmp)?))
         };
         if let Err(e) = write() {
             eprintln!("  note: could not cache features in {}: {e:#}", self.dir.display());

@@ -18,9 +18,9 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header;
 use reqwest::StatusCode;
 use semver::Version;
-use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::fsutil::{write_atomic, write_atomic_with};
 use crate::registry::api::{
     InfoResponse, ListResponse, PackageInfo, PackageSummary, PublishResponse, Published, SearchResponse, SimilarResponse,
     YankOutcome, YankResponse, MAX_PER_PAGE,
@@ -576,7 +576,7 @@ pub fn download_many(source: &(dyn RegistrySource + Sync), jobs: &[DownloadJob],
 fn cache_id(url: &Url) -> String {
     let host: String = url.host_str().unwrap_or("registry").chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
     let port = url.port_or_known_default().unwrap_or(0);
-    let hash = crate::package::sha256(url.as_str().as_bytes());
+    let hash = crate::fsutil::sha256(url.as_str().as_bytes());
     format!("{host}-{port}-{}", &hash.hex()[..16])
 }
 
@@ -645,19 +645,10 @@ fn copy_body(mut resp: Response, part: &mut fs::File, bar: &ProgressBar) -> Resu
     Ok(written)
 }
 
+/// sha256 of the whole file, whatever its position.
 fn hash_file(file: &mut fs::File) -> io::Result<Checksum> {
     file.seek(io::SeekFrom::Start(0))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let digest: [u8; 32] = hasher.finalize().into();
-    Ok(Checksum::from_digest(&digest))
+    crate::fsutil::hash_reader(file)
 }
 
 /// Opens and locks the partial file. Two downloads of one blob take turns;
@@ -691,18 +682,11 @@ fn move_file(from: &Path, to: &Path) -> Result<()> {
     }
     // Another file system: copy into a temp file beside `to`, then rename,
     // so `to` never exists half-written.
-    let dir = to.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new().prefix(".download-").tempfile_in(dir).with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    fs::copy(from, tmp.path()).with_context(|| format!("copying {} to {}", from.display(), tmp.path().display()))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(to).map_err(|e| e.error).with_context(|| format!("moving the download to {}", to.display()))?;
+    write_atomic_with(to, |tmp| {
+        fs::copy(from, tmp).with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
+        Ok(())
+    })
+    .with_context(|| format!("moving the download to {}", to.display()))?;
     let _ = fs::remove_file(from);
     Ok(())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    crate::package::write_atomic(path, bytes)
 }
