@@ -18,6 +18,7 @@ use std::time::SystemTime;
 
 use anyhow::{anyhow, bail, Context, Result};
 use registry_index::{blob_path, Checksum};
+use url::Url;
 
 pub use gc::{gc, GcOptions, GcReport};
 
@@ -77,10 +78,29 @@ impl Cache {
         self.root.join("partial")
     }
 
+    /// The resumable download of `cksum`: `partial/<hex>.part`.
+    pub fn partial_download(&self, cksum: &Checksum) -> PathBuf {
+        self.partial_dir().join(format!("{}.part", cksum.hex()))
+    }
+
     /// Copies of remote registries' index files, one directory per registry
     /// (`registry::remote::http`), for ETag revalidation and `--offline`.
     pub fn index_dir(&self) -> PathBuf {
         self.root.join("index")
+    }
+
+    /// The index copy of the registry at `index_url`: `index/<host>-<port>-<hash>/`,
+    /// readable, and distinct for distinct index URLs.
+    pub fn index_copy_dir(&self, index_url: &Url) -> PathBuf {
+        let host: String = index_url
+            .host_str()
+            .unwrap_or("registry")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
+            .collect();
+        let port = index_url.port_or_known_default().unwrap_or(0);
+        let hash = crate::fsutil::sha256(index_url.as_str().as_bytes());
+        self.index_dir().join(format!("{host}-{port}-{}", &hash.hex()[..16]))
     }
 
     /// Pooled features `suggest` computed, per model (recomputable; `gc`

@@ -38,7 +38,7 @@ pub fn open(arg: Option<&str>, home: &Home, offline: bool, token: Option<&str>) 
             index_url: target.index_url,
             source_id: target.source_id,
             offline,
-            cache_root: home.cache_dir(),
+            cache: Cache::from_home(home),
         })?),
     })
 }

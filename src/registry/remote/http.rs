@@ -20,6 +20,7 @@ use reqwest::StatusCode;
 use semver::Version;
 use url::Url;
 
+use crate::cache::Cache;
 use crate::fsutil::{write_atomic, write_atomic_with};
 use crate::registry::api::{
     InfoResponse, ListResponse, PackageInfo, PackageSummary, PublishResponse, Published, SearchResponse, SimilarResponse,
@@ -45,8 +46,8 @@ pub struct RemoteOptions {
     pub display: String,
     pub token: Option<String>,
     pub offline: bool,
-    /// `$ATTEMPT_HOME/cache`.
-    pub cache_root: PathBuf,
+    /// `$ATTEMPT_HOME/cache`: where index copies and partial downloads live.
+    pub cache: Cache,
 }
 
 pub struct HttpRegistry {
@@ -74,7 +75,7 @@ impl HttpRegistry {
             .user_agent(concat!("attempt-pkg/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("creating the HTTP client")?;
-        let index_cache = opts.cache_root.join("index").join(cache_id(&opts.index_url));
+        let index_cache = opts.cache.index_copy_dir(&opts.index_url);
         Ok(HttpRegistry {
             opts,
             client,
@@ -227,9 +228,9 @@ impl HttpRegistry {
             bail!("{what} is not in the cache and --offline forbids downloading it from {}", self.opts.display);
         }
         let url = self.blob_url(cksum)?;
-        let partial_dir = self.opts.cache_root.join("partial");
+        let partial_dir = self.opts.cache.partial_dir();
         fs::create_dir_all(&partial_dir).with_context(|| format!("creating {}", partial_dir.display()))?;
-        let part_path = partial_dir.join(format!("{}.part", cksum.hex()));
+        let part_path = self.opts.cache.partial_download(cksum);
         let mut part = open_locked(&part_path)?;
 
         let bar = self.progress.add(ProgressBar::new(expected_size.unwrap_or(0)));
@@ -239,7 +240,7 @@ impl HttpRegistry {
                 .progress_chars("=> "),
         );
         bar.set_message(what.clone());
-        let result = self.download_into(&url, &mut part, &part_path, expected_size, &bar, &what);
+        let result = self.download_into(&url, &mut part, cksum, expected_size, &bar, &what);
         bar.finish_and_clear();
         result?;
 
@@ -268,7 +269,7 @@ impl HttpRegistry {
         &self,
         url: &Url,
         part: &mut fs::File,
-        part_path: &Path,
+        cksum: &Checksum,
         expected_size: Option<u64>,
         bar: &ProgressBar,
         what: &str,
@@ -325,7 +326,7 @@ impl HttpRegistry {
                         StatusCode::RANGE_NOT_SATISFIABLE if have > 0 => {
                             // Either complete already or a stale partial: the
                             // hash decides; a stale one is discarded once.
-                            if hash_file(part)? == self.cksum_of(part_path) || restarted {
+                            if &hash_file(part)? == cksum || restarted {
                                 return Ok(());
                             }
                             restarted = true;
@@ -353,12 +354,6 @@ impl HttpRegistry {
             std::thread::sleep(delay);
             delay = (delay * 2).min(Duration::from_secs(5));
         }
-    }
-
-    /// The checksum a partial file is named after.
-    fn cksum_of(&self, part_path: &Path) -> Checksum {
-        let stem = part_path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-        Checksum::parse(stem).unwrap_or_else(|_| Checksum::from_digest(&[0; 32]))
     }
 
     // ---- API ------------------------------------------------------------
@@ -570,14 +565,6 @@ pub fn download_many(source: &(dyn RegistrySource + Sync), jobs: &[DownloadJob],
                 .unwrap_or_else(|| Err(anyhow::anyhow!("download worker stopped before this job")))
         })
         .collect()
-}
-
-/// `host-port-<hash>`: readable, and distinct for distinct index URLs.
-fn cache_id(url: &Url) -> String {
-    let host: String = url.host_str().unwrap_or("registry").chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
-    let port = url.port_or_known_default().unwrap_or(0);
-    let hash = crate::fsutil::sha256(url.as_str().as_bytes());
-    format!("{host}-{port}-{}", &hash.hex()[..16])
 }
 
 fn is_transient(e: &reqwest::Error) -> bool {
