@@ -46,9 +46,12 @@ impl Context {
     /// The workspace, locked against concurrent edits until the guard drops
     /// (for add, remove, update, lock).
     pub(super) fn workspace_for_edit(&self) -> Result<(Workspace, ProjectLock)> {
+        let on_wait = |dir: &std::path::Path| {
+            eprintln!("Blocking: waiting for another attempt-pkg command to finish with {}", dir.display());
+        };
         match &self.global.project {
-            Some(dir) => Workspace::find_for_edit(dir, false),
-            None => Workspace::find_for_edit(&std::env::current_dir()?, true),
+            Some(dir) => Workspace::find_for_edit(dir, false, on_wait),
+            None => Workspace::find_for_edit(&std::env::current_dir()?, true, on_wait),
         }
     }
 

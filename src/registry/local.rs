@@ -824,6 +824,8 @@ fn unix_now() -> i64 {
 
 /// Test hook: `ATTEMPT_TEST_CRASH_AT=<point>` aborts the process there (as
 /// abruptly as `kill -9`: no destructors, no cleanup), to test crash safety.
+/// The one place library code writes to stderr, on purpose: the crash tests
+/// read the line to know the abort was the hook's.
 fn crash_point(point: &str) {
     if std::env::var("ATTEMPT_TEST_CRASH_AT").is_ok_and(|p| p == point) {
         eprintln!("ATTEMPT_TEST_CRASH_AT={point}: aborting");

@@ -96,14 +96,15 @@ pub struct QuickstartReport {
     pub seconds: f64,
 }
 
-fn say(progress: bool, msg: &str) {
-    if progress {
-        eprintln!("{msg}");
-    }
-}
-
 /// Run the quickstart; `home` provides the model store and the cache.
-pub fn run(home: &Home, opts: &QuickstartOptions) -> Result<QuickstartReport> {
+/// `notice` gets a line per step (and per result) as the run goes, for the
+/// caller to show; it is only called when `opts.progress` is set.
+pub fn run(home: &Home, opts: &QuickstartOptions, notice: &dyn Fn(&str)) -> Result<QuickstartReport> {
+    let say = |progress: bool, msg: &str| {
+        if progress {
+            notice(msg);
+        }
+    };
     let start = Instant::now();
     prepare_dir(&opts.dir)?;
     let model_dir = match &opts.model {

@@ -34,6 +34,8 @@ pub struct Listed {
 pub struct Listing {
     pub listed: Vec<Listed>,
     pub skipped: Vec<(String, String)>,
+    /// What the caller should tell the user (e.g. an unreadable signature).
+    pub notes: Vec<String>,
 }
 
 /// The newest non-yanked version, made for the model `fingerprint` with
@@ -44,6 +46,7 @@ pub struct Listing {
 pub fn list_candidates(registry: &Registry, fingerprint: &str, hidden: usize) -> Result<Listing> {
     let mut listed = Vec::new();
     let mut skipped = Vec::new();
+    let mut notes = Vec::new();
     for summary in registry.list()? {
         let mut versions = registry.versions(&summary.name)?;
         versions.sort_by(|a, b| a.vers.cmp(&b.vers));
@@ -67,13 +70,13 @@ pub fn list_candidates(registry: &Registry, fingerprint: &str, hidden: usize) ->
         let signature = match v.sig.as_ref().map(|s| s.decode(hidden)).transpose() {
             Ok(sig) => sig,
             Err(e) => {
-                eprintln!("  note: {}@{}: unreadable task signature ({e}); it is scored without one", summary.name, v.vers);
+                notes.push(format!("{}@{}: unreadable task signature ({e}); it is scored without one", summary.name, v.vers));
                 None
             }
         };
         listed.push(Listed { name: summary.name.clone(), version: v.vers.clone(), cksum: v.cksum.clone(), signature });
     }
-    Ok(Listing { listed, skipped })
+    Ok(Listing { listed, skipped, notes })
 }
 
 /// Keep the `keep` candidates whose signatures are most similar to
@@ -136,15 +139,18 @@ pub fn target_mean(
 
 /// Pooled features kept under `$ATTEMPT_HOME/cache/features/<model>/`, one
 /// safetensors file per (sample, prompt) digest, written atomically.
-pub struct DirFeatureCache {
+pub struct DirFeatureCache<'a> {
     dir: PathBuf,
+    /// Told when a store fails (which is not worth stopping for).
+    notice: &'a dyn Fn(&str),
 }
 
-impl DirFeatureCache {
-    /// The cache for the model with fingerprint `sha256:<hex>`.
-    pub fn for_model(home: &crate::home::Home, fingerprint: &str) -> DirFeatureCache {
+impl<'a> DirFeatureCache<'a> {
+    /// The cache for the model with fingerprint `sha256:<hex>`; `notice`
+    /// hears of features that could not be stored.
+    pub fn for_model(home: &crate::home::Home, fingerprint: &str, notice: &'a dyn Fn(&str)) -> DirFeatureCache<'a> {
         let model = fingerprint.strip_prefix("sha256:").unwrap_or(fingerprint);
-        DirFeatureCache { dir: crate::cache::Cache::from_home(home).features_dir().join(model) }
+        DirFeatureCache { dir: crate::cache::Cache::from_home(home).features_dir().join(model), notice }
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -152,7 +158,7 @@ impl DirFeatureCache {
     }
 }
 
-impl FeatureCache for DirFeatureCache {
+impl FeatureCache for DirFeatureCache<'_> {
     fn load(&self, key: &str) -> Option<Vec<Vec<f32>>> {
         let path = self.path(key);
         if !path.is_file() {
@@ -175,7 +181,7 @@ impl FeatureCache for DirFeatureCache {
             crate::fsutil::write_atomic_with(&self.path(key), |tmp| Ok(candle_core::safetensors::save(&tensors, tmp)?))
         };
         if let Err(e) = write() {
-            eprintln!("  note: could not cache features in {}: {e:#}", self.dir.display());
+            (self.notice)(&format!("could not cache features in {}: {e:#}", self.dir.display()));
         }
     }
 }

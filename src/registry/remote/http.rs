@@ -23,7 +23,7 @@ use url::Url;
 use crate::cache::Cache;
 use crate::fsutil::{write_atomic, write_atomic_with};
 use crate::registry::api::{
-    InfoResponse, ListResponse, PackageInfo, PackageSummary, PublishResponse, Published, SearchResponse, SimilarResponse,
+    InfoResponse, ListResponse, PackageInfo, PackageSummary, PublishResponse, SearchResponse, SimilarResponse,
     YankOutcome, YankResponse, MAX_PER_PAGE,
 };
 use crate::registry::RegistrySource;
@@ -367,8 +367,9 @@ impl HttpRegistry {
         })
     }
 
-    /// `PUT /api/v1/prompts/new` with the artifact bytes.
-    pub fn publish(&self, artifact: &[u8]) -> Result<Published> {
+    /// `PUT /api/v1/prompts/new` with the artifact bytes; the answer carries
+    /// the server's warnings, for the caller to show.
+    pub fn publish(&self, artifact: &[u8]) -> Result<PublishResponse> {
         self.require_token("publishing")?;
         let url = self.api_url("prompts/new")?;
         let body = artifact.to_vec();
@@ -378,11 +379,7 @@ impl HttpRegistry {
                 .body(body.clone())
         })?;
         let resp = self.check(resp, "publishing")?;
-        let answer: PublishResponse = resp.json().context("reading the publish response")?;
-        for warning in &answer.warnings {
-            eprintln!("warning from registry {}: {warning}", self.opts.display);
-        }
-        Ok(answer.published)
+        resp.json().context("reading the publish response")
     }
 
     /// Yanks (or unyanks) `name@version`.
