@@ -168,8 +168,7 @@ pub fn run(home: &Home, opts: &QuickstartOptions, notice: &dyn Fn(&str)) -> Resu
     say(opts.progress, "[3/5] Creating the project and adding the published prompts");
     let project_dir = opts.dir.join("project");
     std::fs::create_dir_all(&project_dir).with_context(|| format!("cannot create {}", project_dir.display()))?;
-    let fp = registry_index::Checksum::parse(&backbone.fingerprint).context("model fingerprint")?;
-    let mut text = initial_text("quickstart", Some(&fp), Some(&model_dir));
+    let mut text = initial_text("quickstart", Some(&backbone.checksum), Some(&model_dir));
     text.push_str(&format!(
         "\n[train]\ntasks = [\"{}\"]\nmax-steps = {}\nepochs = 1000\nbatch-size = {}\nmax-length = {}\nprompt-length = {}\n\
          lr-other = 0.03\nseed = {}\nsynthetic-train = {}\nsynthetic-dev = {}\n",

@@ -43,7 +43,7 @@ pub struct Listing {
 /// tensor of their own and are left out). Reads the listing and the index
 /// (which carries everything needed here, signatures included), not the blobs;
 /// a remote registry's index files come from the revalidated index cache.
-pub fn list_candidates(registry: &Registry, fingerprint: &str, hidden: usize) -> Result<Listing> {
+pub fn list_candidates(registry: &Registry, fingerprint: &registry_index::Checksum, hidden: usize) -> Result<Listing> {
     let mut listed = Vec::new();
     let mut skipped = Vec::new();
     let mut notes = Vec::new();
@@ -51,7 +51,7 @@ pub fn list_candidates(registry: &Registry, fingerprint: &str, hidden: usize) ->
         let mut versions = registry.versions(&summary.name)?;
         versions.sort_by(|a, b| a.vers.cmp(&b.vers));
         // Newest first: the newest non-yanked version made for this model.
-        let mut fitting = versions.iter().rev().filter(|v| v.base_model.prefixed() == fingerprint).peekable();
+        let mut fitting = versions.iter().rev().filter(|v| &v.base_model == fingerprint).peekable();
         if fitting.peek().is_none() {
             continue;
         }
@@ -146,11 +146,10 @@ pub struct DirFeatureCache<'a> {
 }
 
 impl<'a> DirFeatureCache<'a> {
-    /// The cache for the model with fingerprint `sha256:<hex>`; `notice`
-    /// hears of features that could not be stored.
-    pub fn for_model(home: &crate::home::Home, fingerprint: &str, notice: &'a dyn Fn(&str)) -> DirFeatureCache<'a> {
-        let model = fingerprint.strip_prefix("sha256:").unwrap_or(fingerprint);
-        DirFeatureCache { dir: crate::cache::Cache::from_home(home).features_dir().join(model), notice }
+    /// The cache for the model with fingerprint `fingerprint` (`features/<hex>/`);
+    /// `notice` hears of features that could not be stored.
+    pub fn for_model(home: &crate::home::Home, fingerprint: &registry_index::Checksum, notice: &'a dyn Fn(&str)) -> DirFeatureCache<'a> {
+        DirFeatureCache { dir: crate::cache::Cache::from_home(home).features_dir().join(fingerprint.hex()), notice }
     }
 
     fn path(&self, key: &str) -> PathBuf {
