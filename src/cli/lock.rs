@@ -56,8 +56,11 @@ impl Context {
     }
 
     /// The registries the resolver reads, or none with --offline/--frozen.
+    /// A broken config.toml (or --registry) is an error either way: nothing
+    /// is contacted offline, but the configuration is still checked.
     pub(super) fn registries(&self) -> Result<Vec<Box<dyn RegistrySource>>> {
         if self.global.offline() {
+            crate::registry::resolve_target(self.global.registry.as_deref(), &self.home)?;
             return Ok(Vec::new());
         }
         Ok(vec![Box::new(self.registry(None)?)])
