@@ -131,9 +131,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sha256_of_the_empty_input() {
+        assert_eq!(sha256(b"").hex(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+
+    #[test]
     fn writes_whole_files_and_leaves_no_temporary_behind() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("sub/file.txt");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/file.txt");
         write_atomic(&path, b"one").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"one");
         assert!(!write_if_changed(&path, b"one").unwrap());
@@ -161,6 +166,5 @@ mod tests {
         let bytes = vec![7u8; 300_000];
         fs::write(&path, &bytes).unwrap();
         assert_eq!(hash_file(&path).unwrap(), sha256(&bytes));
-        assert_eq!(sha256(b"").hex(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 }

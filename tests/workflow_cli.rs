@@ -299,23 +299,9 @@ fn train_source_records_its_data_without_a_local_path_and_whether_it_learned() {
     assert_eq!(check.baseline, 0.5, "the majority class of a balanced training set scores half");
 }
 
-/// Every file below `dir` with its bytes, sorted.
+/// Every file below `dir` with its bytes (see [`walk`]).
 fn files_below(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d).unwrap() {
-            let p = entry.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let bytes = fs::read(&p).unwrap();
-                out.push((p, bytes));
-            }
-        }
-    }
-    out.sort();
-    out
+    walk(dir).into_iter().map(|p| (fs::read(&p).unwrap(), p)).map(|(bytes, p)| (p, bytes)).collect()
 }
 
 #[test]

@@ -68,6 +68,8 @@ pub struct TrainOptions {
 
 /// What a run produced.
 pub struct TrainOutcome {
+    /// What the caller should tell the user (e.g. a resume without optimiser state).
+    pub notes: Vec<String>,
     /// The model in its best-on-dev state.
     pub model: PromptModel,
     pub history: Vec<EpochRecord>,
@@ -82,8 +84,6 @@ pub struct TrainOutcome {
     pub interrupted: bool,
     /// Wall time of each training step this call took, in seconds.
     pub step_seconds: Vec<f64>,
-    /// What the caller should tell the user (e.g. a resume without optimiser state).
-    pub notes: Vec<String>,
 }
 
 impl TrainOutcome {
