@@ -11,6 +11,7 @@ pub mod cache;
 pub mod cli;
 pub mod compose;
 pub mod data;
+pub mod fsutil;
 pub mod home;
 pub mod interop;
 pub mod model;

@@ -298,3 +298,34 @@ fn train_source_records_its_data_without_a_local_path_and_whether_it_learned() {
     assert_eq!((check.metric.as_str(), check.examples), ("accuracy", 16));
     assert_eq!(check.baseline, 0.5, "the majority class of a balanced training set scores half");
 }
+
+/// Every file below `dir` with its bytes (see [`walk`]).
+fn files_below(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    walk(dir).into_iter().map(|p| (fs::read(&p).unwrap(), p)).map(|(bytes, p)| (p, bytes)).collect()
+}
+
+#[test]
+fn a_broken_config_toml_stops_train_naming_the_file_and_changes_nothing() {
+    let env = Env::new();
+    let work = tempfile::tempdir().unwrap();
+    let proj = work.path().join("project");
+    let p = proj.to_str().unwrap();
+    env.ok(&["--project", p, "init", "--name", "demo", "--model-path", fixture_model().to_str().unwrap()]);
+    let mut manifest = fs::read_to_string(proj.join("attempt.toml")).unwrap();
+    manifest.push_str("\n[train]\ntasks = [\"mood\"]\nmax-steps = 2\nsynthetic-train = 16\nsynthetic-dev = 8\n");
+    fs::write(proj.join("attempt.toml"), manifest).unwrap();
+    let config = env.home.path().join("config.toml");
+    fs::write(&config, "[registries.a\nindex = \"http://127.0.0.1:9/\"\n").unwrap();
+    let before = (files_below(&proj), files_below(env.home.path()));
+    for offline in [false, true] {
+        let mut args = vec!["--project", p];
+        if offline {
+            args.push("--offline");
+        }
+        args.extend(["train", "--quiet"]);
+        let err = env.fails(&args);
+        assert!(err.contains(&config.display().to_string()) && err.contains("not a valid attempt-pkg config"), "{args:?}: {err}");
+    }
+    assert_eq!((files_below(&proj), files_below(env.home.path())), before, "a refused train changed files");
+    assert!(!proj.join("runs").exists() && !proj.join("attempt.lock").exists());
+}

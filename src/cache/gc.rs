@@ -27,9 +27,9 @@ use super::Cache;
 /// How long an untouched partial write is presumed alive.
 const PARTIAL_GRACE: Duration = Duration::from_secs(3600);
 
-/// What `package::write_atomic` names its temporary files (it writes the
+/// What `fsutil::write_atomic` names its temporary files (it writes the
 /// index copies): partial writes, judged like partial downloads.
-const ATOMIC_WRITE_PREFIX: &str = ".tmp-";
+const ATOMIC_WRITE_PREFIX: &str = crate::fsutil::TEMP_PREFIX;
 
 #[derive(Debug, Clone, Default)]
 pub struct GcOptions {

@@ -12,16 +12,17 @@
 mod gc;
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{anyhow, bail, Context, Result};
 use registry_index::{blob_path, Checksum};
-use sha2::{Digest, Sha256};
+use url::Url;
 
 pub use gc::{gc, GcOptions, GcReport};
 
+use crate::fsutil::hash_file;
 use crate::home::Home;
 use crate::project::{LockedPackage, Lockfile};
 use crate::registry::RegistrySource;
@@ -77,10 +78,29 @@ impl Cache {
         self.root.join("partial")
     }
 
+    /// The resumable download of `cksum`: `partial/<hex>.part`.
+    pub fn partial_download(&self, cksum: &Checksum) -> PathBuf {
+        self.partial_dir().join(format!("{}.part", cksum.hex()))
+    }
+
     /// Copies of remote registries' index files, one directory per registry
     /// (`registry::remote::http`), for ETag revalidation and `--offline`.
     pub fn index_dir(&self) -> PathBuf {
         self.root.join("index")
+    }
+
+    /// The index copy of the registry at `index_url`: `index/<host>-<port>-<hash>/`,
+    /// readable, and distinct for distinct index URLs.
+    pub fn index_copy_dir(&self, index_url: &Url) -> PathBuf {
+        let host: String = index_url
+            .host_str()
+            .unwrap_or("registry")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
+            .collect();
+        let port = index_url.port_or_known_default().unwrap_or(0);
+        let hash = crate::fsutil::sha256(index_url.as_str().as_bytes());
+        self.index_dir().join(format!("{host}-{port}-{}", &hash.hex()[..16]))
     }
 
     /// Pooled features `suggest` computed, per model (recomputable; `gc`
@@ -143,21 +163,6 @@ impl Cache {
         tmp.persist(&dest).with_context(|| format!("moving the download to {}", dest.display()))?;
         Ok(dest)
     }
-}
-
-/// sha256 of a file, streamed.
-pub fn hash_file(path: &Path) -> io::Result<Checksum> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(Checksum::from_digest(&hasher.finalize().into()))
 }
 
 fn describe(p: &LockedPackage) -> String {

@@ -94,7 +94,12 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     // no directory behind; the directory's own checks were done up front.
     let mut published = None;
     if args.publish {
-        let p = ctx.registry(args.token.as_deref())?.publish(&imported.artifact)?;
+        let registry = ctx.registry(args.token.as_deref())?;
+        let answer = registry.publish(&imported.artifact)?;
+        for warning in &answer.warnings {
+            eprintln!("warning from registry {}: {warning}", registry.display());
+        }
+        let p = answer.published;
         if !ctx.global.json {
             println!("Published {}@{} ({})", p.name, p.version, p.cksum.prefixed());
         }

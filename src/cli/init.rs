@@ -4,7 +4,8 @@ use anyhow::{bail, Context as _, Result};
 use registry_index::{validate_name, Checksum};
 
 use super::Context;
-use crate::project::{initial_text, write_atomic, Manifest, MANIFEST_FILE};
+use crate::fsutil::write_atomic;
+use crate::project::{initial_text, Manifest, MANIFEST_FILE};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  attempt-pkg init\n  attempt-pkg init --name sentiment-mix \

@@ -46,15 +46,21 @@ impl Context {
     /// The workspace, locked against concurrent edits until the guard drops
     /// (for add, remove, update, lock).
     pub(super) fn workspace_for_edit(&self) -> Result<(Workspace, ProjectLock)> {
+        let on_wait = |dir: &std::path::Path| {
+            eprintln!("Blocking: waiting for another attempt-pkg command to finish with {}", dir.display());
+        };
         match &self.global.project {
-            Some(dir) => Workspace::find_for_edit(dir, false),
-            None => Workspace::find_for_edit(&std::env::current_dir()?, true),
+            Some(dir) => Workspace::find_for_edit(dir, false, on_wait),
+            None => Workspace::find_for_edit(&std::env::current_dir()?, true, on_wait),
         }
     }
 
     /// The registries the resolver reads, or none with --offline/--frozen.
+    /// A broken config.toml (or --registry) is an error either way: nothing
+    /// is contacted offline, but the configuration is still checked.
     pub(super) fn registries(&self) -> Result<Vec<Box<dyn RegistrySource>>> {
         if self.global.offline() {
+            crate::registry::resolve_target(self.global.registry.as_deref(), &self.home)?;
             return Ok(Vec::new());
         }
         Ok(vec![Box::new(self.registry(None)?)])

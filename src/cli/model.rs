@@ -259,17 +259,5 @@ fn encode(args: EncodeArgs, ctx: &Context) -> Result<()> {
 
 /// Write atomically: a temporary file in the same directory, fsync, rename.
 fn write_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".encode-")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-    candle_core::safetensors::save(tensors, tmp.path()).with_context(|| format!("cannot write {}", tmp.path().display()))?;
-    std::fs::File::open(tmp.path())?.sync_all()?;
-    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    crate::fsutil::write_atomic_with(path, |tmp| Ok(candle_core::safetensors::save(tensors, tmp)?))
 }

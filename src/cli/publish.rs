@@ -28,8 +28,12 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     };
     // Build and validate first: bad input must not even create a registry.
     let artifact = Artifact::build(&dir)?;
-    let published = ctx.registry(args.token.as_deref())?.publish(&artifact)?;
-    report_published(ctx, &published)
+    let registry = ctx.registry(args.token.as_deref())?;
+    let answer = registry.publish(&artifact)?;
+    for warning in &answer.warnings {
+        eprintln!("warning from registry {}: {warning}", registry.display());
+    }
+    report_published(ctx, &answer.published)
 }
 
 /// What `publish` prints: the same text and JSON whichever the registry

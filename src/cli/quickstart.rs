@@ -66,7 +66,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         progress: !args.quiet && !ctx.global.json,
         ..defaults
     };
-    let report = run_quickstart(&ctx.home, &opts)?;
+    let report = run_quickstart(&ctx.home, &opts, &|line| eprintln!("{line}"))?;
     if ctx.global.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -140,7 +140,10 @@ pub(super) fn propose(args: &Args, ctx: &Context) -> Result<Proposal> {
     let registry = std::sync::Arc::new(ctx.registry(None)?);
     let registries: Vec<Box<dyn RegistrySource>> = if ctx.global.offline() { Vec::new() } else { vec![Box::new(registry.clone())] };
     let project = prepare(&ctx.home, ws, &registries, ctx.flags(), args.model.as_deref(), &Device::Cpu)?;
-    let listing = list_candidates(&registry, &project.backbone.fingerprint, project.backbone.hidden_size())?;
+    let listing = list_candidates(&registry, &project.backbone.checksum, project.backbone.hidden_size())?;
+    for note in &listing.notes {
+        eprintln!("  note: {note}");
+    }
     for (name, why) in &listing.skipped {
         eprintln!("  skipping {name}: {why}");
     }
@@ -160,7 +163,8 @@ pub(super) fn propose(args: &Args, ctx: &Context) -> Result<Proposal> {
             eprintln!("  scoring: {what}");
         }
     };
-    let cache = DirFeatureCache::for_model(&ctx.home, &project.backbone.fingerprint);
+    let note = |what: &str| eprintln!("  note: {what}");
+    let cache = DirFeatureCache::for_model(&ctx.home, &project.backbone.checksum, &note);
     let signed = listing.listed.iter().filter(|l| l.signature.is_some()).count();
     let (listed, filtered) = if args.prefilter > 0 && signed > args.prefilter {
         progress(&format!("pre-filtering {signed} signed packages by task signature to the {} closest", args.prefilter));

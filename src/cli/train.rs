@@ -180,6 +180,9 @@ pub fn run(mut args: Args, ctx: &Context) -> Result<()> {
         if names.is_empty() { String::new() } else { format!(": {}", names.join(", ")) }
     );
     let outcome = project.train(&args.flags.section(), &run_dir, !args.quiet && !ctx.global.json, args.resume)?;
+    for note in &outcome.notes {
+        eprintln!("note: {note}");
+    }
     report(ctx, &project, &outcome, &run_dir)
 }
 

@@ -16,10 +16,11 @@ use super::peft::{self, AdapterConfig};
 use super::pickle::TensorRef;
 use super::torch_file::{self, Checkpoint, TorchContents};
 use super::{safetensors_io, SourceTensor};
+use crate::fsutil::sha256;
 use crate::home::Home;
 use crate::model::{config, fingerprint};
 use crate::package::{
-    sha256, Artifact, BaseModel, Manifest, PackageMeta, PromptSection, PromptTensor, MANIFEST_FILE, MANIFEST_FORMAT,
+    Artifact, BaseModel, Manifest, PackageMeta, PromptSection, PromptTensor, MANIFEST_FILE, MANIFEST_FORMAT,
 };
 
 /// File name of the tensor in the authoring directories `import` writes.

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
-use crate::package::{sync_dir, write_atomic};
+use crate::fsutil::{sync_dir, write_atomic};
 
 /// Refuses to replace existing files unless `force`; names what is in the way.
 pub fn check_writable(out: &Path, names: &[&str], force: bool) -> Result<()> {

@@ -7,15 +7,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use registry_index::{Checksum, IndexDep, IndexEntry, FORMAT_VERSION};
-use sha2::{Digest, Sha256};
 
 use super::manifest::{Manifest, MANIFEST_FORMAT, SIGNATURE_FORMAT};
 use super::safetensors_file::{self, Dtype, RawFile, TensorToWrite};
+use crate::fsutil::{sha256, write_atomic};
 
 /// Name of the tensor inside both the authoring tensor file and the artifact.
 pub const PROMPT_TENSOR: &str = "prompt";
@@ -297,38 +296,6 @@ fn check_prompt_against_manifest(manifest: &Manifest, prompt: Option<&PromptTens
             manifest.base_model.hidden_size
         ),
         _ => Ok(()),
-    }
-}
-
-/// sha256 of `bytes` as a [`Checksum`].
-pub fn sha256(bytes: &[u8]) -> Checksum {
-    let digest: [u8; 32] = Sha256::digest(bytes).into();
-    Checksum::from_digest(&digest)
-}
-
-/// Writes `bytes` to `path` so that readers see the old file or the whole new
-/// one: temp file in the same directory, fsync, rename, fsync the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes).with_context(|| format!("writing {}", tmp.path().display()))?;
-    tmp.as_file().sync_all().with_context(|| format!("syncing {}", tmp.path().display()))?;
-    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("renaming into {}", path.display()))?;
-    sync_dir(dir);
-    Ok(())
-}
-
-/// Makes a rename durable. Best effort: not every platform can open a directory.
-pub fn sync_dir(dir: &Path) {
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
     }
 }
 

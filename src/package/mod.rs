@@ -12,7 +12,7 @@ mod manifest;
 mod safetensors_file;
 
 pub use artifact::{
-    sha256, sync_dir, write_atomic, Artifact, LoadedPackage, PromptTensor, MAX_PROMPT_LENGTH, META_FORMAT,
+    Artifact, LoadedPackage, PromptTensor, MAX_PROMPT_LENGTH, META_FORMAT,
     META_MANIFEST, PROMPT_TENSOR,
 };
 pub use manifest::{

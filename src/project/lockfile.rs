@@ -30,7 +30,7 @@ use registry_index::Checksum;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
-use super::atomic::write_atomic;
+use crate::fsutil::write_if_changed;
 use crate::resolve::{LockedPreference, ModelKey, Resolution};
 
 pub const LOCK_FILE: &str = "attempt.lock";
@@ -151,7 +151,7 @@ impl Lockfile {
 
     /// Writes the lock atomically if its bytes changed; returns whether it wrote.
     pub fn save(&self, path: &Path) -> Result<bool> {
-        write_atomic(path, self.to_text().as_bytes())
+        write_if_changed(path, self.to_text().as_bytes())
     }
 
     pub fn package(&self, name: &str) -> Option<&LockedPackage> {

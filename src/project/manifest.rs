@@ -31,7 +31,7 @@ use semver::VersionReq;
 use serde::Deserialize;
 use toml_edit::{DocumentMut, Item, Table};
 
-use super::atomic::write_atomic;
+use crate::fsutil::write_if_changed;
 use crate::resolve::ModelRequirement;
 
 pub const MANIFEST_FILE: &str = "attempt.toml";
@@ -178,7 +178,7 @@ impl Manifest {
 
     /// Writes the manifest back (atomically) if its text changed.
     pub fn save(&self) -> Result<bool> {
-        write_atomic(&self.path, self.to_text().as_bytes())
+        write_if_changed(&self.path, self.to_text().as_bytes())
     }
 }
 

@@ -2,11 +2,9 @@
 //! (what was resolved), and the operations that keep them in step
 //! (`ops`: lock, add, remove, update), which the CLI commands call.
 
-mod atomic;
 mod lockfile;
 mod manifest;
 pub mod ops;
 
-pub use atomic::write_atomic;
 pub use lockfile::{LockedModel, LockedPackage, Lockfile, LOCK_FILE, LOCK_VERSION};
 pub use manifest::{initial_text, parse_req, Manifest, ModelSection, MANIFEST_FILE};

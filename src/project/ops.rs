@@ -32,12 +32,14 @@ pub struct ProjectLock {
 }
 
 impl ProjectLock {
-    pub fn acquire(dir: &Path) -> Result<ProjectLock> {
+    /// Locks `dir`, waiting for another holder; `on_wait` is called (say,
+    /// to tell the user) just before a wait starts.
+    pub fn acquire(dir: &Path, on_wait: impl FnOnce(&Path)) -> Result<ProjectLock> {
         let file = std::fs::File::open(dir).with_context(|| format!("opening project directory {}", dir.display()))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                eprintln!("Blocking: waiting for another attempt-pkg command to finish with {}", dir.display());
+                on_wait(dir);
                 file.lock().with_context(|| format!("locking project directory {}", dir.display()))?;
             }
             Err(std::fs::TryLockError::Error(e)) => {
@@ -56,10 +58,11 @@ impl Workspace {
     }
 
     /// Like [`Workspace::find`], for commands that rewrite the manifest or
-    /// the lock: locks the project before reading it.
-    pub fn find_for_edit(dir: &Path, search_up: bool) -> Result<(Workspace, ProjectLock)> {
+    /// the lock: locks the project before reading it (`on_wait`: as in
+    /// [`ProjectLock::acquire`]).
+    pub fn find_for_edit(dir: &Path, search_up: bool, on_wait: impl FnOnce(&Path)) -> Result<(Workspace, ProjectLock)> {
         let dir = Workspace::find_dir(dir, search_up)?;
-        let lock = ProjectLock::acquire(&dir)?;
+        let lock = ProjectLock::acquire(&dir, on_wait)?;
         Ok((Workspace::load(&dir)?, lock))
     }
 

@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use registry_index::{Checksum, IndexEntry};
 use semver::Version;
 
-use super::api::{PackageInfo, PackageSummary, Published, YankOutcome};
+use super::api::{PackageInfo, PackageSummary, PublishResponse, YankOutcome};
 use super::remote::{HttpRegistry, RemoteOptions};
 use super::target::{resolve_target, DirTarget, RegistryTarget};
 use super::{BlockingRegistry, DirSource, RegistrySource};
@@ -38,7 +38,7 @@ pub fn open(arg: Option<&str>, home: &Home, offline: bool, token: Option<&str>) 
             index_url: target.index_url,
             source_id: target.source_id,
             offline,
-            cache_root: home.cache_dir(),
+            cache: Cache::from_home(home),
         })?),
     })
 }
@@ -87,9 +87,11 @@ impl Registry {
 
     /// Publishes a built artifact. Published versions are immutable on both
     /// backings: the server runs the same [`super::LocalRegistry::publish`].
-    pub fn publish(&self, artifact: &Artifact) -> Result<Published> {
+    /// A server may send warnings with it (a directory never does); the
+    /// caller shows them.
+    pub fn publish(&self, artifact: &Artifact) -> Result<PublishResponse> {
         match self {
-            Registry::Local(dir) => dir.db(true)?.publish(artifact),
+            Registry::Local(dir) => Ok(PublishResponse { published: dir.db(true)?.publish(artifact)?, warnings: Vec::new() }),
             Registry::Remote(http) => http.publish(artifact.bytes()),
         }
     }

@@ -42,7 +42,8 @@ use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use super::browse::Filters;
 use super::api::{PackageInfo, PackageSummary, Published, VersionInfo, YankEvent, YankOutcome};
 use super::{DirSource, RegistrySource};
-use crate::package::{sha256, sync_dir, Artifact};
+use crate::fsutil::sha256;
+use crate::package::Artifact;
 
 const DB_FILE: &str = "registry.db";
 const GENERATION_FILE: &str = ".generation";
@@ -812,19 +813,7 @@ async fn bump_generation(tx: &mut Transaction<'_, Any>) -> Result<i64> {
 /// Atomic write through the registry's own `tmp/` (same file system, and
 /// leftovers of a killed writer are cleaned on the next open).
 fn write_via_tmp(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    fs::create_dir_all(tmp_dir).with_context(|| format!("creating {}", tmp_dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(tmp_dir)
-        .with_context(|| format!("creating a temporary file in {}", tmp_dir.display()))?;
-    tmp.write_all(bytes).with_context(|| format!("writing {}", tmp.path().display()))?;
-    tmp.as_file().sync_all().with_context(|| format!("syncing {}", tmp.path().display()))?;
-    tmp.persist(dest).map_err(|e| e.error).with_context(|| format!("moving a new file into {}", dest.display()))?;
-    if let Some(dir) = dest.parent() {
-        sync_dir(dir);
-    }
-    Ok(())
+    crate::fsutil::write_atomic_via(tmp_dir, dest, bytes)
 }
 
 fn unix_now() -> i64 {
@@ -835,6 +824,8 @@ fn unix_now() -> i64 {
 
 /// Test hook: `ATTEMPT_TEST_CRASH_AT=<point>` aborts the process there (as
 /// abruptly as `kill -9`: no destructors, no cleanup), to test crash safety.
+/// The one place library code writes to stderr, on purpose: the crash tests
+/// read the line to know the abort was the hook's.
 fn crash_point(point: &str) {
     if std::env::var("ATTEMPT_TEST_CRASH_AT").is_ok_and(|p| p == point) {
         eprintln!("ATTEMPT_TEST_CRASH_AT={point}: aborting");

@@ -57,7 +57,7 @@ impl IndexCache {
 }
 
 fn etag_of(bytes: &[u8]) -> HeaderValue {
-    let digest = crate::package::sha256(bytes);
+    let digest = crate::fsutil::sha256(bytes);
     // 32 hex digits: ASCII, always a valid header value.
     HeaderValue::from_str(&format!("\"{}\"", &digest.hex()[..32])).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
 }

@@ -85,7 +85,7 @@ pub struct NewToken {
 
 /// sha256 of a token, as stored.
 pub fn hash_token(token: &str) -> String {
-    crate::package::sha256(token.as_bytes()).hex().to_string()
+    crate::fsutil::sha256(token.as_bytes()).hex().to_string()
 }
 
 /// Creates a token and returns its secret (shown once; only the hash is kept).

@@ -9,7 +9,8 @@ use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
 use super::model::prompt_name;
-use super::rundir::{load_tensors, save_tensors, write_atomic, CHECKPOINT};
+use super::rundir::{load_tensors, save_tensors, CHECKPOINT};
+use crate::fsutil::write_atomic;
 
 pub const MANIFEST: &str = "Prompt.toml";
 pub const PROMPT_FILE: &str = "prompt.safetensors";

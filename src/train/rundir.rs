@@ -2,7 +2,6 @@
 //! SVG), `run.json` and the resume state. Every file is written atomically.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -10,6 +9,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
+use crate::fsutil::{write_atomic, write_atomic_with};
 
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 pub const LAST_CHECKPOINT: &str = "last.safetensors";
@@ -17,31 +17,9 @@ pub const METRICS: &str = "metrics.json";
 pub const RUN_RECORD: &str = "run.json";
 pub const RESUME_STATE: &str = "resume.json";
 
-/// Write `bytes` to `path` through a temporary file in the same directory,
-/// fsync, then rename, so readers never see a half-written file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.as_file().sync_all().with_context(|| format!("cannot sync {}", path.display()))?;
-    tmp.persist(path).with_context(|| format!("cannot move the new file into place at {}", path.display()))?;
-    Ok(())
-}
-
 /// Save tensors as safetensors, atomically.
 pub fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
-    let tmp = tempfile::Builder::new()
-        .suffix(".safetensors")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    candle_core::safetensors::save(tensors, tmp.path()).with_context(|| format!("cannot write {}", path.display()))?;
-    std::fs::File::open(tmp.path()).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", path.display()))?;
-    tmp.persist(path).with_context(|| format!("cannot move the new file into place at {}", path.display()))?;
-    Ok(())
+    write_atomic_with(path, |tmp| Ok(candle_core::safetensors::save(tensors, tmp)?))
 }
 
 pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {

@@ -68,6 +68,8 @@ pub struct TrainOptions {
 
 /// What a run produced.
 pub struct TrainOutcome {
+    /// What the caller should tell the user (e.g. a resume without optimiser state).
+    pub notes: Vec<String>,
     /// The model in its best-on-dev state.
     pub model: PromptModel,
     pub history: Vec<EpochRecord>,
@@ -161,6 +163,7 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
     let other_vars: Vec<_> = model.other_vars().into_iter().filter(|(n, _)| is_trained(n)).collect();
     let all_vars: Vec<_> = prompt_vars.iter().chain(&other_vars).map(|(_, v)| v.clone()).collect();
     let mut optim = Optimizers::new(prompt_vars, other_vars, config.lr_prompt, config.lr_other, config.weight_decay)?;
+    let mut notes = Vec::new();
     if let Some(last) = &last_checkpoint {
         match optim.load_from(last)? {
             Some(saved) if saved != state.step => bail!(
@@ -171,9 +174,9 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
                 state.step
             ),
             Some(_) => {}
-            None => eprintln!(
-                "note: {LAST_CHECKPOINT} has no optimiser state (written by an older attempt-pkg); AdamW restarts from zero moments"
-            ),
+            None => notes.push(format!(
+                "{LAST_CHECKPOINT} has no optimiser state (written by an older attempt-pkg); AdamW restarts from zero moments"
+            )),
         }
     }
     // Everything `--resume` needs, written last-checkpoint first: resume.json is the commit point.
@@ -341,6 +344,7 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
         trainable_parameters: trainable,
         interrupted,
         step_seconds,
+        notes,
     })
 }
 

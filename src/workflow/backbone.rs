@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
+use registry_index::Checksum;
 
 use crate::data::tokenize::HfTextEncoder;
 use crate::home::Home;
@@ -18,6 +19,9 @@ pub struct Backbone {
     pub tokenizer: HfTextEncoder,
     /// `sha256:<64 hex>`.
     pub fingerprint: String,
+    /// The fingerprint as a [`Checksum`], what packages and locks record
+    /// (compare this, not strings).
+    pub checksum: Checksum,
     pub parameters: usize,
 }
 
@@ -31,12 +35,13 @@ impl Backbone {
         }
         let tokenizer = HfTextEncoder::from_file(&tok_path)?;
         let fingerprint = fingerprint::fingerprint(home, dir)?;
+        let checksum = Checksum::parse(&fingerprint).context("model fingerprint")?;
         let parameters = parameter_count(dir)?;
         let name = std::fs::canonicalize(dir)
             .ok()
             .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "model".to_string());
-        Ok(Backbone { dir: dir.to_path_buf(), name, loaded, tokenizer, fingerprint, parameters })
+        Ok(Backbone { dir: dir.to_path_buf(), name, loaded, tokenizer, fingerprint, checksum, parameters })
     }
 
     pub fn encoder(&self) -> &dyn Encoder {

@@ -61,7 +61,7 @@ pub fn prepare(
     let model_dir = backbone::locate(home, &ws.dir, model, ws.manifest.model.path.as_deref())?;
     let backbone = Backbone::load(home, &model_dir, device)?;
     if let Some(fp) = &ws.manifest.model.fingerprint {
-        if fp.prefixed() != backbone.fingerprint {
+        if fp != &backbone.checksum {
             anyhow::bail!(
                 "attempt.toml names base model {} but {} has fingerprint {}; fix [model] path or [model] fingerprint",
                 fp.prefixed(),
@@ -71,13 +71,13 @@ pub fn prepare(
         }
     }
     let sources = match &outcome {
-        Some(o) => verified_sources(&o.lock, &blobs, &backbone.fingerprint, backbone.hidden_size(), device)?,
+        Some(o) => verified_sources(&o.lock, &blobs, &backbone.checksum, backbone.hidden_size(), device)?,
         None => VerifiedSources { sources: Vec::new(), records: Vec::new(), prompt_length: None },
     };
     let lock_path = ws.dir.join(LOCK_FILE);
     let lock_checksum = if lock_path.is_file() {
         let bytes = std::fs::read(&lock_path).with_context(|| format!("cannot read {}", lock_path.display()))?;
-        Some(crate::package::sha256(&bytes).prefixed())
+        Some(crate::fsutil::sha256(&bytes).prefixed())
     } else {
         None
     };

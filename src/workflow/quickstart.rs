@@ -15,10 +15,11 @@ use super::project::prepare;
 use super::settings::TrainSection;
 use super::source::{train_source, SourceJob};
 use crate::compose::Method;
+use crate::fsutil::write_atomic;
 use crate::home::Home;
 use crate::model::store;
 use crate::project::ops::{self, AddSpec, Flags, Workspace};
-use crate::project::{initial_text, write_atomic, MANIFEST_FILE};
+use crate::project::{initial_text, MANIFEST_FILE};
 use crate::registry::BlockingRegistry;
 
 /// Marks a directory the quickstart created, so a re-run may clear it.
@@ -95,14 +96,15 @@ pub struct QuickstartReport {
     pub seconds: f64,
 }
 
-fn say(progress: bool, msg: &str) {
-    if progress {
-        eprintln!("{msg}");
-    }
-}
-
 /// Run the quickstart; `home` provides the model store and the cache.
-pub fn run(home: &Home, opts: &QuickstartOptions) -> Result<QuickstartReport> {
+/// `notice` gets a line per step (and per result) as the run goes, for the
+/// caller to show; it is only called when `opts.progress` is set.
+pub fn run(home: &Home, opts: &QuickstartOptions, notice: &dyn Fn(&str)) -> Result<QuickstartReport> {
+    let say = |progress: bool, msg: &str| {
+        if progress {
+            notice(msg);
+        }
+    };
     let start = Instant::now();
     prepare_dir(&opts.dir)?;
     let model_dir = match &opts.model {
@@ -166,8 +168,7 @@ pub fn run(home: &Home, opts: &QuickstartOptions) -> Result<QuickstartReport> {
     say(opts.progress, "[3/5] Creating the project and adding the published prompts");
     let project_dir = opts.dir.join("project");
     std::fs::create_dir_all(&project_dir).with_context(|| format!("cannot create {}", project_dir.display()))?;
-    let fp = registry_index::Checksum::parse(&backbone.fingerprint).context("model fingerprint")?;
-    let mut text = initial_text("quickstart", Some(&fp), Some(&model_dir));
+    let mut text = initial_text("quickstart", Some(&backbone.checksum), Some(&model_dir));
     text.push_str(&format!(
         "\n[train]\ntasks = [\"{}\"]\nmax-steps = {}\nepochs = 1000\nbatch-size = {}\nmax-length = {}\nprompt-length = {}\n\
          lr-other = 0.03\nseed = {}\nsynthetic-train = {}\nsynthetic-dev = {}\n",

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Result};
 use candle_core::Device;
+use registry_index::Checksum;
 
 use crate::cache::LocalBlob;
 use crate::package::LoadedPackage;
@@ -24,17 +25,18 @@ pub struct VerifiedSources {
 pub fn verified_sources(
     lock: &Lockfile,
     blobs: &[LocalBlob],
-    fingerprint: &str,
+    fingerprint: &Checksum,
     hidden: usize,
     device: &Device,
 ) -> Result<VerifiedSources> {
     if let Some(model) = &lock.base_model {
-        if model.fingerprint.prefixed() != fingerprint {
+        if &model.fingerprint != fingerprint {
             bail!(
-                "attempt.lock is for base model {}, but the local model has fingerprint {fingerprint}; \
+                "attempt.lock is for base model {}, but the local model has fingerprint {}; \
                  point [model] path at the model the prompts were trained for, or re-resolve for this model \
                  (set [model] fingerprint and run `attempt-pkg update`)",
-                model.fingerprint.prefixed()
+                model.fingerprint.prefixed(),
+                fingerprint.prefixed()
             );
         }
         if let Some(h) = model.hidden_size {
@@ -50,12 +52,14 @@ pub fn verified_sources(
         let p = &blob.package;
         let pkg = LoadedPackage::read_verified(&blob.path, &p.checksum)?;
         let id = format!("{}@{}", p.name, p.version);
-        let theirs = pkg.manifest.base_model.fingerprint.prefixed();
+        let theirs = &pkg.manifest.base_model.fingerprint;
         if theirs != fingerprint {
             bail!(
-                "{id} was trained for base model {theirs} ({}), but the local model has fingerprint {fingerprint}; \
+                "{id} was trained for base model {} ({}), but the local model has fingerprint {}; \
                  a soft prompt only works with the exact model it was trained for",
-                pkg.manifest.base_model.name
+                theirs.prefixed(),
+                pkg.manifest.base_model.name,
+                fingerprint.prefixed()
             );
         }
         if pkg.manifest.base_model.hidden_size as usize != hidden {

@@ -34,6 +34,8 @@ pub struct Listed {
 pub struct Listing {
     pub listed: Vec<Listed>,
     pub skipped: Vec<(String, String)>,
+    /// What the caller should tell the user (e.g. an unreadable signature).
+    pub notes: Vec<String>,
 }
 
 /// The newest non-yanked version, made for the model `fingerprint` with
@@ -41,14 +43,15 @@ pub struct Listing {
 /// tensor of their own and are left out). Reads the listing and the index
 /// (which carries everything needed here, signatures included), not the blobs;
 /// a remote registry's index files come from the revalidated index cache.
-pub fn list_candidates(registry: &Registry, fingerprint: &str, hidden: usize) -> Result<Listing> {
+pub fn list_candidates(registry: &Registry, fingerprint: &registry_index::Checksum, hidden: usize) -> Result<Listing> {
     let mut listed = Vec::new();
     let mut skipped = Vec::new();
+    let mut notes = Vec::new();
     for summary in registry.list()? {
         let mut versions = registry.versions(&summary.name)?;
         versions.sort_by(|a, b| a.vers.cmp(&b.vers));
         // Newest first: the newest non-yanked version made for this model.
-        let mut fitting = versions.iter().rev().filter(|v| v.base_model.prefixed() == fingerprint).peekable();
+        let mut fitting = versions.iter().rev().filter(|v| &v.base_model == fingerprint).peekable();
         if fitting.peek().is_none() {
             continue;
         }
@@ -67,13 +70,13 @@ pub fn list_candidates(registry: &Registry, fingerprint: &str, hidden: usize) ->
         let signature = match v.sig.as_ref().map(|s| s.decode(hidden)).transpose() {
             Ok(sig) => sig,
             Err(e) => {
-                eprintln!("  note: {}@{}: unreadable task signature ({e}); it is scored without one", summary.name, v.vers);
+                notes.push(format!("{}@{}: unreadable task signature ({e}); it is scored without one", summary.name, v.vers));
                 None
             }
         };
         listed.push(Listed { name: summary.name.clone(), version: v.vers.clone(), cksum: v.cksum.clone(), signature });
     }
-    Ok(Listing { listed, skipped })
+    Ok(Listing { listed, skipped, notes })
 }
 
 /// Keep the `keep` candidates whose signatures are most similar to
@@ -136,15 +139,17 @@ pub fn target_mean(
 
 /// Pooled features kept under `$ATTEMPT_HOME/cache/features/<model>/`, one
 /// safetensors file per (sample, prompt) digest, written atomically.
-pub struct DirFeatureCache {
+pub struct DirFeatureCache<'a> {
     dir: PathBuf,
+    /// Told when a store fails (which is not worth stopping for).
+    notice: &'a dyn Fn(&str),
 }
 
-impl DirFeatureCache {
-    /// The cache for the model with fingerprint `sha256:<hex>`.
-    pub fn for_model(home: &crate::home::Home, fingerprint: &str) -> DirFeatureCache {
-        let model = fingerprint.strip_prefix("sha256:").unwrap_or(fingerprint);
-        DirFeatureCache { dir: crate::cache::Cache::from_home(home).features_dir().join(model) }
+impl<'a> DirFeatureCache<'a> {
+    /// The cache for the model with fingerprint `fingerprint` (`features/<hex>/`);
+    /// `notice` hears of features that could not be stored.
+    pub fn for_model(home: &crate::home::Home, fingerprint: &registry_index::Checksum, notice: &'a dyn Fn(&str)) -> DirFeatureCache<'a> {
+        DirFeatureCache { dir: crate::cache::Cache::from_home(home).features_dir().join(fingerprint.hex()), notice }
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -152,7 +157,7 @@ impl DirFeatureCache {
     }
 }
 
-impl FeatureCache for DirFeatureCache {
+impl FeatureCache for DirFeatureCache<'_> {
     fn load(&self, key: &str) -> Option<Vec<Vec<f32>>> {
         let path = self.path(key);
         if !path.is_file() {
@@ -171,13 +176,11 @@ impl FeatureCache for DirFeatureCache {
             let (n, d) = (rows.len(), rows.first().map_or(0, Vec::len));
             let flat: Vec<f32> = rows.iter().flatten().copied().collect();
             let t = candle_core::Tensor::from_vec(flat, (n, d), &candle_core::Device::Cpu)?;
-            let tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-            candle_core::safetensors::save(&std::collections::HashMap::from([("features".to_string(), t)]), tmp.path())?;
-            tmp.persist(self.path(key)).map_err(|e| e.error)?;
-            Ok(())
+            let tensors = std::collections::HashMap::from([("features".to_string(), t)]);
+            crate::fsutil::write_atomic_with(&self.path(key), |tmp| Ok(candle_core::safetensors::save(&tensors, tmp)?))
         };
         if let Err(e) = write() {
-            eprintln!("  note: could not cache features in {}: {e:#}", self.dir.display());
+            (self.notice)(&format!("could not cache features in {}: {e:#}", self.dir.display()));
         }
     }
 }

@@ -18,11 +18,12 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header;
 use reqwest::StatusCode;
 use semver::Version;
-use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::cache::Cache;
+use crate::fsutil::{write_atomic, write_atomic_with};
 use crate::registry::api::{
-    InfoResponse, ListResponse, PackageInfo, PackageSummary, PublishResponse, Published, SearchResponse, SimilarResponse,
+    InfoResponse, ListResponse, PackageInfo, PackageSummary, PublishResponse, SearchResponse, SimilarResponse,
     YankOutcome, YankResponse, MAX_PER_PAGE,
 };
 use crate::registry::RegistrySource;
@@ -45,8 +46,8 @@ pub struct RemoteOptions {
     pub display: String,
     pub token: Option<String>,
     pub offline: bool,
-    /// `$ATTEMPT_HOME/cache`.
-    pub cache_root: PathBuf,
+    /// `$ATTEMPT_HOME/cache`: where index copies and partial downloads live.
+    pub cache: Cache,
 }
 
 pub struct HttpRegistry {
@@ -74,7 +75,7 @@ impl HttpRegistry {
             .user_agent(concat!("attempt-pkg/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("creating the HTTP client")?;
-        let index_cache = opts.cache_root.join("index").join(cache_id(&opts.index_url));
+        let index_cache = opts.cache.index_copy_dir(&opts.index_url);
         Ok(HttpRegistry {
             opts,
             client,
@@ -227,9 +228,9 @@ impl HttpRegistry {
             bail!("{what} is not in the cache and --offline forbids downloading it from {}", self.opts.display);
         }
         let url = self.blob_url(cksum)?;
-        let partial_dir = self.opts.cache_root.join("partial");
+        let partial_dir = self.opts.cache.partial_dir();
         fs::create_dir_all(&partial_dir).with_context(|| format!("creating {}", partial_dir.display()))?;
-        let part_path = partial_dir.join(format!("{}.part", cksum.hex()));
+        let part_path = self.opts.cache.partial_download(cksum);
         let mut part = open_locked(&part_path)?;
 
         let bar = self.progress.add(ProgressBar::new(expected_size.unwrap_or(0)));
@@ -239,7 +240,7 @@ impl HttpRegistry {
                 .progress_chars("=> "),
         );
         bar.set_message(what.clone());
-        let result = self.download_into(&url, &mut part, &part_path, expected_size, &bar, &what);
+        let result = self.download_into(&url, &mut part, cksum, expected_size, &bar, &what);
         bar.finish_and_clear();
         result?;
 
@@ -268,7 +269,7 @@ impl HttpRegistry {
         &self,
         url: &Url,
         part: &mut fs::File,
-        part_path: &Path,
+        cksum: &Checksum,
         expected_size: Option<u64>,
         bar: &ProgressBar,
         what: &str,
@@ -325,7 +326,7 @@ impl HttpRegistry {
                         StatusCode::RANGE_NOT_SATISFIABLE if have > 0 => {
                             // Either complete already or a stale partial: the
                             // hash decides; a stale one is discarded once.
-                            if hash_file(part)? == self.cksum_of(part_path) || restarted {
+                            if &hash_file(part)? == cksum || restarted {
                                 return Ok(());
                             }
                             restarted = true;
@@ -355,12 +356,6 @@ impl HttpRegistry {
         }
     }
 
-    /// The checksum a partial file is named after.
-    fn cksum_of(&self, part_path: &Path) -> Checksum {
-        let stem = part_path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-        Checksum::parse(stem).unwrap_or_else(|_| Checksum::from_digest(&[0; 32]))
-    }
-
     // ---- API ------------------------------------------------------------
 
     fn require_token(&self, action: &str) -> Result<&str> {
@@ -372,8 +367,9 @@ impl HttpRegistry {
         })
     }
 
-    /// `PUT /api/v1/prompts/new` with the artifact bytes.
-    pub fn publish(&self, artifact: &[u8]) -> Result<Published> {
+    /// `PUT /api/v1/prompts/new` with the artifact bytes; the answer carries
+    /// the server's warnings, for the caller to show.
+    pub fn publish(&self, artifact: &[u8]) -> Result<PublishResponse> {
         self.require_token("publishing")?;
         let url = self.api_url("prompts/new")?;
         let body = artifact.to_vec();
@@ -383,11 +379,7 @@ impl HttpRegistry {
                 .body(body.clone())
         })?;
         let resp = self.check(resp, "publishing")?;
-        let answer: PublishResponse = resp.json().context("reading the publish response")?;
-        for warning in &answer.warnings {
-            eprintln!("warning from registry {}: {warning}", self.opts.display);
-        }
-        Ok(answer.published)
+        resp.json().context("reading the publish response")
     }
 
     /// Yanks (or unyanks) `name@version`.
@@ -572,14 +564,6 @@ pub fn download_many(source: &(dyn RegistrySource + Sync), jobs: &[DownloadJob],
         .collect()
 }
 
-/// `host-port-<hash>`: readable, and distinct for distinct index URLs.
-fn cache_id(url: &Url) -> String {
-    let host: String = url.host_str().unwrap_or("registry").chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
-    let port = url.port_or_known_default().unwrap_or(0);
-    let hash = crate::package::sha256(url.as_str().as_bytes());
-    format!("{host}-{port}-{}", &hash.hex()[..16])
-}
-
 fn is_transient(e: &reqwest::Error) -> bool {
     e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()
 }
@@ -645,19 +629,10 @@ fn copy_body(mut resp: Response, part: &mut fs::File, bar: &ProgressBar) -> Resu
     Ok(written)
 }
 
+/// sha256 of the whole file, whatever its position.
 fn hash_file(file: &mut fs::File) -> io::Result<Checksum> {
     file.seek(io::SeekFrom::Start(0))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let digest: [u8; 32] = hasher.finalize().into();
-    Ok(Checksum::from_digest(&digest))
+    crate::fsutil::hash_reader(file)
 }
 
 /// Opens and locks the partial file. Two downloads of one blob take turns;
@@ -691,18 +666,11 @@ fn move_file(from: &Path, to: &Path) -> Result<()> {
     }
     // Another file system: copy into a temp file beside `to`, then rename,
     // so `to` never exists half-written.
-    let dir = to.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new().prefix(".download-").tempfile_in(dir).with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    fs::copy(from, tmp.path()).with_context(|| format!("copying {} to {}", from.display(), tmp.path().display()))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(to).map_err(|e| e.error).with_context(|| format!("moving the download to {}", to.display()))?;
+    write_atomic_with(to, |tmp| {
+        fs::copy(from, tmp).with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
+        Ok(())
+    })
+    .with_context(|| format!("moving the download to {}", to.display()))?;
     let _ = fs::remove_file(from);
     Ok(())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    crate::package::write_atomic(path, bytes)
 }
