@@ -12,6 +12,8 @@ import sys
 from collections import defaultdict
 
 METRIC = {"cola": "matthews", "stsb": "pearson"}
+ORDER = ["pt", "spot-default", "spot-best", "attempt", "attempt-cosine", "attempt-norm", "attempt-centred",
+         "attempt-centred-cosine", "uniform"]
 
 
 def ms(xs):
@@ -29,20 +31,19 @@ def main():
         key = (r["target"], r["setting"], r["method"])
         cell[key][r["seed"]] = 100.0 * r["metrics"][METRIC.get(r["target"], "accuracy")]
         extra[key].append(r)
-    methods = sorted({k[2] for k in cell}, key=lambda m: ["pt", "spot-default", "spot-best", "attempt", "attempt-cosine",
-                                                        "attempt-norm", "uniform"].index(m) if m in
-                     ["pt", "spot-default", "spot-best", "attempt", "attempt-cosine", "attempt-norm", "uniform"] else 99)
+    methods = sorted({k[2] for k in cell}, key=lambda m: ORDER.index(m) if m in ORDER else len(ORDER))
     print("# ATTEMPT's mixture against its baselines\n")
     print(f"{len(rows)} runs.\n")
-    print("| target | setting | method | seeds | metric | − attempt (paired) | − spot-best (paired) | attention spread | trainable | s/step |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("Paired differences are taken seed by seed over the seeds both methods have; ± is their std.\n")
+    print("| target | setting | method | seeds | metric | − pt (paired) | − attempt (paired) | − spot-best (paired) | attention spread | trainable | s/step |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     means = defaultdict(lambda: defaultdict(list))
     for (t, s, m) in sorted(cell, key=lambda k: (k[0], k[1], methods.index(k[2]))):
         v = cell[(t, s, m)]
         diff = lambda other: [v[k] - cell[(t, s, other)][k] for k in v if k in cell.get((t, s, other), {})]
         spread = [r["attention_spread"] for r in extra[(t, s, m)] if r.get("attention_spread") is not None]
         e = extra[(t, s, m)][0]
-        print(f"| {t} | {s} | {m} | {len(v)} | {ms(list(v.values()))} | {ms(diff('attempt')) if m != 'attempt' else ''} | "
+        print(f"| {t} | {s} | {m} | {len(v)} | {ms(list(v.values()))} | {ms(diff('pt')) if m != 'pt' else ''} | {ms(diff('attempt')) if m != 'attempt' else ''} | "
               f"{ms(diff('spot-best')) if m != 'spot-best' else ''} | {f'{statistics.fmean(spread):.4f}' if spread else ''} | "
               f"{e['trainable']:,} | {statistics.fmean(r['step_s'] for r in extra[(t, s, m)]):.2f} |")
         means[s][m].append(statistics.fmean(v.values()))
