@@ -13,8 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use attempt_pkg::registry::remote::{download_many, DownloadJob};
-use attempt_pkg::registry::{open as open_source, RegistrySource};
+use attempt_pkg::registry::{download_many, open as open_source, DownloadJob, RegistrySource};
 use attempt_pkg::home::Home;
 use attempt_pkg::package::{Artifact, LoadedPackage};
 use common_registry::{sha256_hex, Env, Prompt};

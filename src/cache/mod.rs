@@ -3,11 +3,15 @@
 //! directories (partial downloads, registry index copies, `suggest`
 //! features) are named here too, and `cache gc` ([`gc`]) cleans every one.
 //!
-//! A blob enters the cache only after its sha256 matched the lock: it is
-//! downloaded into `cache/tmp/`, hashed, fsynced and renamed into place, so
-//! concurrent fetches of the same blob are harmless. Every use re-hashes it
-//! ([`ensure_locked_blobs`]); a blob that no longer matches is deleted and
-//! the error names the package.
+//! The cache knows blobs by [`Checksum`] only, not which lock or package
+//! names them (that is the project layer's `project::ensure_locked_blobs`
+//! and `project::verify`). A blob enters it only after its sha256 matched
+//! the checksum asked for: it is downloaded into `cache/tmp/`, hashed,
+//! fsynced and renamed into place, so concurrent fetches of the same blob
+//! are harmless. [`Cache::check`] re-hashes a cached blob and deletes it if
+//! it no longer matches. Several blobs are downloaded at once, through
+//! [`Cache::download_many`] (and [`Cache::fetch_many`]), at most
+//! [`DOWNLOAD_CONCURRENCY`] at a time.
 
 mod gc;
 
@@ -16,7 +20,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use registry_index::{blob_path, Checksum};
 use url::Url;
 
@@ -24,21 +28,14 @@ pub use gc::{gc, GcOptions, GcReport};
 
 use crate::fsutil::hash_file;
 use crate::home::Home;
-use crate::project::{LockedPackage, Lockfile};
-use crate::registry::RegistrySource;
+use crate::registry::{concurrently, RegistrySource};
+
+/// How many blobs one command downloads at a time.
+pub const DOWNLOAD_CONCURRENCY: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
-}
-
-/// A locked package whose artifact is on disk and matches its checksum.
-#[derive(Debug, Clone)]
-pub struct LocalBlob {
-    pub package: LockedPackage,
-    pub path: PathBuf,
-    /// Whether this call downloaded it (false: it was already cached).
-    pub downloaded: bool,
 }
 
 /// What re-hashing a cached blob found.
@@ -128,17 +125,37 @@ impl Cache {
         Ok(BlobState::Corrupt { actual })
     }
 
+    /// Marks the cached blob `cksum` as used now, for `cache gc --older-than`.
+    pub fn touch(&self, cksum: &Checksum) {
+        if let Ok(f) = File::options().write(true).open(self.blob_path(cksum)) {
+            let _ = f.set_modified(SystemTime::now());
+        }
+    }
+
     /// The cached, verified blob `cksum`, downloaded from `registry` first
     /// when it is missing (or was corrupt, and so deleted).
     pub fn fetch(&self, registry: &dyn RegistrySource, cksum: &Checksum) -> Result<PathBuf> {
         match self.check(cksum)? {
             BlobState::Valid => {
-                let path = self.blob_path(cksum);
-                touch(&path);
-                Ok(path)
+                self.touch(cksum);
+                Ok(self.blob_path(cksum))
             }
             BlobState::Missing | BlobState::Corrupt { .. } => self.download(registry, cksum),
         }
+    }
+
+    /// [`Cache::fetch`] of each of `cksums`, [`DOWNLOAD_CONCURRENCY`] at a
+    /// time; one result per checksum, in order (a failure does not stop the
+    /// others).
+    pub fn fetch_many(&self, registry: &dyn RegistrySource, cksums: &[Checksum]) -> Vec<Result<PathBuf>> {
+        concurrently(cksums, DOWNLOAD_CONCURRENCY, |cksum| self.fetch(registry, cksum))
+    }
+
+    /// [`Cache::download`] of each `(registry, checksum)`,
+    /// [`DOWNLOAD_CONCURRENCY`] at a time; one result per job, in order (a
+    /// failure does not stop the others).
+    pub fn download_many(&self, jobs: &[(&dyn RegistrySource, &Checksum)]) -> Vec<Result<PathBuf>> {
+        concurrently(jobs, DOWNLOAD_CONCURRENCY, |(registry, cksum)| self.download(*registry, cksum))
     }
 
     /// Downloads `cksum` from `registry` into the cache, verifying it first.
@@ -163,142 +180,4 @@ impl Cache {
         tmp.persist(&dest).with_context(|| format!("moving the download to {}", dest.display()))?;
         Ok(dest)
     }
-}
-
-fn describe(p: &LockedPackage) -> String {
-    format!("{}@{} (from {})", p.name, p.version, p.source)
-}
-
-/// Makes every package of `lock` available locally and verified, downloading
-/// what is missing (unless `offline`). This is what training calls before it
-/// opens any artifact; the returned paths are safe to read.
-pub fn ensure_locked_blobs(
-    lock: &Lockfile,
-    registries: &[Box<dyn RegistrySource>],
-    cache: &Cache,
-    offline: bool,
-) -> Result<Vec<LocalBlob>> {
-    let mut out = Vec::with_capacity(lock.packages.len());
-    for p in &lock.packages {
-        match cache.check(&p.checksum)? {
-            BlobState::Valid => {
-                let path = cache.blob_path(&p.checksum);
-                touch(&path);
-                out.push(LocalBlob { package: p.clone(), path, downloaded: false });
-            }
-            BlobState::Corrupt { actual } => bail!(
-                "cached artifact of {} was corrupt (sha256:{actual}, expected {}) and has been deleted; \
-                 run `attempt-pkg fetch` to download it again",
-                describe(p),
-                p.checksum.prefixed()
-            ),
-            BlobState::Missing if offline => bail!(
-                "{} is not in the cache and --offline forbids downloading it; run `attempt-pkg fetch` while the registry is reachable",
-                describe(p)
-            ),
-            BlobState::Missing => {
-                let registry = registries.iter().find(|r| r.source_id() == p.source).ok_or_else(|| {
-                    anyhow!(
-                        "{} was locked from a registry that is not configured now; pass that --registry or run `attempt-pkg update {}`",
-                        describe(p),
-                        p.name
-                    )
-                })?;
-                let path = cache
-                    .download(registry.as_ref(), &p.checksum)
-                    .with_context(|| format!("downloading {}", describe(p)))?;
-                out.push(LocalBlob { package: p.clone(), path, downloaded: true });
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Marks a blob as used now, for `cache gc --older-than`.
-fn touch(path: &Path) {
-    if let Ok(f) = File::options().write(true).open(path) {
-        let _ = f.set_modified(SystemTime::now());
-    }
-}
-
-/// One problem `verify` found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
-    /// The cached blob did not match; it was deleted.
-    CorruptBlob { package: String, version: String, expected: Checksum, actual: Checksum },
-    /// The registry lists another checksum for the locked version.
-    IndexMismatch { package: String, version: String, locked: Checksum, index: Checksum, registry: String },
-    /// The registry no longer lists the locked version.
-    NotInIndex { package: String, version: String, registry: String },
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Problem::CorruptBlob { package, version, expected, actual } => write!(
-                f,
-                "{package}@{version}: cached blob has sha256:{actual}, the lock says {}; deleted it (run `attempt-pkg fetch`)",
-                expected.prefixed()
-            ),
-            Problem::IndexMismatch { package, version, locked, index, registry } => write!(
-                f,
-                "{package}@{version}: the lock says {} but registry {registry} lists {}; published versions are immutable, \
-                 so the lock or the registry has been tampered with",
-                locked.prefixed(),
-                index.prefixed()
-            ),
-            Problem::NotInIndex { package, version, registry } => {
-                write!(f, "{package}@{version}: registry {registry} does not list this version")
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct VerifyReport {
-    pub verified: Vec<String>,
-    /// Locked packages not in the cache (not an error: `fetch` gets them).
-    pub missing: Vec<String>,
-    pub problems: Vec<Problem>,
-}
-
-/// Re-hashes every cached blob the lock names, and (given registries) checks
-/// the lock's checksums against the index.
-pub fn verify(lock: &Lockfile, registries: &[Box<dyn RegistrySource>], cache: &Cache) -> Result<VerifyReport> {
-    let mut report = VerifyReport::default();
-    for p in &lock.packages {
-        let id = format!("{}@{}", p.name, p.version);
-        match cache.check(&p.checksum)? {
-            BlobState::Valid => {
-                touch(&cache.blob_path(&p.checksum));
-                report.verified.push(id)
-            }
-            BlobState::Missing => report.missing.push(id),
-            BlobState::Corrupt { actual } => report.problems.push(Problem::CorruptBlob {
-                package: p.name.clone(),
-                version: p.version.to_string(),
-                expected: p.checksum.clone(),
-                actual,
-            }),
-        }
-        if let Some(reg) = registries.iter().find(|r| r.source_id() == p.source) {
-            let entries = reg.versions(&p.name)?;
-            match entries.iter().find(|e| e.vers == p.version) {
-                None => report.problems.push(Problem::NotInIndex {
-                    package: p.name.clone(),
-                    version: p.version.to_string(),
-                    registry: p.source.clone(),
-                }),
-                Some(e) if e.cksum != p.checksum => report.problems.push(Problem::IndexMismatch {
-                    package: p.name.clone(),
-                    version: p.version.to_string(),
-                    locked: p.checksum.clone(),
-                    index: e.cksum.clone(),
-                    registry: p.source.clone(),
-                }),
-                Some(_) => {}
-            }
-        }
-    }
-    Ok(report)
 }

@@ -1,8 +1,8 @@
 use anyhow::{anyhow, bail, Result};
 
 use super::Context;
-use crate::cache::{verify, Cache};
-use crate::project::LOCK_FILE;
+use crate::cache::Cache;
+use crate::project::{verify, LOCK_FILE};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Re-hashes every cached blob attempt.lock names (a corrupt one is deleted) \

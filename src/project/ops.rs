@@ -9,6 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use registry_index::validate_name;
 use semver::VersionReq;
 
+use super::blobs::{ensure_locked_blobs, LocalBlob};
 use super::lockfile::{Lockfile, LOCK_FILE};
 use super::manifest::{parse_req, Manifest, MANIFEST_FILE};
 use crate::registry::RegistrySource;
@@ -191,9 +192,9 @@ pub fn fetch_locked(
     registries: &[Box<dyn RegistrySource>],
     cache: &crate::cache::Cache,
     flags: Flags,
-) -> Result<(LockOutcome, Vec<crate::cache::LocalBlob>)> {
+) -> Result<(LockOutcome, Vec<LocalBlob>)> {
     let outcome = ensure_lock(ws, registries, flags)?;
-    let blobs = crate::cache::ensure_locked_blobs(&outcome.lock, registries, cache, flags.offline)?;
+    let blobs = ensure_locked_blobs(&outcome.lock, registries, cache, flags.offline)?;
     Ok((outcome, blobs))
 }
 

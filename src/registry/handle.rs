@@ -137,14 +137,15 @@ impl Registry {
         }
     }
 
-    /// A file holding the blob `cksum`, for reading in place: the registry's
-    /// own file for a directory; for a server, the shared download cache
-    /// (downloaded and checksum-verified first if it is not there). The
-    /// caller still verifies what it reads.
-    pub fn blob_file(&self, cksum: &Checksum, cache: &Cache) -> Result<PathBuf> {
+    /// Files holding the blobs `cksums`, for reading in place, one result
+    /// per checksum: the registry's own files for a directory; for a server,
+    /// the shared download cache (the missing ones downloaded concurrently
+    /// and checksum-verified first, [`Cache::fetch_many`]). The caller still
+    /// verifies what it reads.
+    pub fn blob_files(&self, cksums: &[Checksum], cache: &Cache) -> Vec<Result<PathBuf>> {
         match self {
-            Registry::Local(dir) => Ok(dir.db(false)?.inner().blob_file(cksum)),
-            Registry::Remote(http) => cache.fetch(http, cksum),
+            Registry::Local(dir) => cksums.iter().map(|c| Ok(dir.db(false)?.inner().blob_file(c))).collect(),
+            Registry::Remote(http) => cache.fetch_many(http, cksums),
         }
     }
 }

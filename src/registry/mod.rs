@@ -25,5 +25,5 @@ pub use blocking::BlockingRegistry;
 pub use browse::Filters;
 pub use handle::{open, LocalDir, Registry};
 pub use local::{Backend, LocalRegistry, WriteLock};
-pub use source::{DirSource, RegistrySource};
+pub use source::{concurrently, download_many, DirSource, DownloadJob, RegistrySource};
 pub use target::{resolve_target, DirTarget, RegistryTarget, RemoteTarget};

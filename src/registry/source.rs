@@ -9,8 +9,9 @@ use registry_index::{blob_path, index_path, parse_index_file, Checksum, IndexEnt
 ///
 /// Implemented by a registry directory ([`DirSource`]), the HTTP client
 /// ([`super::remote::HttpRegistry`]) and [`super::Registry`], which is
-/// either; the resolver and the fetcher only see this trait.
-pub trait RegistrySource {
+/// either; the resolver and the fetcher only see this trait. `Sync`, so
+/// that several blobs download at once ([`download_many`]).
+pub trait RegistrySource: Send + Sync {
     /// A stable identifier recorded in lockfiles, e.g. `registry+file:///abs/path`.
     fn source_id(&self) -> String;
 
@@ -91,5 +92,78 @@ impl<T: RegistrySource + ?Sized> RegistrySource for std::sync::Arc<T> {
     }
     fn download_blob(&self, cksum: &Checksum, dest: &Path) -> Result<()> {
         (**self).download_blob(cksum, dest)
+    }
+}
+
+/// One blob to fetch with [`download_many`].
+#[derive(Debug, Clone)]
+pub struct DownloadJob {
+    pub cksum: Checksum,
+    pub dest: PathBuf,
+}
+
+/// Downloads blobs with at most `concurrency` at a time; one result per job,
+/// in order (a failure does not stop the others).
+pub fn download_many(source: &dyn RegistrySource, jobs: &[DownloadJob], concurrency: usize) -> Vec<Result<()>> {
+    concurrently(jobs, concurrency, |job| source.download_blob(&job.cksum, &job.dest))
+}
+
+/// Runs `task` on every item, on at most `concurrency` scoped threads (1 to
+/// 32); one result per item, in order. Every fetch of several blobs goes
+/// through here ([`download_many`], `cache::Cache::download_many`).
+pub fn concurrently<T: Sync, R: Send>(items: &[T], concurrency: usize, task: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let workers = concurrency.clamp(1, 32).min(items.len());
+    if workers <= 1 {
+        return items.iter().map(task).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut slots: Vec<Option<R>> = items.iter().map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break done };
+                        done.push((i, task(item)));
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            // A panicking task panics the caller, as it would without threads.
+            let done = worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            for (i, result) in done {
+                slots[i] = Some(result);
+            }
+        }
+    });
+    slots.into_iter().map(|slot| slot.expect("every item was handed to a worker")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::concurrently;
+
+    #[test]
+    fn concurrently_keeps_order_and_bounds_the_workers() {
+        let running = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let items: Vec<usize> = (0..12).collect();
+        let out = concurrently(&items, 3, |&i| {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(20));
+            running.fetch_sub(1, Ordering::SeqCst);
+            i * 10
+        });
+        assert_eq!(out, items.iter().map(|i| i * 10).collect::<Vec<_>>());
+        assert_eq!(most.load(Ordering::SeqCst), 3);
+        assert!(concurrently(&[] as &[usize], 4, |&i| i).is_empty());
     }
 }

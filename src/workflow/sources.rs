@@ -5,9 +5,8 @@ use anyhow::{bail, Result};
 use candle_core::Device;
 use registry_index::Checksum;
 
-use crate::cache::LocalBlob;
 use crate::package::LoadedPackage;
-use crate::project::Lockfile;
+use crate::project::{LocalBlob, Lockfile};
 use crate::train::{SourcePrompt, SourceRecord};
 
 /// The lock's prompts as training inputs, with what the run records of them.

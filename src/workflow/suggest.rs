@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use registry_index::Checksum;
 
 use super::project::PreparedProject;
 use super::settings::TrainSection;
@@ -101,10 +102,12 @@ pub fn prefilter(listed: Vec<Listed>, target_mean: &[f32], keep: usize) -> (Vec<
 /// Read (and verify) the blobs of `listed` as candidates: in place in a
 /// registry directory, through the download cache from a server.
 pub fn load_candidates(registry: &Registry, listed: &[Listed], cache: &Cache, device: &candle_core::Device) -> Result<Vec<Candidate>> {
+    let cksums: Vec<Checksum> = listed.iter().map(|l| l.cksum.clone()).collect();
     listed
         .iter()
-        .map(|l| {
-            let file = registry.blob_file(&l.cksum, cache).with_context(|| format!("fetching {}@{}", l.name, l.version))?;
+        .zip(registry.blob_files(&cksums, cache))
+        .map(|(l, file)| {
+            let file = file.with_context(|| format!("fetching {}@{}", l.name, l.version))?;
             let pkg = LoadedPackage::read_verified(&file, &l.cksum)
                 .with_context(|| format!("reading {}@{} from the registry", l.name, l.version))?;
             Ok(Candidate {

@@ -530,40 +530,6 @@ impl RegistrySource for HttpRegistry {
     }
 }
 
-/// One blob to fetch with [`download_many`].
-#[derive(Debug, Clone)]
-pub struct DownloadJob {
-    pub cksum: Checksum,
-    pub dest: PathBuf,
-}
-
-/// Downloads blobs with at most `concurrency` at a time; one result per job,
-/// in order (a failure does not stop the others).
-pub fn download_many(source: &(dyn RegistrySource + Sync), jobs: &[DownloadJob], concurrency: usize) -> Vec<Result<()>> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let next = AtomicUsize::new(0);
-    let results: Vec<Mutex<Option<Result<()>>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
-    let workers = concurrency.clamp(1, 32).min(jobs.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(job) = jobs.get(i) else { break };
-                let result = source.download_blob(&job.cksum, &job.dest);
-                *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
-            });
-        }
-    });
-    results
-        .into_iter()
-        .map(|slot| {
-            slot.into_inner()
-                .unwrap_or_else(|p| p.into_inner())
-                .unwrap_or_else(|| Err(anyhow::anyhow!("download worker stopped before this job")))
-        })
-        .collect()
-}
-
 fn is_transient(e: &reqwest::Error) -> bool {
     e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()
 }

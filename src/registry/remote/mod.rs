@@ -9,4 +9,4 @@ mod http;
 
 pub use config::{normalize_index_url, Config, Location};
 pub use credentials::Credentials;
-pub use http::{download_many, DownloadJob, HttpRegistry, RemoteOptions};
+pub use http::{HttpRegistry, RemoteOptions};
