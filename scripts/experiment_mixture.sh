@@ -13,8 +13,11 @@
 #   attempt         ATTEMPT as in the paper (dot scores, T = d·e, sources as trained)
 #   attempt-cosine  ATTEMPT with cosine scores and a learned temperature
 #   attempt-norm    ATTEMPT with every source rescaled to mean row norm NORM
-#   attempt-centred ATTEMPT with G's pooled input centred on the training mean
-#   attempt-centred-cosine  the same with cosine scores and a learned temperature
+#   attempt-std     ATTEMPT with G's pooled input standardised with the training
+#                   set's per-feature mean and spread (--standardise-attention-input)
+#   attempt-std-cosine  the same with cosine scores and a learned temperature
+# (Rows named attempt-centred / attempt-centred-cosine are from commit 285f79b,
+# which centred the input without scaling it: the weights stayed as flat.)
 #   uniform         the mixture with constant weights
 # and appends a row per run to OUT/mixture-methods.jsonl (skipped when there).
 # Summary: python3 scripts/mixture_table.py OUT > OUT/mixture.md
@@ -26,7 +29,7 @@ BIN=$(realpath "${BIN:-target/release/attempt-pkg}")
 MODEL=${MODEL:-all-MiniLM-L6-v2}
 : "${SOURCES:=mnli qnli qqp sst2 sst5 subj agnews wnli}" "${TARGETS:=cb cola mrpc rte stsb boolq}"
 : "${SEEDS:=1 2 3}" "${SETTINGS:=full k16 k32}" "${FEW_SHOT_TARGETS:=cb mrpc rte}"
-: "${METHODS:=pt spot-default spot-best attempt attempt-cosine attempt-norm attempt-centred attempt-centred-cosine uniform}"
+: "${METHODS:=pt spot-default spot-best attempt attempt-cosine attempt-norm attempt-std attempt-std-cosine uniform}"
 : "${PROMPT_LEN:=20}" "${MAX_LEN:=128}" "${BATCH:=16}" "${TARGET_STEPS:=150}" "${MAX_EVAL:=1000}" "${NORM:=2}"
 [[ -x "$BIN" ]] || { echo "no binary at $BIN: run \`cargo build --release\` or set BIN" >&2; exit 1; }
 [[ -d "$OUT/registry" ]] || { echo "no registry in $OUT: run scripts/experiment_select.sh DATA_DIR $OUT sources first" >&2; exit 1; }
@@ -79,9 +82,9 @@ for target in $TARGETS; do
           attempt) srcs=($SOURCES) ; extra=(--method attempt) ;;
           attempt-cosine) srcs=($SOURCES) ; extra=(--method attempt --attention-scores cosine --learn-temperature) ;;
           attempt-norm) srcs=($SOURCES) ; extra=(--method attempt --prompt-row-norm "$NORM") ;;
-          attempt-centred) srcs=($SOURCES) ; extra=(--method attempt --centre-attention-input) ;;
-          attempt-centred-cosine) srcs=($SOURCES)
-            extra=(--method attempt --centre-attention-input --attention-scores cosine --learn-temperature) ;;
+          attempt-std) srcs=($SOURCES) ; extra=(--method attempt --standardise-attention-input) ;;
+          attempt-std-cosine) srcs=($SOURCES)
+            extra=(--method attempt --standardise-attention-input --attention-scores cosine --learn-temperature) ;;
           uniform) srcs=($SOURCES) ; extra=(--method uniform) ;;
           *) echo "unknown method $method" >&2; exit 1 ;;
         esac

@@ -296,31 +296,44 @@ fn a_learned_temperature_is_a_trained_tensor_that_gets_a_gradient() {
 }
 
 #[test]
-fn a_centred_input_is_the_paper_g_applied_to_the_input_minus_the_training_mean() {
+fn a_standardised_input_is_the_paper_g_applied_to_the_standardised_input() {
     let f = fixture();
     let plain = build(&f, false);
-    let centred = build_with(&f, AttentionConfig { centre_input: true, ..AttentionConfig::default() });
-    let names: Vec<String> = centred.g.named_vars().into_iter().map(|(n, _)| n).collect();
+    let std_g = build_with(&f, AttentionConfig { standardise_input: true, ..AttentionConfig::default() });
+    let names: Vec<String> = std_g.g.named_vars().into_iter().map(|(n, _)| n).collect();
     assert!(names.contains(&"attention.b_down".to_string()), "{names:?}");
-    let mean = plain.g.pool(&plain.x, &plain.mask).unwrap().mean(0).unwrap(); // [D]
-    centred.g.centre_on(&mean).unwrap();
-    // Subtracting a constant per feature commutes with the max-pool, so
-    // W_down·maxpool(X) + b_down must equal W_down·maxpool(X − μ).
-    let shifted = plain.x.broadcast_sub(&mean.reshape((1, 1, D)).unwrap()).unwrap();
+    let pooled = plain.g.pool(&plain.x, &plain.mask).unwrap(); // [B, D]
+    let mean = pooled.mean(0).unwrap(); // [D]
+    let std = Tensor::new(&[0.5f32, 2.0, 0.25, 1.5], &Device::Cpu).unwrap();
+    std_g.g.standardise_on(&mean, &std).unwrap();
+    // Subtracting a constant and dividing by a positive one per feature
+    // commute with the max-pool, so the folded W_down and bias must equal
+    // the paper's G on (X − μ)/σ.
+    let shifted = plain
+        .x
+        .broadcast_sub(&mean.reshape((1, 1, D)).unwrap())
+        .unwrap()
+        .broadcast_div(&std.reshape((1, 1, D)).unwrap())
+        .unwrap();
     let want = plain.g.instance_representation(&shifted, &plain.mask).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let got = centred.g.instance_representation(&centred.x, &centred.mask).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    assert!(want.iter().zip(&got).all(|(a, b)| (a - b).abs() < 1e-5), "{want:?} vs {got:?}");
+    let got = std_g.g.instance_representation(&std_g.x, &std_g.mask).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(want.iter().zip(&got).all(|(a, b)| (a - b).abs() < 1e-4), "{want:?} vs {got:?}");
     assert_ne!(
         got,
         plain.g.instance_representation(&plain.x, &plain.mask).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-        "centring changes G's view of the input"
+        "standardising changes G's view of the input"
     );
+    // A feature that does not vary is divided by a floor, not by zero.
+    let flat = build_with(&f, AttentionConfig { standardise_input: true, ..AttentionConfig::default() });
+    flat.g.standardise_on(&mean, &Tensor::new(&[1f32, 1.0, 0.0, 1.0], &Device::Cpu).unwrap()).unwrap();
+    let w = flat.g.w_down.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(w.iter().all(|v| v.is_finite()), "{w:?}");
     // The bias is trained with G.
-    let out = centred.mixture.compose(centred.target.as_tensor(), Some(&centred.g), &centred.x, &centred.mask).unwrap();
+    let out = std_g.mixture.compose(std_g.target.as_tensor(), Some(&std_g.g), &std_g.x, &std_g.mask).unwrap();
     let c = Tensor::from_vec(vals(B * (T + 1), 11), (B, T + 1), &Device::Cpu).unwrap();
     let grads = (out.weights.unwrap() * c).unwrap().sum_all().unwrap().backward().unwrap();
-    let g = grads.get(centred.g.b_down.as_ref().unwrap()).expect("a gradient for b_down");
+    let g = grads.get(std_g.g.b_down.as_ref().unwrap()).expect("a gradient for b_down");
     assert!(g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
-    // A module built without it refuses to be centred rather than ignoring the call.
-    assert!(plain.g.centre_on(&mean).is_err());
+    // A module built without it refuses rather than ignoring the call.
+    assert!(plain.g.standardise_on(&mean, &std).is_err());
 }

@@ -372,19 +372,19 @@ fn a_learned_temperature_is_trained_checkpointed_and_reloaded() {
 }
 
 #[test]
-fn a_centred_attention_input_starts_from_the_training_mean_and_is_checkpointed() {
+fn a_standardised_attention_input_starts_from_the_training_statistics_and_is_checkpointed() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let enc = encoder();
     let tok = WordTokenizer::new(synthetic_vocabulary());
     let mut config = cfg(Method::Attempt, 2);
-    config.attention.centre_input = true;
+    config.attention.standardise_input = true;
     let o = go(&enc, config, sources(), &TrainOptions { run_dir: Some(run.clone()), ..Default::default() }).unwrap();
     let g = o.model.attention.as_ref().unwrap();
     let b = g.b_down.as_ref().expect("a W_down bias").as_tensor().to_vec1::<f32>().unwrap();
     assert!(b.iter().any(|v| v.abs() > 1e-6), "initialised from the data, not left at zero: {b:?}");
     let (model, record) = load_run(&run, &enc, &tok, &sources(), &Device::Cpu).unwrap();
-    assert!(record.config.attention.centre_input);
+    assert!(record.config.attention.standardise_input);
     let reloaded = model.attention.as_ref().unwrap().b_down.as_ref().unwrap().as_tensor().to_vec1::<f32>().unwrap();
     // The best checkpoint holds the bias; with two epochs it may be either one,
     // so compare with what the checkpoint file says rather than the last state.

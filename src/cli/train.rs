@@ -70,12 +70,12 @@ pub struct TrainFlags {
     /// Learn G's temperature (a trainable log-temperature).
     #[arg(long)]
     pub learn_temperature: bool,
-    /// Centre G's max-pooled input on the training set's mean before W_down
-    /// (a W_down bias, initialised from the data, trained with G). Pooled
-    /// inputs are nearly parallel, so without it G's weights barely differ
-    /// between examples.
+    /// Standardise G's max-pooled input with the training set's per-feature
+    /// mean and spread (folded into W_down and a W_down bias, then trained
+    /// with G). Pooled inputs are nearly parallel, so without it G's weights
+    /// barely differ between examples.
     #[arg(long)]
-    pub centre_attention_input: bool,
+    pub standardise_attention_input: bool,
     /// Rescale the source prompts (and a target initialised from one) to this
     /// mean row norm before mixing (trained prompts: 25–45; word embeddings: 1–2).
     #[arg(long, value_name = "NORM")]
@@ -105,7 +105,7 @@ impl TrainFlags {
             attention_scores: self.attention_scores,
             attention_temperature: self.attention_temperature,
             learn_temperature: self.learn_temperature.then_some(true),
-            centre_attention_input: self.centre_attention_input.then_some(true),
+            standardise_attention_input: self.standardise_attention_input.then_some(true),
             prompt_row_norm: self.prompt_row_norm,
         }
     }

@@ -52,13 +52,16 @@ pub struct AttentionConfig {
     /// Max-pool the input over every position, padding included, as the
     /// official implementation does. Off by default: padding is masked out.
     pub unmasked_pooling: bool,
-    /// Give W_down a bias initialised to −W_down·μ, μ the mean max-pooled
-    /// input of the training set ([`AttentionModule::centre_on`]), so G starts
-    /// from centred inputs. Max-pooled embeddings of different inputs are
-    /// nearly parallel: without it G sees almost the same vector for every
-    /// example and its weights cannot be instance-wise. Off by default (the
-    /// paper's G has no such bias).
-    pub centre_input: bool,
+    /// Start G from standardised inputs: W_down's columns are divided by σ
+    /// and it gets a bias −W_down·(μ/σ), μ and σ the per-feature mean and
+    /// standard deviation of the max-pooled training inputs
+    /// ([`AttentionModule::standardise_on`]). Max-pooled embeddings of
+    /// different inputs are nearly parallel, so the paper's G sees almost the
+    /// same vector for every example; centring alone (σ = 1) was measured to
+    /// leave the weights as flat, its activations being too small for
+    /// LayerNorm's epsilon. Both tensors are trained with G afterwards; off by
+    /// default (the paper's G has no bias).
+    pub standardise_input: bool,
     /// LayerNorm epsilon.
     pub layer_norm_eps: f64,
 }
@@ -71,7 +74,7 @@ impl Default for AttentionConfig {
             scores: AttentionScores::Dot,
             learn_temperature: false,
             unmasked_pooling: false,
-            centre_input: false,
+            standardise_input: false,
             layer_norm_eps: 1e-5,
         }
     }
@@ -92,7 +95,7 @@ impl AttentionConfig {
 #[derive(Debug, Clone)]
 pub struct AttentionModule {
     pub w_down: Var,
-    /// `[r]`, present with [`AttentionConfig::centre_input`].
+    /// `[r]`, present with [`AttentionConfig::standardise_input`].
     pub b_down: Option<Var>,
     pub w_up: Var,
     pub ln_weight: Var,
@@ -137,7 +140,7 @@ impl AttentionModule {
         let ln_weight = Var::ones(hidden_size, DType::F32, device)?;
         let ln_bias = Var::zeros(hidden_size, DType::F32, device)?;
         let log_temperature = log_temperature_var(&config, hidden_size, device)?;
-        let b_down = config.centre_input.then(|| Var::zeros(r, DType::F32, device)).transpose()?;
+        let b_down = config.standardise_input.then(|| Var::zeros(r, DType::F32, device)).transpose()?;
         Ok(Self { w_down, b_down, w_up, ln_weight, ln_bias, log_temperature, config, hidden_size })
     }
 
@@ -161,7 +164,7 @@ impl AttentionModule {
         }
         let config = AttentionConfig { bottleneck: r, ..config };
         let log_temperature = log_temperature_var(&config, d, w_down.device())?;
-        let b_down = config.centre_input.then(|| Var::zeros(r, DType::F32, w_down.device())).transpose()?;
+        let b_down = config.standardise_input.then(|| Var::zeros(r, DType::F32, w_down.device())).transpose()?;
         Ok(Self {
             log_temperature,
             b_down,
@@ -212,15 +215,24 @@ impl AttentionModule {
         max_pool(input_embeds, mask, self.config.unmasked_pooling)
     }
 
-    /// Set W_down's bias to −W_down·`mean` (`[d]`, the mean of [`Self::pool`]
-    /// over the training inputs): at the start of training G's bottleneck
-    /// sees each input's difference from the average input.
-    pub fn centre_on(&self, mean: &Tensor) -> Result<()> {
+    /// Divide W_down's columns by `std` and set its bias to −W_down·`mean`
+    /// (both `[d]`, per-feature statistics of [`Self::pool`] over the training
+    /// inputs): at the start of training G's bottleneck sees each input's
+    /// standardised difference from the average input. Features that barely
+    /// vary are divided by a floor (1e-3 of the mean σ), not by ~0.
+    pub fn standardise_on(&self, mean: &Tensor, std: &Tensor) -> Result<()> {
         let b = self.b_down.as_ref().ok_or_else(|| {
-            candle_core::Error::Msg("centre_on needs an attention module built with centre_input".into())
+            candle_core::Error::Msg("standardise_on needs an attention module built with standardise_input".into())
         })?;
-        let mean = mean.to_dtype(DType::F32)?.reshape((1, self.hidden_size))?;
-        b.set(&mean.matmul(&self.w_down.as_tensor().t()?)?.neg()?.squeeze(0)?)
+        let d = self.hidden_size;
+        let std = std.to_dtype(DType::F32)?.reshape(d)?;
+        let floor = std.mean_all()?.to_scalar::<f32>()? * 1e-3;
+        let std = std.maximum(floor.max(f32::MIN_POSITIVE))?.reshape((1, d))?;
+        let w = self.w_down.as_tensor().broadcast_div(&std)?; // [r, d]
+        let mean = mean.to_dtype(DType::F32)?.reshape((1, d))?;
+        let bias = mean.matmul(&w.t()?)?.neg()?.squeeze(0)?;
+        self.w_down.set(&w)?;
+        b.set(&bias)
     }
 
     /// h = LN(W_up · SiLU(W_down · maxpool(X) [+ b_down])): `[b, L, d]`, mask `[b, L]` → `[b, d]`.

@@ -131,8 +131,9 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
     let defs: Vec<TaskDef> = tasks.iter().map(|t| t.task.clone()).collect();
     let mut init_rng = StdRng::seed_from_u64(config.seed);
     let model = PromptModel::new(encoder, tokenizer, &sources, &defs, &config, &mut init_rng, &device)?;
-    if let Some(g) = model.attention.as_ref().filter(|g| g.config.centre_input && !options.resume) {
-        g.centre_on(&mean_pooled_input(g, encoder, tokenizer, &tasks, config.max_length, &device)?)?;
+    if let Some(g) = model.attention.as_ref().filter(|g| g.config.standardise_input && !options.resume) {
+        let (mean, std) = pooled_input_stats(g, encoder, tokenizer, &tasks, config.max_length, &device)?;
+        g.standardise_on(&mean, &std)?;
     }
     let run_dir = options.run_dir.as_ref().map(RunDir::create).transpose()?;
 
@@ -354,34 +355,40 @@ fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
 
 /// Loss of a mixed-task batch: each task's examples go through their own
 /// target prompt and head; losses are weighted by the task's share.
-/// How many training inputs [`mean_pooled_input`] averages at most: the mean
-/// of a few thousand max-pooled embeddings is stable, and more only costs time.
-const CENTRE_SAMPLE: usize = 4096;
+/// How many training inputs [`pooled_input_stats`] reads at most: the
+/// per-feature mean and spread of a few thousand max-pooled embeddings are
+/// stable, and more only costs time.
+const STANDARDISE_SAMPLE: usize = 4096;
 
-/// The mean of G's max-pooled input over (evenly spaced) training examples of
-/// every task: the point G's input is centred on. Deterministic: no sampling.
-fn mean_pooled_input(
+/// Per-feature mean and standard deviation of G's max-pooled input over
+/// (evenly spaced) training examples of every task: what G's input is
+/// standardised with. Deterministic: no sampling.
+fn pooled_input_stats(
     g: &crate::compose::AttentionModule,
     encoder: &dyn Encoder,
     tokenizer: &dyn TextEncoder,
     tasks: &[TaskData],
     max_length: usize,
     device: &Device,
-) -> Result<Tensor> {
+) -> Result<(Tensor, Tensor)> {
     let all: Vec<&Example> = tasks.iter().flat_map(|t| &t.train).collect();
-    let stride = all.len().div_ceil(CENTRE_SAMPLE).max(1);
+    let stride = all.len().div_ceil(STANDARDISE_SAMPLE).max(1);
     let sample: Vec<&Example> = all.into_iter().step_by(stride).collect();
-    let mut sum: Option<Tensor> = None;
+    let mut sums: Option<(Tensor, Tensor)> = None;
     for chunk in sample.chunks(64) {
         let batch = collate(chunk, tokenizer, max_length, device)?;
-        let pooled = g.pool(&encoder.embed_tokens(&batch.ids)?, &batch.mask)?.to_dtype(candle_core::DType::F32)?;
-        let part = pooled.sum(0)?;
-        sum = Some(match sum {
-            Some(acc) => (acc + part)?,
-            None => part,
+        let pooled = g.pool(&encoder.embed_tokens(&batch.ids)?, &batch.mask)?.to_dtype(candle_core::DType::F64)?;
+        let (s, sq) = (pooled.sum(0)?, pooled.sqr()?.sum(0)?);
+        sums = Some(match sums {
+            Some((acc, acc_sq)) => ((acc + s)?, (acc_sq + sq)?),
+            None => (s, sq),
         });
     }
-    Ok((sum.context("no training examples to centre the attention input on")? / sample.len() as f64)?)
+    let (sum, sum_sq) = sums.context("no training examples to standardise the attention input with")?;
+    let n = sample.len() as f64;
+    let mean = (sum / n)?;
+    let var = ((sum_sq / n)? - mean.sqr()?)?.relu()?;
+    Ok((mean.to_dtype(candle_core::DType::F32)?, var.sqrt()?.to_dtype(candle_core::DType::F32)?))
 }
 
 fn batch_loss(

@@ -16,7 +16,7 @@
 //! attention-scores = "cosine"      # G's scores: dot (the paper, default) | cosine
 //! attention-temperature = 0.1      # default d·e for dot, 0.1 for cosine
 //! learn-temperature = true         # train the temperature with G
-//! centre-attention-input = true    # G starts from centred pooled inputs
+//! standardise-attention-input = true # G starts from standardised pooled inputs
 //! prompt-row-norm = 2.0            # rescale source prompts before mixing
 //!
 //! [tasks.my-reviews]
@@ -64,8 +64,8 @@ pub struct TrainSection {
     pub attention_temperature: Option<f64>,
     /// Learn the temperature with G.
     pub learn_temperature: Option<bool>,
-    /// Centre G's pooled input on the training set's mean (a W_down bias).
-    pub centre_attention_input: Option<bool>,
+    /// Standardise G's pooled input with the training set's statistics.
+    pub standardise_attention_input: Option<bool>,
     /// Rescale source prompts to this mean row norm before mixing.
     pub prompt_row_norm: Option<f64>,
 }
@@ -105,7 +105,7 @@ impl TrainSection {
         }
         pick!(data_dir, method, epochs, max_steps, batch_size, lr, lr_other, seed, prompt_length, max_length, few_shot,
             max_train_examples, max_eval_examples, eval_every, synthetic_train, synthetic_dev, attention_scores,
-            attention_temperature, learn_temperature, centre_attention_input, prompt_row_norm)
+            attention_temperature, learn_temperature, standardise_attention_input, prompt_row_norm)
     }
 
     /// The training configuration: library defaults, then these values.
@@ -147,8 +147,8 @@ impl TrainSection {
         if let Some(v) = self.learn_temperature {
             c.attention.learn_temperature = v;
         }
-        if let Some(v) = self.centre_attention_input {
-            c.attention.centre_input = v;
+        if let Some(v) = self.standardise_attention_input {
+            c.attention.standardise_input = v;
         }
         c.prompt_row_norm = self.prompt_row_norm.or(c.prompt_row_norm);
         c
