@@ -353,16 +353,28 @@ fn suggest_ranks_every_candidate_by_attention() {
     assert_eq!(s.keep[0], s.ranking[0].name);
 }
 
-#[test]
-fn a_learned_temperature_is_trained_checkpointed_and_reloaded() {
+/// A two-epoch ATTEMPT run in a fresh run directory, with G configured by
+/// `configure`: (the directory's guard, the run directory, the outcome).
+fn attempt_run(
+    enc: &TinyEncoder,
+    configure: impl FnOnce(&mut attempt_pkg::compose::AttentionConfig),
+) -> (tempfile::TempDir, std::path::PathBuf, TrainOutcome) {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
+    let mut config = cfg(Method::Attempt, 2);
+    configure(&mut config.attention);
+    let o = go(enc, config, sources(), &TrainOptions { run_dir: Some(run.clone()), ..Default::default() }).unwrap();
+    (dir, run, o)
+}
+
+#[test]
+fn a_learned_temperature_is_trained_checkpointed_and_reloaded() {
     let enc = encoder();
     let tok = WordTokenizer::new(synthetic_vocabulary());
-    let mut config = cfg(Method::Attempt, 2);
-    config.attention.learn_temperature = true;
-    config.attention.scores = attempt_pkg::compose::AttentionScores::Cosine;
-    let o = go(&enc, config, sources(), &TrainOptions { run_dir: Some(run.clone()), ..Default::default() }).unwrap();
+    let (_dir, run, o) = attempt_run(&enc, |a| {
+        a.learn_temperature = true;
+        a.scores = attempt_pkg::compose::AttentionScores::Cosine;
+    });
     let trained = o.model.attention.as_ref().unwrap().temperature().unwrap();
     assert!((trained - attempt_pkg::compose::attention::COSINE_TEMPERATURE).abs() > 1e-6, "the temperature moved: {trained}");
     assert!(o.best_eval[0].attention_spread.is_some_and(|s| s.is_finite() && s >= 0.0));
@@ -373,13 +385,9 @@ fn a_learned_temperature_is_trained_checkpointed_and_reloaded() {
 
 #[test]
 fn a_standardised_attention_input_starts_from_the_training_statistics_and_is_checkpointed() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
     let enc = encoder();
     let tok = WordTokenizer::new(synthetic_vocabulary());
-    let mut config = cfg(Method::Attempt, 2);
-    config.attention.standardise_input = true;
-    let o = go(&enc, config, sources(), &TrainOptions { run_dir: Some(run.clone()), ..Default::default() }).unwrap();
+    let (_dir, run, o) = attempt_run(&enc, |a| a.standardise_input = true);
     let g = o.model.attention.as_ref().unwrap();
     let b = g.b_down.as_ref().expect("a W_down bias").as_tensor().to_vec1::<f32>().unwrap();
     assert!(b.iter().any(|v| v.abs() > 1e-6), "initialised from the data, not left at zero: {b:?}");
