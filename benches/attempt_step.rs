@@ -48,7 +48,9 @@ impl TextEncoder for FixedLength {
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
 }
@@ -69,7 +71,12 @@ fn main() -> Result<()> {
     let model = load_model(&dir, &device)?;
     let d = model.model.encoder().hidden_size();
     let sources = (0..SOURCES)
-        .map(|i| Ok(SourcePrompt { name: format!("s{i}@1.0.0"), tensor: (Tensor::randn(0f32, 1.0, (PROMPT, d), &device)? * 0.5)? }))
+        .map(|i| {
+            Ok(SourcePrompt {
+                name: format!("s{i}@1.0.0"),
+                tensor: (Tensor::randn(0f32, 1.0, (PROMPT, d), &device)? * 0.5)?,
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     let def = synthetic_task("sentiment").ok_or_else(|| anyhow::anyhow!("no synthetic task"))?;
     let examples = generate("sentiment", BATCH * (steps + 2) + 16, 1)?;
@@ -113,14 +120,12 @@ fn main() -> Result<()> {
         anyhow::bail!("{script} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().rev().find(|l| l.starts_with('{')).ok_or_else(|| anyhow::anyhow!("{script} printed no JSON"))?;
+    let line =
+        stdout.lines().rev().find(|l| l.starts_with('{')).ok_or_else(|| anyhow::anyhow!("{script} printed no JSON"))?;
     println!("{line}");
     let torch: serde_json::Value = serde_json::from_str(line)?;
-    let (torch_ms, torch_rss) = (torch["mean_step_ms"].as_f64().unwrap_or(f64::NAN), torch["peak_rss_mb"].as_f64().unwrap_or(f64::NAN));
-    println!(
-        "ratio candle/PyTorch: step time {:.2}, peak RSS {:.2}",
-        step_ms / torch_ms,
-        peak_rss_mb() / torch_rss
-    );
+    let (torch_ms, torch_rss) =
+        (torch["mean_step_ms"].as_f64().unwrap_or(f64::NAN), torch["peak_rss_mb"].as_f64().unwrap_or(f64::NAN));
+    println!("ratio candle/PyTorch: step time {:.2}, peak RSS {:.2}", step_ms / torch_ms, peak_rss_mb() / torch_rss);
     Ok(())
 }

@@ -138,9 +138,7 @@ fn bench_candle(case: Case, steps: usize) -> Figures {
     let dev = Device::Cpu;
     let d = model.hidden_size();
     let vocab = 30522u32;
-    let ids = Tensor::rand(0f32, vocab as f32, (BATCH, TEXT), &dev)
-        .and_then(|t| t.to_dtype(DType::U32))
-        .expect("ids");
+    let ids = Tensor::rand(0f32, vocab as f32, (BATCH, TEXT), &dev).and_then(|t| t.to_dtype(DType::U32)).expect("ids");
     let mask = Tensor::ones((BATCH, PROMPT + TEXT), DType::F32, &dev).expect("mask");
     let prompt = Var::randn(0f32, 0.02, (PROMPT, d), &dev).expect("prompt");
     let weights = Tensor::randn(0f32, 1.0, (BATCH, PROMPT + TEXT, d), &dev).expect("loss weights");

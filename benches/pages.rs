@@ -20,8 +20,8 @@ use attempt_pkg::registry::BlockingRegistry;
 mod http_load;
 #[path = "common/serve.rs"]
 mod serve;
-use serve::ServeProcess;
 use http_load::{blob_throughput, load, report};
+use serve::ServeProcess;
 
 const FINGERPRINT: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
 
@@ -75,7 +75,10 @@ fn main() -> Result<()> {
     println!("blob download, counting off: {off:.0?} MB/s");
     println!("blob download, counting on:  {on:.0?} MB/s");
     let (m_on, m_off) = (median(&mut on), median(&mut off));
-    println!("blob download medians: {m_on:.0} MB/s counting vs {m_off:.0} MB/s not counting ({:+.1} %)", (m_on / m_off - 1.0) * 100.0);
+    println!(
+        "blob download medians: {m_on:.0} MB/s counting vs {m_off:.0} MB/s not counting ({:+.1} %)",
+        (m_on / m_off - 1.0) * 100.0
+    );
     Ok(())
 }
 
@@ -104,4 +107,3 @@ fn artifact(name: &str, version: &str, length: usize, hidden: usize, seed: f32, 
     let values: Vec<f32> = (0..length * hidden).map(|i| seed + (i % 1000) as f32 * 1e-3).collect();
     Artifact::from_parts(manifest, Some(PromptTensor::from_f32(length, hidden, &values)?))
 }
-

@@ -39,7 +39,14 @@ fn main() -> Result<()> {
     let mut fill = Vec::with_capacity(packages * versions);
     for p in 0..packages {
         for v in 0..versions {
-            write_authoring(&authoring, &format!("bench-{p:05}"), &format!("1.{v}.0"), 20, 384, (p * versions + v) as f32)?;
+            write_authoring(
+                &authoring,
+                &format!("bench-{p:05}"),
+                &format!("1.{v}.0"),
+                20,
+                384,
+                (p * versions + v) as f32,
+            )?;
             let t = Instant::now();
             registry.publish_dir(&authoring)?;
             fill.push(t.elapsed());

@@ -68,7 +68,11 @@ fn write_registry(root: &Path) -> usize {
                         .map(|_| {
                             let k = 1 + rng.below(PACKAGES - 1);
                             let k = if k.is_multiple_of(10) { k + 1 } else { k } % PACKAGES;
-                            IndexDep { name: name(k), req: parse_req(if rng.below(2) == 0 { "^1.2" } else { ">=1.5, <3" }).unwrap_or(semver::VersionReq::STAR) }
+                            IndexDep {
+                                name: name(k),
+                                req: parse_req(if rng.below(2) == 0 { "^1.2" } else { ">=1.5, <3" })
+                                    .unwrap_or(semver::VersionReq::STAR),
+                            }
                         })
                         .collect()
                 } else {
@@ -143,7 +147,11 @@ fn main() {
 
     let request = ResolveRequest {
         project: "bench".into(),
-        model: Some(ModelRequirement { fingerprint: fingerprint(0xaa), hidden_size: Some(384), prompt_length: Some(100) }),
+        model: Some(ModelRequirement {
+            fingerprint: fingerprint(0xaa),
+            hidden_size: Some(384),
+            prompt_length: Some(100),
+        }),
         sources: project_sources(),
         locked: BTreeMap::new(),
     };

@@ -25,8 +25,8 @@ use attempt_pkg::registry::BlockingRegistry;
 mod http_load;
 #[path = "common/serve.rs"]
 mod serve;
-use serve::ServeProcess;
 use http_load::{blob_throughput, load, report};
+use serve::ServeProcess;
 
 const FINGERPRINT: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
 

@@ -23,9 +23,7 @@ const TARGET: usize = 4;
 
 fn env_usize(name: &str, default: usize) -> Result<usize> {
     match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .with_context(|| format!("{name}={v:?} is not a number")),
+        Ok(v) => v.parse().with_context(|| format!("{name}={v:?} is not a number")),
         Err(_) => Ok(default),
     }
 }
@@ -46,11 +44,7 @@ fn random_weights(cfg: &T5Config, dev: &Device) -> Result<HashMap<String, Tensor
             Tensor::ones(shape.as_slice(), DType::F32, dev)?
         } else {
             let fan_in = *shape.last().unwrap_or(&1) as f32;
-            let std = if name == "shared.weight" {
-                1.0
-            } else {
-                fan_in.powf(-0.5)
-            };
+            let std = if name == "shared.weight" { 1.0 } else { fan_in.powf(-0.5) };
             Tensor::randn(0f32, std, shape.as_slice(), dev)?
         };
         weights.insert(name, t);
@@ -75,12 +69,7 @@ fn cpu_ms() -> f64 {
     // Fields after the parenthesised command name; utime and stime are 14 and 15.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
-    };
+    let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
     (tick(11) + tick(12)) * 10.0
 }
 
@@ -108,10 +97,8 @@ fn bench_candle(steps: usize) -> Result<Figures> {
     let cfg = t5_small()?;
     let model = T5Model::from_weights(&cfg, &random_weights(&cfg, &dev)?, &dev)?;
     let d = cfg.d_model;
-    let ids =
-        Tensor::rand(2f32, cfg.vocab_size as f32, (BATCH, TEXT), &dev)?.to_dtype(DType::U32)?;
-    let labels =
-        Tensor::rand(2f32, cfg.vocab_size as f32, (BATCH, TARGET), &dev)?.to_dtype(DType::I64)?;
+    let ids = Tensor::rand(2f32, cfg.vocab_size as f32, (BATCH, TEXT), &dev)?.to_dtype(DType::U32)?;
+    let labels = Tensor::rand(2f32, cfg.vocab_size as f32, (BATCH, TARGET), &dev)?.to_dtype(DType::I64)?;
     let mask = Tensor::ones((BATCH, PROMPT + TEXT), DType::F32, &dev)?;
     let prompt = Var::from_tensor(&(Tensor::randn(0f32, 1.0, (PROMPT, d), &dev)? * 0.5)?)?;
 
@@ -135,31 +122,14 @@ fn bench_candle(steps: usize) -> Result<Figures> {
         }
         Ok(())
     })?;
-    Ok(Figures {
-        forward_ms,
-        train_ms,
-        forward_cpu_ms,
-        train_cpu_ms,
-        peak_rss_mb: peak_rss_mb(),
-    })
+    Ok(Figures { forward_ms, train_ms, forward_cpu_ms, train_cpu_ms, peak_rss_mb: peak_rss_mb() })
 }
 
 fn bench_torch(python: &str, steps: usize, threads: usize) -> Result<Figures> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_torch_t5.py");
     let out = Command::new(python)
-        .args([
-            script,
-            "--steps",
-            &steps.to_string(),
-            "--threads",
-            &threads.to_string(),
-        ])
-        .args([
-            "--batch",
-            &BATCH.to_string(),
-            "--prompt",
-            &PROMPT.to_string(),
-        ])
+        .args([script, "--steps", &steps.to_string(), "--threads", &threads.to_string()])
+        .args(["--batch", &BATCH.to_string(), "--prompt", &PROMPT.to_string()])
         .args(["--text", &TEXT.to_string(), "--target", &TARGET.to_string()])
         .output()
         .with_context(|| format!("cannot run {python} {script}"))?;
@@ -167,16 +137,9 @@ fn bench_torch(python: &str, steps: usize, threads: usize) -> Result<Figures> {
         bail!("{script} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .last()
-        .context("no output from the PyTorch benchmark")?;
-    let v: serde_json::Value =
-        serde_json::from_str(line).with_context(|| format!("bad output {line:?}"))?;
-    let num = |k: &str| {
-        v[k].as_f64()
-            .with_context(|| format!("{k} missing in {line}"))
-    };
+    let line = stdout.lines().last().context("no output from the PyTorch benchmark")?;
+    let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("bad output {line:?}"))?;
+    let num = |k: &str| v[k].as_f64().with_context(|| format!("{k} missing in {line}"));
     Ok(Figures {
         forward_ms: num("forward_ms")?,
         train_ms: num("train_ms")?,
@@ -200,11 +163,7 @@ fn main() -> Result<()> {
     let candle = bench_candle(steps)?;
     println!(
         "candle: forward {:.0} ms (cpu {:.0}), forward+backward {:.0} ms (cpu {:.0}), peak RSS {:.0} MB",
-        candle.forward_ms,
-        candle.forward_cpu_ms,
-        candle.train_ms,
-        candle.train_cpu_ms,
-        candle.peak_rss_mb
+        candle.forward_ms, candle.forward_cpu_ms, candle.train_ms, candle.train_cpu_ms, candle.peak_rss_mb
     );
     let torch = match std::env::var("ATTEMPT_BENCH_PYTHON") {
         Ok(python) => Some(bench_torch(&python, steps, threads)?),
@@ -213,49 +172,18 @@ fn main() -> Result<()> {
             None
         }
     };
-    println!(
-        "{:<18} {:>14} {:>14} {:>8}",
-        "", "candle", "pytorch", "ratio"
-    );
+    println!("{:<18} {:>14} {:>14} {:>8}", "", "candle", "pytorch", "ratio");
     let row = |name: &str, c: f64, t: Option<f64>, unit: &str| {
         let (ts, rs) = match t {
             Some(t) => (format!("{t:.0} {unit}"), format!("{:.2}", c / t)),
             None => ("-".into(), "-".into()),
         };
-        println!(
-            "{name:<18} {:>14} {ts:>14} {rs:>8}",
-            format!("{c:.0} {unit}")
-        );
+        println!("{name:<18} {:>14} {ts:>14} {rs:>8}", format!("{c:.0} {unit}"));
     };
-    row(
-        "forward",
-        candle.forward_ms,
-        torch.as_ref().map(|t| t.forward_ms),
-        "ms",
-    );
-    row(
-        "forward+backward",
-        candle.train_ms,
-        torch.as_ref().map(|t| t.train_ms),
-        "ms",
-    );
-    row(
-        "forward cpu",
-        candle.forward_cpu_ms,
-        torch.as_ref().map(|t| t.forward_cpu_ms),
-        "ms",
-    );
-    row(
-        "fwd+bwd cpu",
-        candle.train_cpu_ms,
-        torch.as_ref().map(|t| t.train_cpu_ms),
-        "ms",
-    );
-    row(
-        "peak RSS",
-        candle.peak_rss_mb,
-        torch.as_ref().map(|t| t.peak_rss_mb),
-        "MB",
-    );
+    row("forward", candle.forward_ms, torch.as_ref().map(|t| t.forward_ms), "ms");
+    row("forward+backward", candle.train_ms, torch.as_ref().map(|t| t.train_ms), "ms");
+    row("forward cpu", candle.forward_cpu_ms, torch.as_ref().map(|t| t.forward_cpu_ms), "ms");
+    row("fwd+bwd cpu", candle.train_cpu_ms, torch.as_ref().map(|t| t.train_cpu_ms), "ms");
+    row("peak RSS", candle.peak_rss_mb, torch.as_ref().map(|t| t.peak_rss_mb), "MB");
     Ok(())
 }

@@ -17,7 +17,13 @@ fn main() -> anyhow::Result<()> {
             }
             c
         };
-        println!("{name:6} train {:6} dev {:5} train-labels {:?} dev-labels {:?}", t.train.len(), t.dev.len(), count(&t.train), count(&t.dev));
+        println!(
+            "{name:6} train {:6} dev {:5} train-labels {:?} dev-labels {:?}",
+            t.train.len(),
+            t.dev.len(),
+            count(&t.train),
+            count(&t.dev)
+        );
     }
     Ok(())
 }

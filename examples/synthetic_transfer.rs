@@ -22,7 +22,15 @@ fn main() -> anyhow::Result<()> {
     let device = Device::Cpu;
     let tok = WordTokenizer::new(synthetic_vocabulary());
     let enc = TinyEncoder::new(tok.vocab_size(), 64, 7, &device)?;
-    let base = TrainConfig { prompt_length: 8, epochs: 6, batch_size: 16, max_length: 32, lr_other: 0.03, seed: 1, ..TrainConfig::default() };
+    let base = TrainConfig {
+        prompt_length: 8,
+        epochs: 6,
+        batch_size: 16,
+        max_length: 32,
+        lr_other: 0.03,
+        seed: 1,
+        ..TrainConfig::default()
+    };
     let mut sources = Vec::new();
     for name in ["sentiment", "topic", "same-topic"] {
         if name == "same-topic" && std::env::var("WITH_PAIR").is_err() {
@@ -33,16 +41,33 @@ fn main() -> anyhow::Result<()> {
         }
         let t0 = std::time::Instant::now();
         let o = train(
-            TrainRequest { encoder: &enc, tokenizer: &tok, sources: vec![], tasks: vec![task(name, 800, 1)?], config: TrainConfig { method: Method::Pt, ..base.clone() }, device: device.clone() },
+            TrainRequest {
+                encoder: &enc,
+                tokenizer: &tok,
+                sources: vec![],
+                tasks: vec![task(name, 800, 1)?],
+                config: TrainConfig { method: Method::Pt, ..base.clone() },
+                device: device.clone(),
+            },
             &TrainOptions::default(),
         )?;
         println!("source {name:10} acc {:.3} ({:.1}s)", o.best_eval[0].metrics["accuracy"], t0.elapsed().as_secs_f64());
-        sources.push(SourcePrompt { name: format!("{name}-prompt@0.1.0"), tensor: o.model.tasks[0].target.as_tensor().copy()? });
+        sources.push(SourcePrompt {
+            name: format!("{name}-prompt@0.1.0"),
+            tensor: o.model.tasks[0].target.as_tensor().copy()?,
+        });
     }
     for method in [Method::Pt, Method::Spot, Method::Uniform, Method::Attempt] {
         let t0 = std::time::Instant::now();
         let o = train(
-            TrainRequest { encoder: &enc, tokenizer: &tok, sources: sources.clone(), tasks: vec![task(&target, n_target, 2)?], config: TrainConfig { method, ..base.clone() }, device: device.clone() },
+            TrainRequest {
+                encoder: &enc,
+                tokenizer: &tok,
+                sources: sources.clone(),
+                tasks: vec![task(&target, n_target, 2)?],
+                config: TrainConfig { method, ..base.clone() },
+                device: device.clone(),
+            },
             &TrainOptions::default(),
         )?;
         let e = &o.best_eval[0];

@@ -13,6 +13,12 @@ cd "$(dirname "$0")/.."
 # test; kept in .cache/ between runs. With ATTEMPT_REQUIRE_MINILM=1 that test
 # fails instead of skipping if the model is missing.
 minilm_home="${ATTEMPT_MINILM_HOME:-$PWD/.cache/attempt-home}"
+# Formatting first (rustfmt.toml): a second before a build of minutes.
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all --check >/dev/null || { echo "the tree is not formatted: run \`cargo fmt --all\` and commit" >&2; exit 1; }
+else
+  echo "skipped: the formatting check (this toolchain has no rustfmt: \`rustup component add rustfmt\`)"
+fi
 cargo build --locked --bin attempt-pkg || exit 1
 ATTEMPT_HOME="$minilm_home" target/debug/attempt-pkg model fetch minilm || exit 1
 export ATTEMPT_MINILM_DIR="$minilm_home/models/all-MiniLM-L6-v2"

@@ -84,10 +84,10 @@ fn reference(f: &Fixture, unmasked: bool) -> (Vec<f64>, Vec<f64>) {
         let up: Vec<f64> = (0..D).map(|k| (0..R).map(|r| f.w_up[k * R + r] as f64 * down[r]).sum()).collect();
         let mean = up.iter().sum::<f64>() / D as f64;
         let var = up.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / D as f64;
-        let h: Vec<f64> = (0..D)
-            .map(|k| (up[k] - mean) / (var + 1e-5).sqrt() * f.ln_w[k] as f64 + f.ln_b[k] as f64)
-            .collect();
-        let scores: Vec<f64> = pooled.iter().map(|p| p.iter().zip(&h).map(|(a, b)| a * b).sum::<f64>() / temp).collect();
+        let h: Vec<f64> =
+            (0..D).map(|k| (up[k] - mean) / (var + 1e-5).sqrt() * f.ln_w[k] as f64 + f.ln_b[k] as f64).collect();
+        let scores: Vec<f64> =
+            pooled.iter().map(|p| p.iter().zip(&h).map(|(a, b)| a * b).sum::<f64>() / temp).collect();
         let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let z: f64 = scores.iter().map(|s| (s - mx).exp()).sum();
         let a: Vec<f64> = scores.iter().map(|s| (s - mx).exp() / z).collect();
@@ -123,7 +123,14 @@ fn build(f: &Fixture, unmasked: bool) -> Built {
     // Sources as a Var on purpose: the mixture must still never pass a gradient to it.
     let source_var = Var::from_tensor(&t(&f.src, &[T, M, D])).unwrap();
     let mixture = PromptMixture::new(Method::Attempt, Some(source_var.as_tensor().clone())).unwrap();
-    Built { g, mixture, source_var, target: Var::from_tensor(&t(&f.tgt, &[M, D])).unwrap(), x: t(&f.x, &[B, L, D]), mask: t(&f.mask, &[B, L]) }
+    Built {
+        g,
+        mixture,
+        source_var,
+        target: Var::from_tensor(&t(&f.tgt, &[M, D])).unwrap(),
+        x: t(&f.x, &[B, L, D]),
+        mask: t(&f.mask, &[B, L]),
+    }
 }
 
 fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
@@ -164,7 +171,13 @@ fn gradients_reach_target_and_g_but_never_sources() {
     let r = Tensor::from_vec(vals(B * M * D, 9), (B, M, D), &Device::Cpu).unwrap();
     let loss = (out.prompt * r).unwrap().sum_all().unwrap();
     let grads = loss.backward().unwrap();
-    for (name, v) in [("target", &b.target), ("w_down", &b.g.w_down), ("w_up", &b.g.w_up), ("ln weight", &b.g.ln_weight), ("ln bias", &b.g.ln_bias)] {
+    for (name, v) in [
+        ("target", &b.target),
+        ("w_down", &b.g.w_down),
+        ("w_up", &b.g.w_up),
+        ("ln weight", &b.g.ln_weight),
+        ("ln bias", &b.g.ln_bias),
+    ] {
         let g = grads.get(v).unwrap_or_else(|| panic!("no gradient for {name}"));
         let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(norm > 0.0 && norm.is_finite(), "{name} gradient norm {norm}");
@@ -254,8 +267,14 @@ fn build_with(f: &Fixture, config: AttentionConfig) -> Built {
     let dev = Device::Cpu;
     let t = |v: &Vec<f32>, s: &[usize]| Tensor::from_vec(v.clone(), s, &dev).unwrap();
     let mut b = build(f, false);
-    b.g = AttentionModule::from_tensors(&t(&f.w_down, &[R, D]), &t(&f.w_up, &[D, R]), &t(&f.ln_w, &[D]), &t(&f.ln_b, &[D]), config)
-        .unwrap();
+    b.g = AttentionModule::from_tensors(
+        &t(&f.w_down, &[R, D]),
+        &t(&f.w_up, &[D, R]),
+        &t(&f.ln_w, &[D]),
+        &t(&f.ln_b, &[D]),
+        config,
+    )
+    .unwrap();
     b
 }
 
@@ -315,12 +334,33 @@ fn a_standardised_input_is_the_paper_g_applied_to_the_standardised_input() {
         .unwrap()
         .broadcast_div(&std.reshape((1, 1, D)).unwrap())
         .unwrap();
-    let want = plain.g.instance_representation(&shifted, &plain.mask).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let got = std_g.g.instance_representation(&std_g.x, &std_g.mask).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let want = plain
+        .g
+        .instance_representation(&shifted, &plain.mask)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let got = std_g
+        .g
+        .instance_representation(&std_g.x, &std_g.mask)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     assert!(want.iter().zip(&got).all(|(a, b)| (a - b).abs() < 1e-4), "{want:?} vs {got:?}");
     assert_ne!(
         got,
-        plain.g.instance_representation(&plain.x, &plain.mask).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        plain
+            .g
+            .instance_representation(&plain.x, &plain.mask)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap(),
         "standardising changes G's view of the input"
     );
     // A feature that does not vary is divided by a floor, not by zero.

@@ -22,8 +22,10 @@ fn load_bert(dtype: DType) -> Bert {
     let ws: Weights = if dtype == DType::F32 {
         ws
     } else {
-        let m: HashMap<String, Tensor> =
-            ws.iter().map(|(k, v)| (k.clone(), if v.dtype().is_float() { v.to_dtype(dtype).unwrap() } else { v.clone() })).collect();
+        let m: HashMap<String, Tensor> = ws
+            .iter()
+            .map(|(k, v)| (k.clone(), if v.dtype().is_float() { v.to_dtype(dtype).unwrap() } else { v.clone() }))
+            .collect();
         Weights::from(m)
     };
     Bert::from_weights(&cfg, &ws).unwrap()

@@ -51,7 +51,8 @@ fn minilm_pooled_embeddings_match_reference() {
     }
     let (n, l) = (batch.len(), batch.seq_len());
     let ids = Tensor::new(batch.ids.concat(), &Device::Cpu).unwrap().reshape((n, l)).unwrap();
-    let mask = Tensor::new(batch.mask.concat(), &Device::Cpu).unwrap().reshape((n, l)).unwrap().to_dtype(DType::F32).unwrap();
+    let mask =
+        Tensor::new(batch.mask.concat(), &Device::Cpu).unwrap().reshape((n, l)).unwrap().to_dtype(DType::F32).unwrap();
     let enc = loaded.model.encoder();
     let hidden = enc.encode(&enc.embed_tokens(&ids).unwrap(), &mask).unwrap();
     let pooled = pooling.apply(&hidden, &mask).unwrap().to_vec2::<f32>().unwrap();

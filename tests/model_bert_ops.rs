@@ -153,7 +153,12 @@ fn frozen_linear_backward() {
         |x| ops::linear(x, &w, Some(&b)).unwrap(),
         |x| reference::linear(x, &w, Some(&b)).unwrap(),
     );
-    check("linear (no bias)", &[6, 24], |x| ops::linear(x, &w, None).unwrap(), |x| reference::linear(x, &w, None).unwrap());
+    check(
+        "linear (no bias)",
+        &[6, 24],
+        |x| ops::linear(x, &w, None).unwrap(),
+        |x| reference::linear(x, &w, None).unwrap(),
+    );
 }
 
 #[test]
@@ -215,7 +220,12 @@ fn reference_post_ln_layer(layer: &ops::PostLnLayer, x: &Tensor, mask: &Tensor) 
 fn fused_post_ln_layer_backward() {
     let layer = small_post_ln_layer();
     let mask = Tensor::new(&[[1f32, 1., 1., 1., 1.], [1., 1., 0., 0., 0.]], &Device::Cpu).unwrap();
-    check("post-LN layer", &[2, 5, 8], |x| layer.forward(x, &mask).unwrap(), |x| reference_post_ln_layer(&layer, x, &mask));
+    check(
+        "post-LN layer",
+        &[2, 5, 8],
+        |x| layer.forward(x, &mask).unwrap(),
+        |x| reference_post_ln_layer(&layer, x, &mask),
+    );
     // Two stacked layers: each one's backward feeds the next.
     check(
         "two post-LN layers",

@@ -171,11 +171,14 @@ fn encode_text_uses_the_tokenizer_and_pools() {
     .unwrap();
     let file = work.path().join("out.safetensors");
     let reference: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert/tokenizer_reference.json"))
-            .unwrap(),
+        &std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert/tokenizer_reference.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
-    let texts: Vec<String> = reference["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    let texts: Vec<String> =
+        reference["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
     let mut c = cmd(home.path());
     c.args(["model", "encode", "--pooled", "--model"]).arg(&model).arg("-o").arg(&file);
     for t in &texts {
@@ -218,11 +221,7 @@ fn encode_text_uses_the_tokenizer_and_pools() {
 #[test]
 fn import_list_and_resolve_by_name() {
     let home = tempfile::tempdir().unwrap();
-    cmd(home.path())
-        .args(["model", "list"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("no models imported"));
+    cmd(home.path()).args(["model", "list"]).assert().success().stdout(predicate::str::contains("no models imported"));
     cmd(home.path())
         .args(["model", "import", "--name", "tiny-bert"])
         .arg(fixture_model())

@@ -20,29 +20,16 @@ struct Fixture {
 
 impl Fixture {
     fn load(variant: &str) -> Fixture {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/t5")
-            .join(variant);
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/t5").join(variant);
         let config = T5Config::from_file(&dir.join("config.json")).unwrap();
-        let weights =
-            candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
-        let reference =
-            candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu)
-                .unwrap();
+        let weights = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+        let reference = candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
         let model = T5Model::from_weights(&config, &weights, &Device::Cpu).unwrap();
-        Fixture {
-            dir,
-            config,
-            weights,
-            model,
-            reference,
-        }
+        Fixture { dir, config, weights, model, reference }
     }
 
     fn get(&self, name: &str) -> &Tensor {
-        self.reference
-            .get(name)
-            .unwrap_or_else(|| panic!("reference lacks {name}"))
+        self.reference.get(name).unwrap_or_else(|| panic!("reference lacks {name}"))
     }
 
     fn input_ids(&self) -> Tensor {
@@ -51,9 +38,7 @@ impl Fixture {
 
     fn encoder_hidden(&self) -> Tensor {
         let embeds = self.model.embed_tokens(&self.input_ids()).unwrap();
-        self.model
-            .encode(&embeds, self.get("attention_mask"))
-            .unwrap()
+        self.model.encode(&embeds, self.get("attention_mask")).unwrap()
     }
 
     /// Prompt [P, d] broadcast over the batch and prepended to the token embeddings.
@@ -61,11 +46,7 @@ impl Fixture {
         let tokens = self.model.embed_tokens(&self.input_ids()).unwrap();
         let (b, _, d) = tokens.dims3().unwrap();
         let p = prompt.dim(0).unwrap();
-        let prompt = prompt
-            .unsqueeze(0)
-            .unwrap()
-            .broadcast_as((b, p, d))
-            .unwrap();
+        let prompt = prompt.unsqueeze(0).unwrap().broadcast_as((b, p, d)).unwrap();
         Tensor::cat(&[&prompt, &tokens], 1).unwrap()
     }
 
@@ -80,31 +61,16 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shape mismatch");
     let a = a.to_dtype(DType::F32).unwrap();
     let b = b.to_dtype(DType::F32).unwrap();
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
 fn assert_close(what: &str, ours: &Tensor, reference: &Tensor) {
     let err = max_abs_diff(ours, reference);
     let scale = max_abs_diff(reference, &reference.zeros_like().unwrap());
     eprintln!("{what}: max abs error {err:e} (reference max abs {scale})");
-    assert!(
-        err <= TOLERANCE,
-        "{what}: max abs error {err} > {TOLERANCE}"
-    );
+    assert!(err <= TOLERANCE, "{what}: max abs error {err} > {TOLERANCE}");
     // Small tensors (gradients) must also match relative to their size.
-    assert!(
-        err <= 1e-3 * scale + 1e-6,
-        "{what}: max abs error {err} vs magnitude {scale}"
-    );
+    assert!(err <= 1e-3 * scale + 1e-6, "{what}: max abs error {err} vs magnitude {scale}");
 }
 
 fn scalar(t: &Tensor) -> f32 {
@@ -120,21 +86,14 @@ fn check_forward(variant: &str) {
     let dec_ids = f.model.shift_right(labels).unwrap();
     assert_eq!(
         dec_ids.to_vec2::<u32>().unwrap(),
-        f.get("decoder_input_ids")
-            .to_dtype(DType::U32)
-            .unwrap()
-            .to_vec2::<u32>()
-            .unwrap()
+        f.get("decoder_input_ids").to_dtype(DType::U32).unwrap().to_vec2::<u32>().unwrap()
     );
     let mask = f.get("attention_mask");
     let logits = f.model.decoder_logits(&hidden, mask, &dec_ids).unwrap();
     assert_close("decoder logits", &logits, f.get("decoder_logits"));
 
     let loss = f.model.loss(&hidden, mask, labels).unwrap();
-    assert!(
-        (scalar(&loss) - scalar(f.get("loss"))).abs() <= TOLERANCE,
-        "loss {loss} vs reference"
-    );
+    assert!((scalar(&loss) - scalar(f.get("loss"))).abs() <= TOLERANCE, "loss {loss} vs reference");
 }
 
 #[test]
@@ -151,32 +110,17 @@ fn check_generation_and_scoring(variant: &str) {
     let f = Fixture::load(variant);
     let hidden = f.encoder_hidden();
     let mask = f.get("attention_mask");
-    let reference = f
-        .get("generated")
-        .to_dtype(DType::U32)
-        .unwrap()
-        .to_vec2::<u32>()
-        .unwrap();
+    let reference = f.get("generated").to_dtype(DType::U32).unwrap().to_vec2::<u32>().unwrap();
     let max_new = reference[0].len() - 1;
     let generated = f.model.generate(&hidden, mask, max_new).unwrap();
     // transformers includes the decoder start token; we return only new tokens.
     let expected: Vec<Vec<u32>> = reference.iter().map(|r| r[1..].to_vec()).collect();
     assert_eq!(generated, expected);
     // The fixtures were made so greedy decoding is not one repeated token.
-    assert!(
-        expected
-            .iter()
-            .flatten()
-            .collect::<std::collections::HashSet<_>>()
-            .len()
-            > 1
-    );
+    assert!(expected.iter().flatten().collect::<std::collections::HashSet<_>>().len() > 1);
 
     let candidates = vec![vec![5, 9, 1], vec![7, 1], vec![11, 12, 13, 1]];
-    let scores = f
-        .model
-        .score_candidates(&hidden, mask, &candidates)
-        .unwrap();
+    let scores = f.model.score_candidates(&hidden, mask, &candidates).unwrap();
     assert_close("candidate scores", &scores, f.get("candidate_scores"));
 }
 
@@ -196,41 +140,23 @@ fn check_prompt_gradient(variant: &str) {
     let embeds = f.prompted_embeds(prompt.as_tensor());
     let mask = f.get("prompt_mask");
     let hidden = f.model.encode(&embeds, mask).unwrap();
-    assert_close(
-        "prompted encoder hidden",
-        &hidden,
-        f.get("prompt_encoder_hidden"),
-    );
+    assert_close("prompted encoder hidden", &hidden, f.get("prompt_encoder_hidden"));
     let loss = f.model.loss(&hidden, mask, f.get("labels")).unwrap();
     assert!((scalar(&loss) - scalar(f.get("prompt_loss"))).abs() <= TOLERANCE);
 
     let grads = loss.backward().unwrap();
-    let grad = grads
-        .get(prompt.as_tensor())
-        .expect("the prompt must receive a gradient");
+    let grad = grads.get(prompt.as_tensor()).expect("the prompt must receive a gradient");
     assert_close("prompt gradient", grad, f.get("prompt_grad"));
     // Frozen weights get no gradient (the frozen-linear op skips them).
-    for name in [
-        "encoder.block.0.layer.0.SelfAttention.q.weight",
-        "decoder.block.1.layer.1.EncDecAttention.k.weight",
-    ] {
-        assert!(
-            grads.get(&f.weights[name]).is_none(),
-            "{name} received a gradient"
-        );
+    for name in ["encoder.block.0.layer.0.SelfAttention.q.weight", "decoder.block.1.layer.1.EncDecAttention.k.weight"] {
+        assert!(grads.get(&f.weights[name]).is_none(), "{name} received a gradient");
     }
 
     // Gradient w.r.t. the whole input embedding sequence (prompt + tokens).
     let all = Var::from_tensor(&f.prompted_embeds(f.get("prompt"))).unwrap();
     let grads = f.prompted_loss(all.as_tensor()).backward().unwrap();
-    let grad = grads
-        .get(all.as_tensor())
-        .expect("input embeddings must receive a gradient");
-    assert_close(
-        "input embedding gradient",
-        grad,
-        f.get("prompt_embeds_grad"),
-    );
+    let grad = grads.get(all.as_tensor()).expect("input embeddings must receive a gradient");
+    assert_close("input embedding gradient", grad, f.get("prompt_embeds_grad"));
 }
 
 #[test]
@@ -262,9 +188,8 @@ fn check_prompt_gradient_finite_differences(variant: &str) {
             grad.clone()
         } else {
             let n = prompt0.elem_count();
-            let v: Vec<f32> = (0..n)
-                .map(|i| (((i as u64 * 2654435761 + seed * 40503) % 1000) as f32 / 500.0) - 1.0)
-                .collect();
+            let v: Vec<f32> =
+                (0..n).map(|i| (((i as u64 * 2654435761 + seed * 40503) % 1000) as f32 / 500.0) - 1.0).collect();
             Tensor::from_vec(v, prompt0.shape(), &Device::Cpu).unwrap()
         };
         let norm = scalar(&direction.sqr().unwrap().sum_all().unwrap()).sqrt() as f64;
@@ -307,17 +232,12 @@ fn config_distinguishes_v1_0_from_v1_1() {
 // ----- bad input ------------------------------------------------------------
 
 fn fixture_config_json(variant: &str) -> serde_json::Value {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/t5")
-        .join(variant);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/t5").join(variant);
     serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
 }
 
 fn config_error(json: &serde_json::Value) -> String {
-    format!(
-        "{:#}",
-        T5Config::from_json_str(&json.to_string()).unwrap_err()
-    )
+    format!("{:#}", T5Config::from_json_str(&json.to_string()).unwrap_err())
 }
 
 #[test]
@@ -356,20 +276,9 @@ fn weight_shape_mismatch_names_the_tensor() {
     let f = Fixture::load("v1_0");
     let mut weights = f.weights.clone();
     let name = "decoder.block.1.layer.2.DenseReluDense.wo.weight";
-    weights.insert(
-        name.to_string(),
-        Tensor::zeros((32, 63), DType::F32, &Device::Cpu).unwrap(),
-    );
-    let err = format!(
-        "{:#}",
-        T5Model::from_weights(&f.config, &weights, &Device::Cpu)
-            .err()
-            .unwrap()
-    );
-    assert!(
-        err.contains(name) && err.contains("[32, 63]") && err.contains("[32, 64]"),
-        "{err}"
-    );
+    weights.insert(name.to_string(), Tensor::zeros((32, 63), DType::F32, &Device::Cpu).unwrap());
+    let err = format!("{:#}", T5Model::from_weights(&f.config, &weights, &Device::Cpu).err().unwrap());
+    assert!(err.contains(name) && err.contains("[32, 63]") && err.contains("[32, 64]"), "{err}");
 }
 
 #[test]
@@ -377,22 +286,12 @@ fn missing_weight_is_named() {
     let f = Fixture::load("v1_1");
     let mut weights = f.weights.clone();
     weights.remove("lm_head.weight");
-    let err = format!(
-        "{:#}",
-        T5Model::from_weights(&f.config, &weights, &Device::Cpu)
-            .err()
-            .unwrap()
-    );
+    let err = format!("{:#}", T5Model::from_weights(&f.config, &weights, &Device::Cpu).err().unwrap());
     assert!(err.contains("lm_head.weight"), "{err}");
 
     let mut weights = f.weights.clone();
     weights.remove("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
-    let err = format!(
-        "{:#}",
-        T5Model::from_weights(&f.config, &weights, &Device::Cpu)
-            .err()
-            .unwrap()
-    );
+    let err = format!("{:#}", T5Model::from_weights(&f.config, &weights, &Device::Cpu).err().unwrap());
     assert!(err.contains("relative_attention_bias"), "{err}");
 }
 
@@ -403,10 +302,7 @@ fn out_of_vocabulary_ids_and_bad_masks_are_errors() {
     let err = f.model.embed_tokens(&ids).unwrap_err().to_string();
     assert!(err.contains("64"), "{err}");
 
-    let embeds = f
-        .model
-        .embed_tokens(&Tensor::new(&[[3u32, 4]], &Device::Cpu).unwrap())
-        .unwrap();
+    let embeds = f.model.embed_tokens(&Tensor::new(&[[3u32, 4]], &Device::Cpu).unwrap()).unwrap();
     let bad_mask = Tensor::ones((1, 3), DType::F32, &Device::Cpu).unwrap();
     let err = f.model.encode(&embeds, &bad_mask).unwrap_err().to_string();
     assert!(err.contains("mask"), "{err}");
@@ -416,15 +312,10 @@ fn out_of_vocabulary_ids_and_bad_masks_are_errors() {
 fn weight_listing_covers_every_fixture_tensor() {
     for variant in ["v1_0", "v1_1"] {
         let f = Fixture::load(variant);
-        let listed: HashMap<String, Vec<usize>> =
-            f.config.weight_shapes().unwrap().into_iter().collect();
+        let listed: HashMap<String, Vec<usize>> = f.config.weight_shapes().unwrap().into_iter().collect();
         assert_eq!(listed.len(), f.weights.len(), "{variant}");
         for (name, t) in &f.weights {
-            assert_eq!(
-                listed.get(name),
-                Some(&t.dims().to_vec()),
-                "{variant}: {name}"
-            );
+            assert_eq!(listed.get(name), Some(&t.dims().to_vec()), "{variant}: {name}");
         }
     }
 }

@@ -9,16 +9,7 @@ const EPS: f64 = 1e-6;
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
 fn scalar(t: &Tensor) -> f32 {
@@ -29,12 +20,7 @@ fn scalar(t: &Tensor) -> f32 {
 fn inputs() -> (Tensor, Tensor) {
     let dev = Device::Cpu;
     let x = Tensor::randn(0f32, 1.0, (3, 5, 37), &dev).unwrap();
-    let row_scale = Tensor::arange(1u32, 16, &dev)
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap()
-        .reshape((3, 5, 1))
-        .unwrap();
+    let row_scale = Tensor::arange(1u32, 16, &dev).unwrap().to_dtype(DType::F32).unwrap().reshape((3, 5, 1)).unwrap();
     let x = x.broadcast_mul(&row_scale).unwrap();
     let w = (Tensor::randn(0f32, 0.3, 37, &dev).unwrap() + 1.0).unwrap();
     (x, w)
@@ -72,15 +58,9 @@ fn input_gradient_matches_composed_autograd() {
     let (x, w) = inputs();
     let probe = Tensor::randn(0f32, 1.0, x.shape(), &Device::Cpu).unwrap();
     let xv = Var::from_tensor(&x).unwrap();
-    let g_fused = weighted_sum(&rms_norm(xv.as_tensor(), &w, EPS).unwrap(), &probe)
-        .backward()
-        .unwrap();
-    let g_composed = weighted_sum(&rms_norm_composed(xv.as_tensor(), &w, EPS).unwrap(), &probe)
-        .backward()
-        .unwrap();
-    let a = g_fused
-        .get(xv.as_tensor())
-        .expect("fused op must return an input gradient");
+    let g_fused = weighted_sum(&rms_norm(xv.as_tensor(), &w, EPS).unwrap(), &probe).backward().unwrap();
+    let g_composed = weighted_sum(&rms_norm_composed(xv.as_tensor(), &w, EPS).unwrap(), &probe).backward().unwrap();
+    let a = g_fused.get(xv.as_tensor()).expect("fused op must return an input gradient");
     let b = g_composed.get(xv.as_tensor()).unwrap();
     assert!(max_abs_diff(a, b) < 1e-5, "{}", max_abs_diff(a, b));
     // The frozen (plain tensor) weight gets nothing.
@@ -92,16 +72,8 @@ fn input_gradient_matches_finite_differences() {
     let (x, w) = inputs();
     let probe = Tensor::randn(0f32, 1.0, x.shape(), &Device::Cpu).unwrap();
     let xv = Var::from_tensor(&x).unwrap();
-    let grads = weighted_sum(&rms_norm(xv.as_tensor(), &w, EPS).unwrap(), &probe)
-        .backward()
-        .unwrap();
-    let grad = grads
-        .get(xv.as_tensor())
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let grads = weighted_sum(&rms_norm(xv.as_tensor(), &w, EPS).unwrap(), &probe).backward().unwrap();
+    let grad = grads.get(xv.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let base = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let h = 1e-2f32;
     let loss_at = |v: &[f32]| {
@@ -115,11 +87,7 @@ fn input_gradient_matches_finite_differences() {
         minus[i] -= h;
         let numeric = (loss_at(&plus) - loss_at(&minus)) / (2.0 * h);
         let err = (numeric - grad[i]).abs();
-        assert!(
-            err <= 2e-3 + 2e-2 * grad[i].abs(),
-            "x[{i}]: numeric {numeric} vs analytic {}",
-            grad[i]
-        );
+        assert!(err <= 2e-3 + 2e-2 * grad[i].abs(), "x[{i}]: numeric {numeric} vs analytic {}", grad[i]);
     }
 }
 
@@ -128,15 +96,9 @@ fn trained_weight_gets_its_gradient() {
     let (x, w) = inputs();
     let probe = Tensor::randn(0f32, 1.0, x.shape(), &Device::Cpu).unwrap();
     let wv = Var::from_tensor(&w).unwrap();
-    let fused = weighted_sum(&rms_norm(&x, wv.as_tensor(), EPS).unwrap(), &probe)
-        .backward()
-        .unwrap();
-    let composed = weighted_sum(&rms_norm_composed(&x, wv.as_tensor(), EPS).unwrap(), &probe)
-        .backward()
-        .unwrap();
-    let a = fused
-        .get(wv.as_tensor())
-        .expect("a trained weight must get a gradient");
+    let fused = weighted_sum(&rms_norm(&x, wv.as_tensor(), EPS).unwrap(), &probe).backward().unwrap();
+    let composed = weighted_sum(&rms_norm_composed(&x, wv.as_tensor(), EPS).unwrap(), &probe).backward().unwrap();
+    let a = fused.get(wv.as_tensor()).expect("a trained weight must get a gradient");
     let b = composed.get(wv.as_tensor()).unwrap();
     assert!(max_abs_diff(a, b) < 1e-4, "{}", max_abs_diff(a, b));
 }

@@ -122,12 +122,23 @@ fn prompt_length_alone_is_enforced() {
     let env = Env::new();
     env.registry.publish(Version::new("long", "1.0.0").length(50));
     env.registry.publish(Version::new("long", "0.9.0"));
-    env.ok(&["init", "--name", "demo", "--model-fingerprint", &format!("sha256:{MODEL_A}"), "--model-path", "models/mini"]);
+    env.ok(&[
+        "init",
+        "--name",
+        "demo",
+        "--model-fingerprint",
+        &format!("sha256:{MODEL_A}"),
+        "--model-path",
+        "models/mini",
+    ]);
     let text = env.manifest().replace("path = \"models/mini\"\n", "path = \"models/mini\"\nprompt-length = 4\n");
     common::write(&env.project.join("attempt.toml"), &text);
     // The newest version has the wrong length: a bare add settles on 0.9.0.
     env.ok(&["add", "long"]);
     assert!(env.manifest().contains("long = \"^0.9.0\""), "{}", env.manifest());
     let err = env.fails(&["add", "long@1"]);
-    assert!(err.contains("long@1.0.0 cannot be used: it has prompt length 50, but the project sets prompt-length = 4"), "{err}");
+    assert!(
+        err.contains("long@1.0.0 cannot be used: it has prompt length 50, but the project sets prompt-length = 4"),
+        "{err}"
+    );
 }

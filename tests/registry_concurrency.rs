@@ -28,7 +28,9 @@ fn assert_index_matches_db(env: &Env, name: &str) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| (v["version"].as_str().unwrap().into(), v["cksum"].as_str().unwrap().into(), v["yanked"].as_bool().unwrap()))
+        .map(|v| {
+            (v["version"].as_str().unwrap().into(), v["cksum"].as_str().unwrap().into(), v["yanked"].as_bool().unwrap())
+        })
         .collect();
     let index: Vec<(String, String, bool)> =
         env.index_entries(name).iter().map(|e| (e.vers.to_string(), e.cksum.hex().to_string(), e.yanked)).collect();

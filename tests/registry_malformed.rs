@@ -146,7 +146,10 @@ fn bad_manifests_are_refused() {
         (base.manifest().replace("prompt.safetensors", "missing.safetensors"), "missing.safetensors"),
         (format!("format = 7\n{}", base.manifest()), "newer than this attempt-pkg"),
         ("not toml at all [".to_string(), "not valid TOML"),
-        (base.manifest().replace("[prompt]\nfile = \"prompt.safetensors\"\n", ""), "neither a [prompt] section nor [dependencies]"),
+        (
+            base.manifest().replace("[prompt]\nfile = \"prompt.safetensors\"\n", ""),
+            "neither a [prompt] section nor [dependencies]",
+        ),
     ];
     for (manifest, expect) in cases {
         let dir = base.write();

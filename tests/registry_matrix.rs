@@ -41,7 +41,8 @@ impl Backing {
         // The source id is the canonical path, known once the directory exists.
         fs::create_dir_all(&root).expect("mkdir");
         let canonical = fs::canonicalize(&root).expect("canonical path");
-        backing.names = vec![(format!("registry+file://{}", canonical.display()), "<source>"), (registry, "<registry>")];
+        backing.names =
+            vec![(format!("registry+file://{}", canonical.display()), "<source>"), (registry, "<registry>")];
         backing._dir = Some(dir);
         backing
     }
@@ -99,7 +100,11 @@ impl Backing {
         let out = self.run(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "on the {} registry, attempt-pkg {args:?} should fail", self.kind);
-        assert!(stderr.contains(why), "on the {} registry, attempt-pkg {args:?}: expected `{why}` in:\n{stderr}", self.kind);
+        assert!(
+            stderr.contains(why),
+            "on the {} registry, attempt-pkg {args:?}: expected `{why}` in:\n{stderr}",
+            self.kind
+        );
         format!("$ {}\nfails: {why}\n", self.normalise(&args.join(" ")))
     }
 
@@ -115,7 +120,8 @@ impl Backing {
         }
         let work = self.work.path().to_str().expect("utf-8 path");
         let home = self.env.home.path().to_str().expect("utf-8 path");
-        text.replace(work, "<work>").replace(home, "<home>").lines().map(zero_unix_time).collect::<Vec<_>>().join("\n") + "\n"
+        text.replace(work, "<work>").replace(home, "<home>").lines().map(zero_unix_time).collect::<Vec<_>>().join("\n")
+            + "\n"
     }
 
     fn publish(&self, p: &Prompt) -> String {
@@ -297,10 +303,23 @@ fn suggest_json_on_the_tiny_model() {
     let scenario = |b: &Backing, model: &str| {
         let mut t = String::new();
         for (i, name) in ["alpha-prompt", "beta-prompt"].iter().enumerate() {
-            let data: Vec<u8> = (0..4 * 32).flat_map(|j| ((j as f32 * 0.37 + i as f32).sin() * 3.0).to_le_bytes()).collect();
+            let data: Vec<u8> =
+                (0..4 * 32).flat_map(|j| ((j as f32 * 0.37 + i as f32).sin() * 3.0).to_le_bytes()).collect();
             let file = b.w(&format!("{name}.safetensors"));
             fs::write(&file, tensor_file("F32", &[4, 32], &data)).unwrap();
-            t += &b.ok(&["import", &file, "--name", name, "--version", "1.0.0", "--task", "mood", "--base-model", model, "--publish"]);
+            t += &b.ok(&[
+                "import",
+                &file,
+                "--name",
+                name,
+                "--version",
+                "1.0.0",
+                "--task",
+                "mood",
+                "--base-model",
+                model,
+                "--publish",
+            ]);
         }
         let p = b.w("project");
         fs::create_dir_all(b.work("project")).unwrap();
@@ -313,7 +332,22 @@ fn suggest_json_on_the_tiny_model() {
         let mut manifest = fs::read_to_string(b.work("project/attempt.toml")).unwrap();
         manifest.push_str("\n[train]\ntasks = [\"mood\"]\nmax-length = 12\nsynthetic-train = 32\nsynthetic-dev = 16\n");
         fs::write(b.work("project/attempt.toml"), manifest).unwrap();
-        let suggest = ["--project", &p, "--json", "suggest", "--task", "mood", "--sample", "24", "--resamples", "4", "--top", "1", "--z", "0"];
+        let suggest = [
+            "--project",
+            &p,
+            "--json",
+            "suggest",
+            "--task",
+            "mood",
+            "--sample",
+            "24",
+            "--resamples",
+            "4",
+            "--top",
+            "1",
+            "--z",
+            "0",
+        ];
         t += &b.ok(&suggest);
         t += &b.ok(&[&suggest[..], &["--apply"]].concat());
         t += &b.file("project/attempt.lock");
@@ -324,7 +358,8 @@ fn suggest_json_on_the_tiny_model() {
     assert!(local.contains("Adding alpha-prompt ^1.0.0") && local.contains("\"ranking\""), "{local}");
     // From a server, suggest read every candidate through the verified download cache.
     let cached = server.env.home.path().join("cache/blobs/sha256");
-    let count = fs::read_dir(&cached).map(|dirs| dirs.flatten().map(|d| fs::read_dir(d.path()).map_or(0, |f| f.count())).sum::<usize>());
+    let count = fs::read_dir(&cached)
+        .map(|dirs| dirs.flatten().map(|d| fs::read_dir(d.path()).map_or(0, |f| f.count())).sum::<usize>());
     assert_eq!(count.ok(), Some(2), "candidates in {}", cached.display());
 }
 
@@ -341,7 +376,12 @@ fn served_listing_is_paginated() {
         resp.json().expect("JSON")
     };
     let names = |v: &serde_json::Value| -> Vec<String> {
-        v["prompts"].as_array().expect("prompts").iter().map(|p| p["name"].as_str().unwrap_or_default().to_string()).collect()
+        v["prompts"]
+            .as_array()
+            .expect("prompts")
+            .iter()
+            .map(|p| p["name"].as_str().unwrap_or_default().to_string())
+            .collect()
     };
     let first = page(1);
     assert_eq!(names(&first), ["a-prompt", "b-prompt"]);
@@ -361,13 +401,37 @@ fn train_source_publish_train_package_publish() {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert/model");
     let model = model.to_str().expect("utf-8 path").to_string();
     let small = [
-        "--max-steps", "6", "--epochs", "2", "--batch-size", "8", "--prompt-length", "4", "--max-length", "12",
-        "--synthetic-train", "32", "--synthetic-dev", "16", "--quiet",
+        "--max-steps",
+        "6",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--prompt-length",
+        "4",
+        "--max-length",
+        "12",
+        "--synthetic-train",
+        "32",
+        "--synthetic-dev",
+        "16",
+        "--quiet",
     ];
     let scenario = |b: &Backing, model: &str| {
         let mut t = String::new();
         let source = b.w("sentiment");
-        let mut args = vec!["--json", "train-source", "--model", model, "--task", "sentiment", "--name", "sentiment-prompt", "--out", &source];
+        let mut args = vec![
+            "--json",
+            "train-source",
+            "--model",
+            model,
+            "--task",
+            "sentiment",
+            "--name",
+            "sentiment-prompt",
+            "--out",
+            &source,
+        ];
         args.extend_from_slice(&small);
         t += &b.ok(&args);
         t += &b.ok(&["publish", &source]);
@@ -375,7 +439,12 @@ fn train_source_publish_train_package_publish() {
         let p = b.w("project");
         fs::create_dir_all(b.work("project")).unwrap();
         let text = fs::read_to_string(b.work("sentiment/Prompt.toml")).unwrap();
-        let fp = text.lines().find(|l| l.starts_with("fingerprint")).and_then(|l| l.split('"').nth(1)).expect("fingerprint").to_string();
+        let fp = text
+            .lines()
+            .find(|l| l.starts_with("fingerprint"))
+            .and_then(|l| l.split('"').nth(1))
+            .expect("fingerprint")
+            .to_string();
         t += &b.ok(&["--project", &p, "init", "--name", "demo", "--model-fingerprint", &fp, "--model-path", model]);
         t += &b.ok(&["--project", &p, "add", "sentiment-prompt"]);
         let run = b.w("project/runs/a");

@@ -17,7 +17,21 @@ fn publish_named(env: &Env, name: &str) -> std::process::Output {
 #[test]
 fn invalid_names_are_refused() {
     let env = Env::new();
-    for name in ["..", "../evil", "a/b", "a\\\\b", "Mnli", "mnLi", "1prompt", "-x", "_x", "", "a.b", "caf\u{e9}", &"a".repeat(65)] {
+    for name in [
+        "..",
+        "../evil",
+        "a/b",
+        "a\\\\b",
+        "Mnli",
+        "mnLi",
+        "1prompt",
+        "-x",
+        "_x",
+        "",
+        "a.b",
+        "caf\u{e9}",
+        &"a".repeat(65),
+    ] {
         let out = publish_named(&env, name);
         assert!(!out.status.success(), "`{name}` must be refused");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -45,6 +59,7 @@ fn confusable_names_are_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("`glue_task_set`"));
     // Distinct canonical names are fine.
     assert!(publish_named(&env, "mnliprompt").status.success());
-    let names: Vec<String> = env.json(&["list"]).as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect();
+    let names: Vec<String> =
+        env.json(&["list"]).as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, ["glue_task_set", "mnli-prompt", "mnliprompt"]);
 }

@@ -37,7 +37,8 @@ fn trained_prompt(enc: &TinyEncoder, tok: &WordTokenizer, task: &str) -> Tensor 
         seed: 3,
         ..TrainConfig::default()
     };
-    let request = TrainRequest { encoder: enc, tokenizer: tok, sources: vec![], tasks: vec![data], config, device: Device::Cpu };
+    let request =
+        TrainRequest { encoder: enc, tokenizer: tok, sources: vec![], tasks: vec![data], config, device: Device::Cpu };
     let outcome = train(request, &TrainOptions::default()).unwrap();
     outcome.model.tasks[0].target.as_tensor().copy().unwrap()
 }
@@ -76,7 +77,13 @@ fn config() -> SelectConfig {
     SelectConfig { sample: 200, max_length: 16, resamples: 10, ..SelectConfig::default() }
 }
 
-fn select(enc: &TinyEncoder, tok: &WordTokenizer, task: &str, candidates: &[Candidate], config: &SelectConfig) -> anyhow::Result<Selection> {
+fn select(
+    enc: &TinyEncoder,
+    tok: &WordTokenizer,
+    task: &str,
+    candidates: &[Candidate],
+    config: &SelectConfig,
+) -> anyhow::Result<Selection> {
     let train = examples(task, 300, 11);
     rank(enc, tok, &Device::Cpu, &synthetic_task(task).unwrap(), &train, candidates, config, None, &|_| {})
 }
@@ -113,11 +120,16 @@ fn a_prompt_trained_for_the_task_ranks_above_random_prompts() {
 #[test]
 fn a_pool_of_junk_gets_nothing_helps() {
     let (enc, tok) = setup();
-    let pool: Vec<Candidate> = (0..4).map(|i| candidate(&format!("junk-{i}"), junk(10 + i, 2.0 + 3.0 * i as f32))).collect();
+    let pool: Vec<Candidate> =
+        (0..4).map(|i| candidate(&format!("junk-{i}"), junk(10 + i, 2.0 + 3.0 * i as f32))).collect();
     let s = select(&enc, &tok, "sentiment", &pool, &config()).unwrap();
     assert!(s.keep.is_empty(), "{s:#?}");
     assert_eq!(s.remove.len(), 4);
-    assert!(s.verdict.contains("no candidate is predicted to help") && s.verdict.contains("--method pt"), "{}", s.verdict);
+    assert!(
+        s.verdict.contains("no candidate is predicted to help") && s.verdict.contains("--method pt"),
+        "{}",
+        s.verdict
+    );
 }
 
 #[test]
@@ -160,14 +172,16 @@ fn task_signatures_are_deterministic_and_tell_tasks_apart() {
     assert_eq!(a, b, "recomputed identically");
     assert_eq!(a.examples, 300);
     let same = a.decode(D).unwrap();
-    let other = attempt_pkg::select::signature::task_signature(&enc, &tok, &examples("topic", 300, 2), 16, &Device::Cpu)
-        .unwrap()
-        .decode(D)
-        .unwrap();
-    let fresh = attempt_pkg::select::signature::task_signature(&enc, &tok, &examples("sentiment", 300, 9), 16, &Device::Cpu)
-        .unwrap()
-        .decode(D)
-        .unwrap();
+    let other =
+        attempt_pkg::select::signature::task_signature(&enc, &tok, &examples("topic", 300, 2), 16, &Device::Cpu)
+            .unwrap()
+            .decode(D)
+            .unwrap();
+    let fresh =
+        attempt_pkg::select::signature::task_signature(&enc, &tok, &examples("sentiment", 300, 9), 16, &Device::Cpu)
+            .unwrap()
+            .decode(D)
+            .unwrap();
     // Another sample of the same task is closer than another task.
     assert!(registry_index::cosine(&same, &fresh) > registry_index::cosine(&same, &other));
 }
@@ -199,7 +213,9 @@ fn cached_features_give_the_same_selection_and_bad_entries_are_recomputed() {
     let train = examples("sentiment", 300, 11);
     let task = synthetic_task("sentiment").unwrap();
     let cache = CountingCache::default();
-    let run = |cache: &CountingCache| rank(&enc, &tok, &Device::Cpu, &task, &train, &pool, &config(), Some(cache), &|_| {}).unwrap();
+    let run = |cache: &CountingCache| {
+        rank(&enc, &tok, &Device::Cpu, &task, &train, &pool, &config(), Some(cache), &|_| {}).unwrap()
+    };
     let untimed = |mut s: Selection| {
         s.ranking.iter_mut().for_each(|r| r.seconds = 0.0);
         s
@@ -228,7 +244,13 @@ fn a_prompt_that_did_not_learn_its_own_task_is_never_proposed() {
     assert_eq!(unchecked.keep, ["sentiment-prompt"], "{unchecked:#?}");
     assert_eq!(unchecked.ranking[0].learned_own_task, None);
 
-    let check = |value: f64| OwnTaskCheck { metric: "accuracy".into(), value, baseline: 0.509, gain_stderr: 0.017, examples: 872 };
+    let check = |value: f64| OwnTaskCheck {
+        metric: "accuracy".into(),
+        value,
+        baseline: 0.509,
+        gain_stderr: 0.017,
+        examples: 872,
+    };
     c.own_task = Some(check(0.515));
     let s = select(&enc, &tok, "sentiment", std::slice::from_ref(&c), &z0).unwrap();
     assert!(s.keep.is_empty(), "{s:#?}");

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use attempt_pkg::registry::{download_many, open as open_source, DownloadJob, RegistrySource};
 use attempt_pkg::home::Home;
 use attempt_pkg::package::{Artifact, LoadedPackage};
+use attempt_pkg::registry::{download_many, open as open_source, DownloadJob, RegistrySource};
 use common_registry::{sha256_hex, Env, Prompt};
 use registry_index::Checksum;
 use server_common::{http, raw_request, Server};
@@ -51,7 +51,8 @@ fn publish_fetch_search_yank_through_the_server() {
     cli_publish(&env, &server, &token, &Prompt { version: "1.1.0".into(), seed: 3.0, ..mnli.clone() });
 
     // config.json: relative dl/api, auth not required.
-    let config: serde_json::Value = http().get(format!("{}/index/config.json", server.url)).send().unwrap().json().unwrap();
+    let config: serde_json::Value =
+        http().get(format!("{}/index/config.json", server.url)).send().unwrap().json().unwrap();
     assert_eq!(config["dl"], "../blobs");
     assert_eq!(config["auth-required"], false);
 
@@ -61,7 +62,8 @@ fn publish_fetch_search_yank_through_the_server() {
     let etag = first.headers()["etag"].to_str().unwrap().to_string();
     assert!(first.headers()["cache-control"].to_str().unwrap().contains("must-revalidate"));
     assert_eq!(first.text().unwrap().lines().count(), 2);
-    let again = http().get(format!("{}/index/mn/li/mnli-prompt", server.url)).header("If-None-Match", &etag).send().unwrap();
+    let again =
+        http().get(format!("{}/index/mn/li/mnli-prompt", server.url)).header("If-None-Match", &etag).send().unwrap();
     assert_eq!(again.status(), 304);
 
     // The HTTP RegistrySource: versions, then a verified blob download.
@@ -100,12 +102,14 @@ fn publish_fetch_search_yank_through_the_server() {
     assert!(format!("{err:#}").contains("--offline"), "{err:#}");
 
     // Search and info over the API.
-    let hits: serde_json::Value = http().get(format!("{}/api/v1/prompts?q=inference", server.url)).send().unwrap().json().unwrap();
+    let hits: serde_json::Value =
+        http().get(format!("{}/api/v1/prompts?q=inference", server.url)).send().unwrap().json().unwrap();
     assert_eq!(hits["prompts"][0]["name"], "mnli-prompt");
     assert_eq!(hits["prompts"][0]["latest"], "1.1.0");
     let out = env.ok(&["search", "inference", "--registry", &server.index_url()]);
     assert!(out.starts_with("mnli-prompt@1.1.0  [mnli]  Natural language inference"), "{out}");
-    let info: serde_json::Value = http().get(format!("{}/api/v1/prompts/mnli-prompt", server.url)).send().unwrap().json().unwrap();
+    let info: serde_json::Value =
+        http().get(format!("{}/api/v1/prompts/mnli-prompt", server.url)).send().unwrap().json().unwrap();
     assert_eq!(info["owners"], serde_json::json!(["alice"]));
 
     // Yank through the CLI: the index says so, and the ETag changes.
@@ -113,7 +117,8 @@ fn publish_fetch_search_yank_through_the_server() {
     assert!(out.contains("Yanked mnli-prompt@1.1.0"), "{out}");
     let versions = source.versions("mnli-prompt").unwrap();
     assert!(versions.iter().any(|v| v.vers.to_string() == "1.1.0" && v.yanked));
-    let after = http().get(format!("{}/index/mn/li/mnli-prompt", server.url)).header("If-None-Match", &etag).send().unwrap();
+    let after =
+        http().get(format!("{}/index/mn/li/mnli-prompt", server.url)).header("If-None-Match", &etag).send().unwrap();
     assert_eq!(after.status(), 200);
     env.ok(&["yank", "mnli-prompt@1.1.0", "--undo", "--registry", &server.index_url(), "--token", &token]);
     assert!(source.versions("mnli-prompt").unwrap().iter().all(|v| !v.yanked));
@@ -202,7 +207,8 @@ fn concurrent_publishes_of_one_version_have_one_winner() {
     let token = server.token("ci", &[]);
     let bytes = artifact(&Prompt::new("race-prompt", "1.0.0")).bytes().to_vec();
     let statuses: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..8).map(|_| s.spawn(|| put_artifact(&server, Some(token.as_str()), &bytes).status().as_u16())).collect();
+        let handles: Vec<_> =
+            (0..8).map(|_| s.spawn(|| put_artifact(&server, Some(token.as_str()), &bytes).status().as_u16())).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
@@ -415,12 +421,16 @@ fn url_paths_never_escape_the_registry() {
         "/blobs/sha256/ab/..%2f..%2f..%2fregistry.db",
         "/registry.db",
     ] {
-        let (status, body) = raw_request(server.addr(), &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+        let (status, body) =
+            raw_request(server.addr(), &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
         assert!(status == 404 || status == 400, "{path}: {status}");
         assert!(!String::from_utf8_lossy(&body).contains("SQLite format"), "{path} leaked the database");
     }
     // Oversized headers are refused.
-    let huge = format!("GET /index/config.json HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "a".repeat(200_000));
+    let huge = format!(
+        "GET /index/config.json HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(200_000)
+    );
     let (status, _) = raw_request(server.addr(), &huge);
     assert!(status == 431 || status == 400 || status == 0, "huge header: {status}");
 }
@@ -434,7 +444,10 @@ fn oversized_upload_is_413_and_writes_nothing() {
     assert_eq!(put_artifact(&server, Some(token.as_str()), big.bytes()).status(), 413);
     assert_eq!(server.files(), before);
     // A small one still fits.
-    assert_eq!(put_artifact(&server, Some(token.as_str()), artifact(&Prompt::new("small-prompt", "1.0.0")).bytes()).status(), 200);
+    assert_eq!(
+        put_artifact(&server, Some(token.as_str()), artifact(&Prompt::new("small-prompt", "1.0.0")).bytes()).status(),
+        200
+    );
 }
 
 #[test]
@@ -469,7 +482,8 @@ fn auth_required_protects_reads_and_login_stores_the_token() {
     assert_eq!(sha256_hex(&fs::read(&dest).unwrap()), entry.cksum.hex());
 
     // A wrong token in the environment wins over the stored one, and fails.
-    let err = env.cmd().env("ATTEMPT_TOKEN", "apk_wrong").args(["publish", dir.path().to_str().unwrap()]).output().unwrap();
+    let err =
+        env.cmd().env("ATTEMPT_TOKEN", "apk_wrong").args(["publish", dir.path().to_str().unwrap()]).output().unwrap();
     assert!(!err.status.success());
     assert!(String::from_utf8_lossy(&err.stderr).contains("401"));
     let _ = Checksum::parse(entry.cksum.hex()).unwrap();
@@ -563,6 +577,7 @@ fn client_configuration_errors_are_explained() {
     // Nothing listens on port 9: a clear, bounded failure.
     let p = Prompt::new("mnli-prompt", "1.0.0");
     let src = p.write();
-    let err = env.fails(&["publish", src.path().to_str().unwrap(), "--registry", "http://127.0.0.1:9/", "--token", "apk_x"]);
+    let err =
+        env.fails(&["publish", src.path().to_str().unwrap(), "--registry", "http://127.0.0.1:9/", "--token", "apk_x"]);
     assert!(err.contains("cannot reach registry"), "{err}");
 }

@@ -58,17 +58,35 @@ fn section<'a>(body: &'a str, id: &str) -> &'a str {
 }
 
 fn cksum_of(env: &Env, name: &str, version: &str) -> String {
-    env.index_entries(name).into_iter().find(|e| e.vers.to_string() == version).expect("indexed version").cksum.hex().to_string()
+    env.index_entries(name)
+        .into_iter()
+        .find(|e| e.vers.to_string() == version)
+        .expect("indexed version")
+        .cksum
+        .hex()
+        .to_string()
 }
 
 #[test]
 fn package_page_shows_versions_yanks_facts_plots_and_the_add_line() {
     let (env, server) = served_registry(&[]);
     let token = server.token("alice", &[]);
-    env.ok(&["yank", "mnli-prompt@1.1.0", "--reason", YANK_REASON, "--registry", &server.index_url(), "--token", &token]);
+    env.ok(&[
+        "yank",
+        "mnli-prompt@1.1.0",
+        "--reason",
+        YANK_REASON,
+        "--registry",
+        &server.index_url(),
+        "--token",
+        &token,
+    ]);
 
     let body = page(&server, "/prompts/mnli-prompt");
-    assert!(body.contains("<pre class=\"copy\" id=\"add-line\"><code>attempt-pkg add mnli-prompt@1.2.0</code></pre>"), "{body}");
+    assert!(
+        body.contains("<pre class=\"copy\" id=\"add-line\"><code>attempt-pkg add mnli-prompt@1.2.0</code></pre>"),
+        "{body}"
+    );
     assert!(body.contains("<p class=\"description\">Natural language inference prompt</p>"), "{body}");
     let facts = section(&body, "facts");
     for expected in [
@@ -92,12 +110,14 @@ fn package_page_shows_versions_yanks_facts_plots_and_the_add_line() {
     assert!(section(&page(&server, "/prompts/owned-prompt"), "facts").contains("<dt>owners</dt><dd>alice</dd>"));
     // Every version, newest first, the yanked one marked with its reason.
     let versions = section(&body, "versions");
-    let (i12, i11, i10) = (versions.find(">1.2.0<").unwrap(), versions.find(">1.1.0<").unwrap(), versions.find(">1.0.0<").unwrap());
+    let (i12, i11, i10) =
+        (versions.find(">1.2.0<").unwrap(), versions.find(">1.1.0<").unwrap(), versions.find(">1.0.0<").unwrap());
     assert!(i12 < i11 && i11 < i10, "{versions}");
     assert_eq!(versions.matches("class=\"yanked\"").count(), 1, "{versions}");
     assert!(versions.contains(YANK_REASON), "{versions}");
     // Dependents, metrics, provenance, and the two plots.
-    assert!(section(&body, "relations").contains("<a href=\"/prompts/mix-set\">mix-set</a> <span class=\"version\">0.1.0</span>"));
+    assert!(section(&body, "relations")
+        .contains("<a href=\"/prompts/mix-set\">mix-set</a> <span class=\"version\">0.1.0</span>"));
     assert!(section(&body, "metrics").contains("<th>accuracy</th><td class=\"num\">0.8125</td>"), "{body}");
     let provenance = section(&body, "provenance");
     assert!(provenance.contains("<th>training-method</th><td>attempt</td>"), "{provenance}");
@@ -136,7 +156,10 @@ fn package_page_shows_versions_yanks_facts_plots_and_the_add_line() {
 fn home_and_model_pages_list_search_and_filter() {
     let (_env, server) = served_registry(&[]);
     let home = page(&server, "/");
-    assert!(home.contains("<strong>4</strong> packages · <strong>6</strong> versions · <strong>0</strong> downloads"), "{home}");
+    assert!(
+        home.contains("<strong>4</strong> packages · <strong>6</strong> versions · <strong>0</strong> downloads"),
+        "{home}"
+    );
     let newest = section(&home, "newest");
     for name in ["mnli-prompt", "sst2-prompt", "mix-set", "evil-prompt"] {
         assert!(newest.contains(&format!("<a href=\"/prompts/{name}\">{name}</a>")), "newest lacks {name}:\n{newest}");
@@ -145,7 +168,10 @@ fn home_and_model_pages_list_search_and_filter() {
     assert!(section(&home, "popular").contains("No downloads yet."));
     assert!(home.contains("<option value=\"sst2\">sst2</option>"), "task filter:\n{home}");
     let other = OTHER_FINGERPRINT.trim_start_matches("sha256:");
-    assert!(home.contains(&format!("<option value=\"{other}\">tiny-test-model (222222222222…, 1 packages)</option>")), "{home}");
+    assert!(
+        home.contains(&format!("<option value=\"{other}\">tiny-test-model (222222222222…, 1 packages)</option>")),
+        "{home}"
+    );
 
     // Search is the API's full-text search; filters narrow it or the listing.
     let hits = section(&page(&server, "/?q=inference"), "results").to_string();
@@ -188,7 +214,9 @@ fn home_and_model_pages_list_search_and_filter() {
 #[test]
 fn publisher_markup_renders_as_text() {
     let (_env, server) = served_registry(&[]);
-    for path in ["/prompts/evil-prompt", "/", "/?q=pwned", &format!("/models/{}", FINGERPRINT.trim_start_matches("sha256:"))] {
+    for path in
+        ["/prompts/evil-prompt", "/", "/?q=pwned", &format!("/models/{}", FINGERPRINT.trim_start_matches("sha256:"))]
+    {
         let body = page(&server, path);
         assert!(!body.contains("<script"), "GET {path} has a <script>:\n{body}");
         assert!(!body.contains("<img"), "GET {path} has an <img>:\n{body}");
@@ -196,7 +224,10 @@ fn publisher_markup_renders_as_text() {
         assert!(!body.contains("<i>"), "GET {path} has the metric's <i>");
     }
     let body = page(&server, "/prompts/evil-prompt");
-    assert!(body.contains("&#60;script&#62;alert(&#39;pwned&#39;)&#60;/script&#62;") || body.contains("&lt;script&gt;"), "{body}");
+    assert!(
+        body.contains("&#60;script&#62;alert(&#39;pwned&#39;)&#60;/script&#62;") || body.contains("&lt;script&gt;"),
+        "{body}"
+    );
     assert!(body.contains("onerror=alert(1)"), "the text is kept, as text");
     assert!(body.contains("&amp; friends") || body.contains("&#38; friends"), "{body}");
     assert!(section(&body, "provenance").contains("bold"), "{body}");

@@ -145,7 +145,8 @@ fn two_servers_on_one_database_are_one_registry() {
     for server in [&a, &b] {
         let index = http().get(format!("{}/index/mn/li/mnli-prompt", server.url)).send().unwrap().text().unwrap();
         assert_eq!(index.lines().count(), 2, "{}: {index}", server.url);
-        let hits: serde_json::Value = http().get(format!("{}/api/v1/prompts?q=mnli", server.url)).send().unwrap().json().unwrap();
+        let hits: serde_json::Value =
+            http().get(format!("{}/api/v1/prompts?q=mnli", server.url)).send().unwrap().json().unwrap();
         assert_eq!(hits["prompts"][0]["latest"], "1.1.0");
     }
 
@@ -209,7 +210,8 @@ fn unsupported_database_url_is_explained() {
 fn server_killed_after_the_commit_recovers_from_postgres() {
     let Some(admin) = admin_url() else { return };
     let db = fresh_database(&admin);
-    let crashing = Server::start_with_env(&[], &[("ATTEMPT_DATABASE_URL", db.as_str()), ("ATTEMPT_TEST_CRASH_AT", "after-db")]);
+    let crashing =
+        Server::start_with_env(&[], &[("ATTEMPT_DATABASE_URL", db.as_str()), ("ATTEMPT_TEST_CRASH_AT", "after-db")]);
     let token = crashing.token("alice", &[]);
     let bytes = artifact(&Prompt::new("mnli-prompt", "1.0.0")).bytes().to_vec();
     // The server aborts between the database commit and the index write.

@@ -30,7 +30,11 @@ fn glue_and_superglue_formats_load() {
     assert_eq!(mnli.train[2].text_a, "s");
     assert_eq!(mnli.train[3].label, Label::Class(1));
 
-    write(d, "QNLI/train.json", "{\"0\": {\"text_a\": \"Why?\", \"text_b\": \"Because.\", \"label\": \"not_entailment\"}}");
+    write(
+        d,
+        "QNLI/train.json",
+        "{\"0\": {\"text_a\": \"Why?\", \"text_b\": \"Because.\", \"label\": \"not_entailment\"}}",
+    );
     write(d, "QNLI/dev.tsv", "index\tquestion\tsentence\tlabel\n0\tWhat?\tThat.\tentailment\n");
     let qnli = load_task(&builtin_task("qnli").unwrap(), d).unwrap();
     assert_eq!(qnli.train[0].label, Label::Class(1));
@@ -49,7 +53,10 @@ fn glue_and_superglue_formats_load() {
     write(d, "CoLA/train.tsv", "gj04\t1\t\tThe sailors rode the breeze.\ngj04\t0\t*\tRode the.\n");
     write(d, "CoLA/dev.tsv", "gj04\t1\t\tOk.\n");
     let cola = load_task(&builtin_task("cola").unwrap(), d).unwrap();
-    assert_eq!(cola.train, vec![ex("The sailors rode the breeze.", None, Label::Class(1)), ex("Rode the.", None, Label::Class(0))]);
+    assert_eq!(
+        cola.train,
+        vec![ex("The sailors rode the breeze.", None, Label::Class(1)), ex("Rode the.", None, Label::Class(0))]
+    );
     assert_eq!(builtin_task("cola").unwrap().primary_metric(), Metric::Matthews);
 
     // STS-B: the last three columns, regression.
@@ -65,7 +72,11 @@ fn glue_and_superglue_formats_load() {
     assert_eq!(sst.train[0], ex("hide new secretions ", None, Label::Class(0)));
 
     write(d, "CB/train.jsonl", "{\"premise\": \"P.\", \"hypothesis\": \"H.\", \"label\": \"neutral\", \"idx\": 0}\n");
-    write(d, "CB/val.jsonl", "{\"premise\": \"P2\", \"hypothesis\": \"H2\", \"label\": \"contradiction\", \"idx\": 0}\n\n");
+    write(
+        d,
+        "CB/val.jsonl",
+        "{\"premise\": \"P2\", \"hypothesis\": \"H2\", \"label\": \"contradiction\", \"idx\": 0}\n\n",
+    );
     let cb = load_task(&builtin_task("cb").unwrap(), d).unwrap();
     assert_eq!(cb.train[0], ex("P.", Some("H."), Label::Class(2)));
     assert_eq!(cb.dev[0].label, Label::Class(1));
@@ -73,7 +84,10 @@ fn glue_and_superglue_formats_load() {
     // BoolQ: one file, JSON booleans; first 2,270 train, last 1,000 dev.
     let mut boolq = String::new();
     for i in 0..3000 {
-        boolq.push_str(&format!("{{\"question\": \"q{i}\", \"passage\": \"p\", \"label\": {}, \"idx\": {i}}}\n", i % 3 == 0));
+        boolq.push_str(&format!(
+            "{{\"question\": \"q{i}\", \"passage\": \"p\", \"label\": {}, \"idx\": {i}}}\n",
+            i % 3 == 0
+        ));
     }
     write(d, "BoolQ/val.jsonl", &boolq);
     let b = load_task(&builtin_task("boolq").unwrap(), d).unwrap();
@@ -82,7 +96,11 @@ fn glue_and_superglue_formats_load() {
     assert_eq!(b.dev[0].text_a, "q2000");
 
     // SST-5 and SUBJ: JSON objects of rows with integer labels; AG News: headerless TSV with class names.
-    write(d, "SST-5/train.json", r#"{"0": {"text_a": "bad", "text_b": null, "label": 0}, "1": {"text_a": "great", "text_b": null, "label": 4}}"#);
+    write(
+        d,
+        "SST-5/train.json",
+        r#"{"0": {"text_a": "bad", "text_b": null, "label": 0}, "1": {"text_a": "great", "text_b": null, "label": 4}}"#,
+    );
     write(d, "SST-5/dev.json", r#"{"0": {"text_a": "fine", "text_b": null, "label": 2}}"#);
     let s5 = load_task(&builtin_task("sst-5").unwrap(), d).unwrap();
     assert_eq!(s5.train[1], ex("great", None, Label::Class(4)));
@@ -127,7 +145,10 @@ fn user_defined_tasks_map_fields_in_csv_and_jsonl() {
     assert_eq!(t.dev, vec![ex("fine", None, Label::Class(2))]);
 
     // Without labels the task is a regression; unknown keys are refused.
-    let reg: TaskSpec = toml::from_str("train = \"data/train.csv\"\ndev = \"data/train.csv\"\ntext-a = \"review\"\nlabel = \"stars\"\n").unwrap();
+    let reg: TaskSpec = toml::from_str(
+        "train = \"data/train.csv\"\ndev = \"data/train.csv\"\ntext-a = \"review\"\nlabel = \"stars\"\n",
+    )
+    .unwrap();
     let rt = load_task(&reg.to_task_def("stars").unwrap(), d).unwrap();
     assert_eq!(rt.train[1].label, Label::Score(1.0));
     assert_eq!(reg.to_task_def("stars").unwrap().metrics, vec![Metric::Pearson]);
@@ -186,14 +207,18 @@ fn tasks_resolve_user_first_then_builtin_then_synthetic() {
     use attempt_pkg::data::{load_examples, resolve_task, SyntheticSizes, TaskOrigin};
     use std::collections::BTreeMap;
     let mut user = BTreeMap::new();
-    user.insert("rte".to_string(), toml::from_str::<TaskSpec>("train = \"t.jsonl\"\ntext-a = \"a\"\nlabel = \"l\"\nlabels = [\"x\"]\n").unwrap());
+    user.insert(
+        "rte".to_string(),
+        toml::from_str::<TaskSpec>("train = \"t.jsonl\"\ntext-a = \"a\"\nlabel = \"l\"\nlabels = [\"x\"]\n").unwrap(),
+    );
     assert_eq!(resolve_task("rte", &user).unwrap().1, TaskOrigin::User);
     assert_eq!(resolve_task("mrpc", &user).unwrap().1, TaskOrigin::Builtin);
     let (def, origin) = resolve_task("synthetic-topic", &user).unwrap();
     assert_eq!((def.name.as_str(), origin), ("topic", TaskOrigin::Synthetic));
     let err = resolve_task("nope", &user).unwrap_err().to_string();
     assert!(err.contains("[tasks.nope]") && err.contains("mnli") && err.contains("sentiment"), "{err}");
-    let s = load_examples(&def, origin, Path::new("/nonexistent"), SyntheticSizes { train: 30, dev: 10, seed: 4 }).unwrap();
+    let s =
+        load_examples(&def, origin, Path::new("/nonexistent"), SyntheticSizes { train: 30, dev: 10, seed: 4 }).unwrap();
     assert_eq!((s.train.len(), s.dev.len()), (30, 10));
     assert_eq!(s.train, generate("topic", 40, 4).unwrap()[..30].to_vec());
 }

@@ -10,8 +10,8 @@ use attempt_pkg::data::{TextEncoder, WordTokenizer};
 use attempt_pkg::model::Encoder;
 use attempt_pkg::train::testing::TinyEncoder;
 use attempt_pkg::train::{
-    export_from_run, load_run, predict, train, Backbone, PredictedLabel, training_info, write_authoring_dir, PackageInfo, RunProvenance, SourcePrompt, TaskData,
-    TrainConfig, TrainOptions, TrainOutcome, TrainRequest,
+    export_from_run, load_run, predict, train, training_info, write_authoring_dir, Backbone, PackageInfo,
+    PredictedLabel, RunProvenance, SourcePrompt, TaskData, TrainConfig, TrainOptions, TrainOutcome, TrainRequest,
 };
 use candle_core::{Device, Tensor};
 
@@ -24,21 +24,50 @@ fn data(name: &str, n: usize) -> TaskData {
 }
 
 fn cfg(method: Method, epochs: usize) -> TrainConfig {
-    TrainConfig { method, prompt_length: M, epochs, batch_size: 8, max_length: 16, lr_other: 0.03, seed: 9, ..TrainConfig::default() }
+    TrainConfig {
+        method,
+        prompt_length: M,
+        epochs,
+        batch_size: 8,
+        max_length: 16,
+        lr_other: 0.03,
+        seed: 9,
+        ..TrainConfig::default()
+    }
 }
 
 fn sources() -> Vec<SourcePrompt> {
     (0..2)
         .map(|i| SourcePrompt {
             name: format!("s{i}@0.1.0"),
-            tensor: Tensor::from_vec((0..M * D).map(|k| ((k * (i + 3)) % 7) as f32 / 7.0 - 0.5).collect(), (M, D), &Device::Cpu).unwrap(),
+            tensor: Tensor::from_vec(
+                (0..M * D).map(|k| ((k * (i + 3)) % 7) as f32 / 7.0 - 0.5).collect(),
+                (M, D),
+                &Device::Cpu,
+            )
+            .unwrap(),
         })
         .collect()
 }
 
-fn go(enc: &dyn Encoder, cfg: TrainConfig, srcs: Vec<SourcePrompt>, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
+fn go(
+    enc: &dyn Encoder,
+    cfg: TrainConfig,
+    srcs: Vec<SourcePrompt>,
+    opts: &TrainOptions,
+) -> anyhow::Result<TrainOutcome> {
     let tok = WordTokenizer::new(synthetic_vocabulary());
-    train(TrainRequest { encoder: enc, tokenizer: &tok, sources: srcs, tasks: vec![data("sentiment", 48)], config: cfg, device: Device::Cpu }, opts)
+    train(
+        TrainRequest {
+            encoder: enc,
+            tokenizer: &tok,
+            sources: srcs,
+            tasks: vec![data("sentiment", 48)],
+            config: cfg,
+            device: Device::Cpu,
+        },
+        opts,
+    )
 }
 
 fn encoder() -> TinyEncoder {
@@ -53,14 +82,27 @@ fn run_directory_holds_checkpoint_metrics_attention_and_record() {
     let enc = encoder();
     let opts = TrainOptions {
         run_dir: Some(run.clone()),
-        provenance: RunProvenance { model_fingerprint: format!("sha256:{}", "a".repeat(64)), backbone_parameters: enc.parameter_count(), ..Default::default() },
+        provenance: RunProvenance {
+            model_fingerprint: format!("sha256:{}", "a".repeat(64)),
+            backbone_parameters: enc.parameter_count(),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let o = go(&enc, cfg(Method::Attempt, 2), sources(), &opts).unwrap();
-    for f in ["checkpoint.safetensors", "last.safetensors", "metrics.json", "run.json", "resume.json", "attention-sentiment.csv", "attention-sentiment.svg"] {
+    for f in [
+        "checkpoint.safetensors",
+        "last.safetensors",
+        "metrics.json",
+        "run.json",
+        "resume.json",
+        "attention-sentiment.csv",
+        "attention-sentiment.svg",
+    ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
-    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics.as_array().unwrap().len(), 2);
     assert!(metrics[1]["tasks"]["sentiment"]["accuracy"].is_number());
     let csv = std::fs::read_to_string(run.join("attention-sentiment.csv")).unwrap();
@@ -71,7 +113,8 @@ fn run_directory_holds_checkpoint_metrics_attention_and_record() {
     let total: f64 = rows[1..].iter().map(|r| r.rsplit(',').next().unwrap().parse::<f64>().unwrap()).sum();
     assert!((total - 1.0).abs() < 1e-4);
     assert!(std::fs::read_to_string(run.join("attention-sentiment.svg")).unwrap().contains("<svg"));
-    let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
     assert_eq!(record["trainable_parameters"], o.trainable_parameters);
     assert_eq!(record["config"]["method"], "attempt");
     let pct = record["trainable_percent_of_backbone"].as_f64().unwrap();
@@ -83,8 +126,13 @@ fn run_directory_holds_checkpoint_metrics_attention_and_record() {
     assert_eq!(
         names,
         vec![
-            "attention.layer_norm.bias", "attention.layer_norm.weight", "attention.w_down", "attention.w_up",
-            "task.sentiment.head.bias", "task.sentiment.head.weight", "task.sentiment.prompt"
+            "attention.layer_norm.bias",
+            "attention.layer_norm.weight",
+            "attention.w_down",
+            "attention.w_up",
+            "task.sentiment.head.bias",
+            "task.sentiment.head.weight",
+            "task.sentiment.prompt"
         ]
     );
 }
@@ -113,11 +161,19 @@ fn interruption_stops_and_leaves_a_resumable_checkpoint() {
     let run = dir.path().join("run");
     let enc = encoder();
     let flag = Arc::new(AtomicBool::new(true));
-    let o = go(&enc, cfg(Method::Pt, 3), vec![], &TrainOptions { run_dir: Some(run.clone()), interrupt: Some(flag), ..Default::default() }).unwrap();
+    let o = go(
+        &enc,
+        cfg(Method::Pt, 3),
+        vec![],
+        &TrainOptions { run_dir: Some(run.clone()), interrupt: Some(flag), ..Default::default() },
+    )
+    .unwrap();
     assert!(o.interrupted);
     assert_eq!(o.steps, 1);
     assert!(run.join("last.safetensors").is_file());
-    let resumed = go(&enc, cfg(Method::Pt, 1), vec![], &TrainOptions { run_dir: Some(run), resume: true, ..Default::default() }).unwrap();
+    let resumed =
+        go(&enc, cfg(Method::Pt, 1), vec![], &TrainOptions { run_dir: Some(run), resume: true, ..Default::default() })
+            .unwrap();
     assert!(!resumed.interrupted);
     assert_eq!(resumed.history.len(), 1);
 }
@@ -133,7 +189,11 @@ fn interrupted_and_resumed_run_matches_an_uninterrupted_one_exactly() {
 
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let interrupt = || TrainOptions { run_dir: Some(run.clone()), interrupt: Some(Arc::new(AtomicBool::new(true))), ..Default::default() };
+    let interrupt = || TrainOptions {
+        run_dir: Some(run.clone()),
+        interrupt: Some(Arc::new(AtomicBool::new(true))),
+        ..Default::default()
+    };
     let first = go(&enc, cfg(Method::Attempt, 2), sources(), &interrupt()).unwrap();
     assert!(first.interrupted && first.steps == 1);
     let mut steps = vec![first.steps];
@@ -143,21 +203,39 @@ fn interrupted_and_resumed_run_matches_an_uninterrupted_one_exactly() {
         steps.push(o.steps);
     }
     assert_eq!(steps, [1, 2, 3, 4, 5, 6, 7]);
-    let resumed = go(&enc, cfg(Method::Attempt, 2), sources(), &TrainOptions { run_dir: Some(run.clone()), resume: true, ..Default::default() }).unwrap();
+    let resumed = go(
+        &enc,
+        cfg(Method::Attempt, 2),
+        sources(),
+        &TrainOptions { run_dir: Some(run.clone()), resume: true, ..Default::default() },
+    )
+    .unwrap();
     assert!(!resumed.interrupted);
     assert_eq!(resumed.steps, 12);
     // Everything per epoch but the wall time: losses, dev metrics, steps.
-    let untimed = |o: &TrainOutcome| o.history.iter().map(|r| attempt_pkg::train::rundir::EpochRecord { seconds: 0.0, ..r.clone() }).collect::<Vec<_>>();
+    let untimed = |o: &TrainOutcome| {
+        o.history
+            .iter()
+            .map(|r| attempt_pkg::train::rundir::EpochRecord { seconds: 0.0, ..r.clone() })
+            .collect::<Vec<_>>()
+    };
     assert_eq!(untimed(&resumed), untimed(&straight), "losses and dev metrics per epoch");
     let (a, b) = (straight.model.state_dict().unwrap(), resumed.model.state_dict().unwrap());
     assert_eq!(a.len(), b.len());
     for (name, t) in &a {
-        let (x, y) = (t.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b[name].flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        let (x, y) = (
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            b[name].flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
         assert!(x == y, "`{name}` differs after resuming");
     }
     // The checkpoint carries the optimiser state next to the trainable tensors.
     let last = candle_core::safetensors::load(run.join("last.safetensors"), &Device::Cpu).unwrap();
-    assert!(last.contains_key("optimizer.step") && last.contains_key("optimizer.m.task.sentiment.prompt") && last.contains_key("optimizer.v.attention.w_down"));
+    assert!(
+        last.contains_key("optimizer.step")
+            && last.contains_key("optimizer.m.task.sentiment.prompt")
+            && last.contains_key("optimizer.v.attention.w_down")
+    );
 }
 
 #[test]
@@ -166,13 +244,22 @@ fn resuming_refuses_a_checkpoint_that_does_not_match_resume_json() {
     let run = dir.path().join("run");
     let enc = encoder();
     let flag = Some(Arc::new(AtomicBool::new(true)));
-    go(&enc, cfg(Method::Pt, 2), vec![], &TrainOptions { run_dir: Some(run.clone()), interrupt: flag, ..Default::default() }).unwrap();
+    go(
+        &enc,
+        cfg(Method::Pt, 2),
+        vec![],
+        &TrainOptions { run_dir: Some(run.clone()), interrupt: flag, ..Default::default() },
+    )
+    .unwrap();
     // As if the process died between writing last.safetensors and resume.json.
     let path = run.join("resume.json");
     let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     state["step"] = 0.into();
     std::fs::write(&path, state.to_string()).unwrap();
-    let err = go(&enc, cfg(Method::Pt, 2), vec![], &TrainOptions { run_dir: Some(run), resume: true, ..Default::default() }).err().unwrap();
+    let err =
+        go(&enc, cfg(Method::Pt, 2), vec![], &TrainOptions { run_dir: Some(run), resume: true, ..Default::default() })
+            .err()
+            .unwrap();
     let msg = format!("{err:#}");
     assert!(msg.contains("step 1") && msg.contains("step 0") && msg.contains("without --resume"), "{msg}");
 }
@@ -201,7 +288,10 @@ fn a_detached_path_is_refused_on_the_first_step() {
 
 #[test]
 fn mismatched_source_width_is_refused() {
-    let bad = vec![SourcePrompt { name: "wide@1.0.0".into(), tensor: Tensor::zeros((M, D + 1), candle_core::DType::F32, &Device::Cpu).unwrap() }];
+    let bad = vec![SourcePrompt {
+        name: "wide@1.0.0".into(),
+        tensor: Tensor::zeros((M, D + 1), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    }];
     let err = go(&encoder(), cfg(Method::Attempt, 1), bad, &TrainOptions::default()).err().unwrap();
     assert!(err.to_string().contains("wide@1.0.0"), "{err}");
 }
@@ -225,7 +315,8 @@ fn source_training_exports_an_authoring_directory() {
     let run = dir.path().join("run");
     let enc = encoder();
     let config = cfg(Method::Pt, 2);
-    let o = go(&enc, config.clone(), vec![], &TrainOptions { run_dir: Some(run.clone()), ..Default::default() }).unwrap();
+    let o =
+        go(&enc, config.clone(), vec![], &TrainOptions { run_dir: Some(run.clone()), ..Default::default() }).unwrap();
     let training = training_info(&o, &config, 0, "synthetic:sentiment").unwrap();
     let out = dir.path().join("sentiment-prompt");
     write_authoring_dir(&out, &info(), &training, o.model.tasks[0].target.as_tensor(), false).unwrap();
@@ -248,7 +339,14 @@ fn source_training_exports_an_authoring_directory() {
     // Existing manifests are not replaced silently; bad fingerprints are refused.
     assert!(write_authoring_dir(&out, &info(), &training, o.model.tasks[0].target.as_tensor(), false).is_err());
     let bad = PackageInfo { base_model_fingerprint: "sha256:xyz".into(), ..info() };
-    assert!(write_authoring_dir(&dir.path().join("other"), &bad, &training, o.model.tasks[0].target.as_tensor(), false).is_err());
+    assert!(write_authoring_dir(
+        &dir.path().join("other"),
+        &bad,
+        &training,
+        o.model.tasks[0].target.as_tensor(),
+        false
+    )
+    .is_err());
     assert!(!dir.path().join("other").exists());
 
     // package --from-run: the best checkpoint's target prompt.
@@ -266,7 +364,13 @@ fn a_finished_run_reloads_for_eval_and_predict() {
     let run = dir.path().join("run");
     let enc = encoder();
     let tok = WordTokenizer::new(synthetic_vocabulary());
-    let o = go(&enc, cfg(Method::Attempt, 2), sources(), &TrainOptions { run_dir: Some(run.clone()), ..Default::default() }).unwrap();
+    let o = go(
+        &enc,
+        cfg(Method::Attempt, 2),
+        sources(),
+        &TrainOptions { run_dir: Some(run.clone()), ..Default::default() },
+    )
+    .unwrap();
     let (model, record) = load_run(&run, &enc, &tok, &sources(), &Device::Cpu).unwrap();
     assert_eq!(record.task_defs[0].name, "sentiment");
     assert_eq!(model.state_dict().unwrap().len(), o.model.state_dict().unwrap().len());
@@ -320,10 +424,22 @@ fn train_source_prompt_writes_a_publishable_directory() {
         config: cfg(Method::Attempt, 1), // forced to pt
         device: Device::Cpu,
     };
-    let o = attempt_pkg::train::train_source_prompt(request, &TrainOptions::default(), &info(), "synthetic:sentiment", &[], &out, false).unwrap();
+    let o = attempt_pkg::train::train_source_prompt(
+        request,
+        &TrainOptions::default(),
+        &info(),
+        "synthetic:sentiment",
+        &[],
+        &out,
+        false,
+    )
+    .unwrap();
     assert_eq!(o.model.method(), Method::Pt);
     let text = std::fs::read_to_string(out.join("Prompt.toml")).unwrap();
-    assert!(text.contains("[base-model]") && text.contains("[provenance]") && text.contains("training-method = \"pt\""), "{text}");
+    assert!(
+        text.contains("[base-model]") && text.contains("[provenance]") && text.contains("training-method = \"pt\""),
+        "{text}"
+    );
     assert!(out.join("prompt.safetensors").is_file());
     // The own-task check is recorded next to the metric and reads back as
     // what the trained model scored on the dev examples it was evaluated on.
@@ -331,7 +447,10 @@ fn train_source_prompt_writes_a_publishable_directory() {
     let check = attempt_pkg::data::baseline::OwnTaskCheck::from_manifest(&manifest.metrics).expect("recorded");
     assert_eq!(check.metric, "accuracy");
     assert_eq!(check.value, manifest.metrics["accuracy"]);
-    assert_eq!(check.examples, data("sentiment", 48).dev.len().min(cfg(Method::Pt, 1).max_eval_examples.unwrap_or(usize::MAX)));
+    assert_eq!(
+        check.examples,
+        data("sentiment", 48).dev.len().min(cfg(Method::Pt, 1).max_eval_examples.unwrap_or(usize::MAX))
+    );
     assert!((0.0..=1.0).contains(&check.baseline) && check.gain_stderr >= 0.0, "{check:?}");
 }
 
@@ -341,7 +460,14 @@ fn suggest_ranks_every_candidate_by_attention() {
     let tok = WordTokenizer::new(synthetic_vocabulary());
     let mut srcs = sources();
     srcs.push(SourcePrompt { name: "big@1.0.0".into(), tensor: (srcs[0].tensor.clone() * 4.0).unwrap() });
-    let request = TrainRequest { encoder: &enc, tokenizer: &tok, sources: srcs, tasks: vec![data("sentiment", 48)], config: cfg(Method::Pt, 1), device: Device::Cpu };
+    let request = TrainRequest {
+        encoder: &enc,
+        tokenizer: &tok,
+        sources: srcs,
+        tasks: vec![data("sentiment", 48)],
+        config: cfg(Method::Pt, 1),
+        device: Device::Cpu,
+    };
     let s = attempt_pkg::train::suggest_sources(request, 5, Some(2)).unwrap();
     assert_eq!(s.probe_steps, 5);
     assert_eq!(s.ranking.len(), 3);
@@ -376,7 +502,10 @@ fn a_learned_temperature_is_trained_checkpointed_and_reloaded() {
         a.scores = attempt_pkg::compose::AttentionScores::Cosine;
     });
     let trained = o.model.attention.as_ref().unwrap().temperature().unwrap();
-    assert!((trained - attempt_pkg::compose::attention::COSINE_TEMPERATURE).abs() > 1e-6, "the temperature moved: {trained}");
+    assert!(
+        (trained - attempt_pkg::compose::attention::COSINE_TEMPERATURE).abs() > 1e-6,
+        "the temperature moved: {trained}"
+    );
     assert!(o.best_eval[0].attention_spread.is_some_and(|s| s.is_finite() && s >= 0.0));
     let (model, record) = load_run(&run, &enc, &tok, &sources(), &Device::Cpu).unwrap();
     assert!(record.config.attention.learn_temperature);
@@ -410,10 +539,12 @@ fn prompt_row_norm_rescales_sources_and_the_init_and_runs_record_row_norms() {
     let norm_of = |t: &Tensor| attempt_pkg::train::model::mean_row_norm(t).unwrap();
     let original = norm_of(&sources()[0].tensor);
     // Default: the sources as trained.
-    let m = attempt_pkg::train::PromptModel::new(&enc, &tok, &sources(), &defs, &config, &mut rng, &Device::Cpu).unwrap();
+    let m =
+        attempt_pkg::train::PromptModel::new(&enc, &tok, &sources(), &defs, &config, &mut rng, &Device::Cpu).unwrap();
     assert!((norm_of(m.tasks[0].target.as_tensor()) - original).abs() < 1e-5);
     config.prompt_row_norm = Some(2.0);
-    let m = attempt_pkg::train::PromptModel::new(&enc, &tok, &sources(), &defs, &config, &mut rng, &Device::Cpu).unwrap();
+    let m =
+        attempt_pkg::train::PromptModel::new(&enc, &tok, &sources(), &defs, &config, &mut rng, &Device::Cpu).unwrap();
     assert!((norm_of(m.tasks[0].target.as_tensor()) - 2.0).abs() < 1e-4, "the init copied from a rescaled source");
     let stacked = m.mixture.sources.as_ref().unwrap();
     for i in 0..2 {

@@ -18,12 +18,7 @@ fn task(name: &str, n_train: usize, seed: u64) -> TaskData {
 }
 
 fn sources(device: &Device) -> Vec<SourcePrompt> {
-    (0..3)
-        .map(|i| SourcePrompt {
-            name: format!("src{i}@1.0.0"),
-            tensor: seeded_matrix(100 + i, device),
-        })
-        .collect()
+    (0..3).map(|i| SourcePrompt { name: format!("src{i}@1.0.0"), tensor: seeded_matrix(100 + i, device) }).collect()
 }
 
 /// Deterministic [M, D] values in ±1 (candle's own RNG is not seedable).
@@ -49,7 +44,13 @@ fn config(method: Method, seed: u64) -> TrainConfig {
     }
 }
 
-fn run(method: Method, tasks: Vec<TaskData>, srcs: Vec<SourcePrompt>, cfg: TrainConfig, opts: &TrainOptions) -> TrainOutcome {
+fn run(
+    method: Method,
+    tasks: Vec<TaskData>,
+    srcs: Vec<SourcePrompt>,
+    cfg: TrainConfig,
+    opts: &TrainOptions,
+) -> TrainOutcome {
     let device = Device::Cpu;
     let tok = WordTokenizer::new(synthetic_vocabulary());
     let enc = TinyEncoder::new(attempt_pkg::data::TextEncoder::vocab_size(&tok), D, 7, &device).expect("encoder");
@@ -66,7 +67,13 @@ fn accuracy(o: &TrainOutcome, task: usize) -> f64 {
 fn prompt_tuning_learns_sentiment() {
     let t0 = std::time::Instant::now();
     let o = run(Method::Pt, vec![task("sentiment", 480, 1)], vec![], config(Method::Pt, 3), &TrainOptions::default());
-    eprintln!("pt: acc {} in {:?}, step {:.4}s, params {}", accuracy(&o, 0), t0.elapsed(), o.mean_step_seconds(), o.trainable_parameters);
+    eprintln!(
+        "pt: acc {} in {:?}, step {:.4}s, params {}",
+        accuracy(&o, 0),
+        t0.elapsed(),
+        o.mean_step_seconds(),
+        o.trainable_parameters
+    );
     assert!(accuracy(&o, 0) >= 0.9, "accuracy {}", accuracy(&o, 0));
 }
 
@@ -74,7 +81,13 @@ fn prompt_tuning_learns_sentiment() {
 fn attempt_learns_sentiment_with_sources() {
     let device = Device::Cpu;
     let t0 = std::time::Instant::now();
-    let o = run(Method::Attempt, vec![task("sentiment", 480, 2)], sources(&device), config(Method::Attempt, 3), &TrainOptions::default());
+    let o = run(
+        Method::Attempt,
+        vec![task("sentiment", 480, 2)],
+        sources(&device),
+        config(Method::Attempt, 3),
+        &TrainOptions::default(),
+    );
     eprintln!("attempt: acc {} in {:?}, params {}", accuracy(&o, 0), t0.elapsed(), o.trainable_parameters);
     assert!(accuracy(&o, 0) >= 0.9, "accuracy {}", accuracy(&o, 0));
     let w = o.best_eval[0].mean_attention.as_ref().expect("attempt reports attention");
@@ -138,7 +151,13 @@ fn multi_task_shares_g_and_keeps_one_target_per_task() {
 #[test]
 fn uniform_and_spot_train_and_report() {
     let device = Device::Cpu;
-    let u = run(Method::Uniform, vec![task("sentiment", 96, 5)], sources(&device), TrainConfig { epochs: 2, ..config(Method::Uniform, 1) }, &TrainOptions::default());
+    let u = run(
+        Method::Uniform,
+        vec![task("sentiment", 96, 5)],
+        sources(&device),
+        TrainConfig { epochs: 2, ..config(Method::Uniform, 1) },
+        &TrainOptions::default(),
+    );
     let w = u.best_eval[0].mean_attention.clone().expect("uniform weights");
     assert!(w.iter().all(|x| (x - 0.25).abs() < 1e-6), "{w:?}");
     let srcs = sources(&device);

@@ -82,7 +82,8 @@ fn attempt_on_t5_learns_by_scoring_label_strings() {
     let names: Vec<String> = outcome.model.named_vars().into_iter().map(|(n, _)| n).collect();
     assert!(names.iter().all(|n| !n.contains(".head.")), "{names:?}");
     assert!(names.contains(&"task.sentiment.prompt".to_string()));
-    let attention: usize = outcome.model.attention.as_ref().unwrap().named_vars().iter().map(|(_, v)| v.elem_count()).sum();
+    let attention: usize =
+        outcome.model.attention.as_ref().unwrap().named_vars().iter().map(|(_, v)| v.elem_count()).sum();
     assert_eq!(outcome.model.trainable_parameter_count(), M * d + attention);
 
     // The objective is T5's own: token-mean cross-entropy of the gold label
@@ -104,9 +105,16 @@ fn gradients_reach_the_prompt_and_g_through_the_decoder() {
     let tok = tokenizer();
     let task = sentiment();
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    let prompt_model =
-        PromptModel::new(enc, &tok, &sources(enc.hidden_size()), &[task.task.clone()], &config(Method::Attempt), &mut rng, &Device::Cpu)
-            .unwrap();
+    let prompt_model = PromptModel::new(
+        enc,
+        &tok,
+        &sources(enc.hidden_size()),
+        &[task.task.clone()],
+        &config(Method::Attempt),
+        &mut rng,
+        &Device::Cpu,
+    )
+    .unwrap();
     let examples: Vec<_> = task.train.iter().take(8).collect();
     let batch = collate(&examples, &tok, 16, &Device::Cpu).unwrap();
     let forward = prompt_model.forward(enc, 0, &batch).unwrap();

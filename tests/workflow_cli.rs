@@ -15,8 +15,21 @@ fn fixture_model() -> PathBuf {
 }
 
 const SMALL: &[&str] = &[
-    "--max-steps", "6", "--epochs", "2", "--batch-size", "8", "--prompt-length", "4", "--max-length", "12",
-    "--synthetic-train", "32", "--synthetic-dev", "16", "--quiet",
+    "--max-steps",
+    "6",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "8",
+    "--prompt-length",
+    "4",
+    "--max-length",
+    "12",
+    "--synthetic-train",
+    "32",
+    "--synthetic-dev",
+    "16",
+    "--quiet",
 ];
 
 fn train_source(env: &Env, task: &str, out: &Path) -> String {
@@ -48,7 +61,17 @@ fn project_with_sources(env: &Env, work: &Path) -> (PathBuf, String) {
     assert!(fp.starts_with("sha256:") && fp.len() == 71, "{fp}");
     let proj = work.join("project");
     let p = proj.to_str().unwrap();
-    env.ok(&["--project", p, "init", "--name", "demo", "--model-fingerprint", &fp, "--model-path", fixture_model().to_str().unwrap()]);
+    env.ok(&[
+        "--project",
+        p,
+        "init",
+        "--name",
+        "demo",
+        "--model-fingerprint",
+        &fp,
+        "--model-path",
+        fixture_model().to_str().unwrap(),
+    ]);
     env.ok(&["--project", p, "add", "sentiment-prompt", "topic-prompt"]);
     let mut manifest = fs::read_to_string(proj.join("attempt.toml")).unwrap();
     manifest.push_str(
@@ -83,18 +106,39 @@ fn train_source_publish_add_train_eval_predict_package() {
     let weights: f64 = eval[0]["attention"].as_array().unwrap().iter().map(|w| w["weight"].as_f64().unwrap()).sum();
     assert!((weights - 1.0).abs() < 1e-3, "attention sums to {weights}");
 
-    let pred = env.ok(&["--project", p, "predict", "--run", run.to_str().unwrap(), "--task", "mood", "--text", "a good song"]);
+    let pred =
+        env.ok(&["--project", p, "predict", "--run", run.to_str().unwrap(), "--task", "mood", "--text", "a good song"]);
     assert!(pred.contains("label: "), "{pred}");
     assert!(pred.contains("attention:") && pred.contains("target:mood"), "{pred}");
 
     let pkg = work.path().join("mood-attempt");
-    env.ok(&["package", "--from-run", run.to_str().unwrap(), "--task", "mood", "--name", "mood-attempt", "--out", pkg.to_str().unwrap()]);
+    env.ok(&[
+        "package",
+        "--from-run",
+        run.to_str().unwrap(),
+        "--task",
+        "mood",
+        "--name",
+        "mood-attempt",
+        "--out",
+        pkg.to_str().unwrap(),
+    ]);
     assert_eq!(fingerprint_of(&pkg), fp);
     let published = env.ok(&["publish", pkg.to_str().unwrap()]);
     assert!(published.contains("mood-attempt@0.1.0"), "{published}");
     // The trained target is now a source like any other.
     env.ok(&["--project", p, "add", "mood-attempt"]);
-    let out = env.ok(&["--project", p, "--locked", "train", "--method", "pt", "--run-dir", proj.join("runs/b").to_str().unwrap(), "--quiet"]);
+    let out = env.ok(&[
+        "--project",
+        p,
+        "--locked",
+        "train",
+        "--method",
+        "pt",
+        "--run-dir",
+        proj.join("runs/b").to_str().unwrap(),
+        "--quiet",
+    ]);
     assert!(out.contains("trainable parameters"), "{out}");
 }
 
@@ -120,7 +164,8 @@ fn train_refuses_another_model_and_a_tampered_blob() {
 
     // Without the project's fingerprint line, the prompts' own fingerprints still refuse it.
     let manifest = fs::read_to_string(proj.join("attempt.toml")).unwrap();
-    let stripped: String = manifest.lines().filter(|l| !l.starts_with("fingerprint")).map(|l| format!("{l}\n")).collect();
+    let stripped: String =
+        manifest.lines().filter(|l| !l.starts_with("fingerprint")).map(|l| format!("{l}\n")).collect();
     fs::write(proj.join("attempt.toml"), stripped).unwrap();
     let err = env.fails(&["--project", p, "train", "--model", other.to_str().unwrap(), "--quiet"]);
     assert!(err.contains("fingerprint"), "{err}");
@@ -160,7 +205,10 @@ fn suggest_ranks_the_registry_and_apply_edits_as_add_and_remove_would() {
     let work = tempfile::tempdir().unwrap();
     let (proj, _) = project_with_sources(&env, work.path());
     let p = proj.to_str().unwrap();
-    let before = (fs::read_to_string(proj.join("attempt.toml")).unwrap(), fs::read_to_string(proj.join("attempt.lock")).unwrap());
+    let before = (
+        fs::read_to_string(proj.join("attempt.toml")).unwrap(),
+        fs::read_to_string(proj.join("attempt.lock")).unwrap(),
+    );
     let args = ["--project", p, "suggest", "--task", "mood", "--sample", "24", "--resamples", "4", "--top", "1"];
 
     // The contract scripts rely on.
@@ -193,7 +241,8 @@ fn suggest_ranks_the_registry_and_apply_edits_as_add_and_remove_would() {
     fs::write(proj.join("attempt.selection.json"), record.to_string()).unwrap();
     let run = proj.join("runs/selected");
     env.ok(&["--project", p, "train", "--method", "spot", "--run-dir", run.to_str().unwrap(), "--quiet"]);
-    let run_record: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    let run_record: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
     let extra = &run_record["provenance"]["extra"];
     assert_eq!(extra["init-source"].as_str(), Some("topic-prompt@0.1.0"), "{run_record}");
     assert!(extra["selection"].as_str().is_some_and(|t| t.contains("signal_version")), "{run_record}");
@@ -215,12 +264,16 @@ fn suggest_ranks_the_registry_and_apply_edits_as_add_and_remove_would() {
     for f in ["attempt.toml", "attempt.lock"] {
         assert_eq!(fs::read_to_string(proj.join(f)).unwrap(), fs::read_to_string(manual.join(f)).unwrap(), "{f}");
     }
-    let record: serde_json::Value = serde_json::from_str(&fs::read_to_string(proj.join("attempt.selection.json")).unwrap()).unwrap();
+    let record: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(proj.join("attempt.selection.json")).unwrap()).unwrap();
     assert_eq!(record["keep"], s["keep"]);
     assert_eq!(record["signal_version"], s["signal_version"]);
     // `tree` says why the lock holds what it holds.
     let tree = env.ok(&["--project", p, "tree"]);
-    assert!(tree.contains("chosen by `suggest` for task mood") && tree.contains("#1 ") && tree.contains("#2 "), "{tree}");
+    assert!(
+        tree.contains("chosen by `suggest` for task mood") && tree.contains("#1 ") && tree.contains("#2 "),
+        "{tree}"
+    );
     assert_eq!(env.json(&["--project", p, "tree"])["selection"]["keep"], s["keep"]);
 
     // Refusals change nothing.
@@ -241,9 +294,21 @@ fn train_select_chooses_sources_then_trains() {
     let (proj, _) = project_with_sources(&env, work.path());
     let p = proj.to_str().unwrap();
     let run = proj.join("runs/selected");
-    let out = env.json(&["--project", p, "train", "--method", "spot", "--select", "1", "--run-dir", run.to_str().unwrap(), "--quiet"]);
+    let out = env.json(&[
+        "--project",
+        p,
+        "train",
+        "--method",
+        "spot",
+        "--select",
+        "1",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
     assert!(out["tasks"][0]["metrics"]["accuracy"].is_f64(), "one JSON object on stdout: {out}");
-    let selection: serde_json::Value = serde_json::from_str(&fs::read_to_string(proj.join("attempt.selection.json")).unwrap()).unwrap();
+    let selection: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(proj.join("attempt.selection.json")).unwrap()).unwrap();
     let keep = selection["keep"].as_array().unwrap();
     assert!(keep.len() <= 1, "{selection}");
     let record: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
@@ -288,13 +353,17 @@ fn train_source_records_its_data_without_a_local_path_and_whether_it_learned() {
     args.push("--quiet");
     env.ok(&args);
     let text = fs::read_to_string(out.join("Prompt.toml")).unwrap();
-    assert!(!text.contains("private-data") && !text.contains(work.path().to_str().unwrap()), "a local path leaked:\n{text}");
+    assert!(
+        !text.contains("private-data") && !text.contains(work.path().to_str().unwrap()),
+        "a local path leaked:\n{text}"
+    );
     let manifest: attempt_pkg::package::Manifest = toml::from_str(&text).unwrap();
     assert_eq!(manifest.provenance["dataset"], "sst2");
     assert_eq!(manifest.provenance["dataset-files"], "SST-2/train.tsv, SST-2/dev.tsv");
     let digest = &manifest.provenance["dataset-sha256"];
     assert!(digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()), "{digest}");
-    let check = attempt_pkg::data::baseline::OwnTaskCheck::from_manifest(&manifest.metrics).expect("own-task check recorded");
+    let check =
+        attempt_pkg::data::baseline::OwnTaskCheck::from_manifest(&manifest.metrics).expect("own-task check recorded");
     assert_eq!((check.metric.as_str(), check.examples), ("accuracy", 16));
     assert_eq!(check.baseline, 0.5, "the majority class of a balanced training set scores half");
 }
@@ -324,7 +393,10 @@ fn a_broken_config_toml_stops_train_naming_the_file_and_changes_nothing() {
         }
         args.extend(["train", "--quiet"]);
         let err = env.fails(&args);
-        assert!(err.contains(&config.display().to_string()) && err.contains("not a valid attempt-pkg config"), "{args:?}: {err}");
+        assert!(
+            err.contains(&config.display().to_string()) && err.contains("not a valid attempt-pkg config"),
+            "{args:?}: {err}"
+        );
     }
     assert_eq!((files_below(&proj), files_below(env.home.path())), before, "a refused train changed files");
     assert!(!proj.join("runs").exists() && !proj.join("attempt.lock").exists());

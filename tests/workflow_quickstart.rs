@@ -14,12 +14,28 @@ fn quickstart_publishes_locks_and_compares_attempt_with_pt() {
     let dir = work.path().join("qs");
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert/model");
     let args = [
-        "quickstart", "--dir", dir.to_str().unwrap(), "--model", model.to_str().unwrap(), "--source-steps", "4",
-        "--target-steps", "4", "--target-train", "16", "--dev", "12", "--prompt-length", "4", "--max-length", "12",
+        "quickstart",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--source-steps",
+        "4",
+        "--target-steps",
+        "4",
+        "--target-train",
+        "16",
+        "--dev",
+        "12",
+        "--prompt-length",
+        "4",
+        "--max-length",
+        "12",
     ];
     let report = env.json(&args);
     assert_eq!(report["sources"].as_array().unwrap().len(), 3, "{report}");
-    let methods: Vec<&str> = report["results"].as_array().unwrap().iter().map(|r| r["method"].as_str().unwrap()).collect();
+    let methods: Vec<&str> =
+        report["results"].as_array().unwrap().iter().map(|r| r["method"].as_str().unwrap()).collect();
     assert_eq!(methods, ["attempt", "pt"]);
     let attention = report["results"][0]["attention"].as_array().unwrap();
     assert_eq!(attention.len(), 4, "three sources and the target: {report}");
@@ -28,7 +44,13 @@ fn quickstart_publishes_locks_and_compares_attempt_with_pt() {
     for name in ["sentiment-prompt", "topic-prompt", "same-topic-prompt"] {
         assert!(lock.contains(name), "{lock}");
     }
-    let tree = env.ok(&["--project", dir.join("project").to_str().unwrap(), "--registry", dir.join("registry").to_str().unwrap(), "tree"]);
+    let tree = env.ok(&[
+        "--project",
+        dir.join("project").to_str().unwrap(),
+        "--registry",
+        dir.join("registry").to_str().unwrap(),
+        "tree",
+    ]);
     assert!(tree.contains("topic-prompt"), "{tree}");
     // A second run in the same directory starts over instead of failing on published versions.
     let again = env.json(&args);

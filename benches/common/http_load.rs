@@ -58,7 +58,9 @@ pub async fn load(addr: &str, paths: &[String], connections: usize, seconds: f64
     }
     let elapsed = start.elapsed().as_secs_f64();
     all.sort();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default()
+    };
     Ok(LoadResult { requests: all.len(), rps: all.len() as f64 / elapsed, p50: pct(0.50), p99: pct(0.99) })
 }
 

@@ -70,14 +70,9 @@ pub fn parse_index_file(name: &str, text: &str) -> Result<Vec<IndexEntry>, Parse
         if raw.trim().is_empty() {
             continue;
         }
-        let entry: IndexEntry =
-            serde_json::from_str(raw).map_err(|source| ParseError::Json { line, source })?;
+        let entry: IndexEntry = serde_json::from_str(raw).map_err(|source| ParseError::Json { line, source })?;
         if entry.name != name {
-            return Err(ParseError::WrongName {
-                line,
-                expected: name.to_string(),
-                found: entry.name,
-            });
+            return Err(ParseError::WrongName { line, expected: name.to_string(), found: entry.name });
         }
         if entries.iter().any(|e| e.vers == entry.vers) {
             return Err(ParseError::Duplicate { line, vers: entry.vers });
@@ -135,14 +130,8 @@ mod tests {
         let text = write_index_file(&[entry("1.0.0")]);
         assert!(matches!(parse_index_file("other", &text), Err(ParseError::WrongName { .. })));
         let twice = format!("{text}{text}");
-        assert!(matches!(
-            parse_index_file("mnli-prompt", &twice),
-            Err(ParseError::Duplicate { line: 2, .. })
-        ));
-        assert!(matches!(
-            parse_index_file("mnli-prompt", "{not json"),
-            Err(ParseError::Json { line: 1, .. })
-        ));
+        assert!(matches!(parse_index_file("mnli-prompt", &twice), Err(ParseError::Duplicate { line: 2, .. })));
+        assert!(matches!(parse_index_file("mnli-prompt", "{not json"), Err(ParseError::Json { line: 1, .. })));
     }
 
     /// The index line as format 1 defined it, standing in for an old reader.

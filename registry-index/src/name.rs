@@ -26,10 +26,7 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     if !first.is_ascii_lowercase() {
         return Err(NameError::BadStart(name.to_string()));
     }
-    if let Some(ch) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
-    {
+    if let Some(ch) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_')) {
         return Err(NameError::BadChar { name: name.to_string(), ch });
     }
     Ok(())

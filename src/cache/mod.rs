@@ -44,7 +44,9 @@ pub enum BlobState {
     Missing,
     Valid,
     /// It did not match and has been deleted.
-    Corrupt { actual: Checksum },
+    Corrupt {
+        actual: Checksum,
+    },
 }
 
 impl Cache {

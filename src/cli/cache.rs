@@ -50,10 +50,15 @@ fn run_gc(args: GcArgs, ctx: &Context) -> Result<()> {
     }
     let mut keep = HashSet::new();
     for path in &locks {
-        let lock = Lockfile::load(path)?.with_context(|| format!("{} does not exist (expected a {LOCK_FILE})", path.display()))?;
+        let lock = Lockfile::load(path)?
+            .with_context(|| format!("{} does not exist (expected a {LOCK_FILE})", path.display()))?;
         keep.extend(lock.packages.into_iter().map(|p| p.checksum));
     }
-    let opts = GcOptions { keep, older_than: Duration::from_secs(args.older_than.saturating_mul(86_400)), dry_run: args.dry_run };
+    let opts = GcOptions {
+        keep,
+        older_than: Duration::from_secs(args.older_than.saturating_mul(86_400)),
+        dry_run: args.dry_run,
+    };
     let report = gc(&Cache::from_home(&ctx.home), &opts)?;
     let verb = if args.dry_run { "Would remove" } else { "Removed" };
     for c in &report.removed_blobs {

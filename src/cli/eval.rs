@@ -28,7 +28,13 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let project = open_project(ctx, args.model.as_deref())?;
-    let (model, record) = load_run(&args.run, project.backbone.encoder(), &project.backbone.tokenizer, &project.sources.sources, &project.device)?;
+    let (model, record) = load_run(
+        &args.run,
+        project.backbone.encoder(),
+        &project.backbone.tokenizer,
+        &project.sources.sources,
+        &project.device,
+    )?;
     let section = recorded_section(&record)?;
     let tasks = load_tasks(&TaskSelection {
         names: &record.tasks,
@@ -40,8 +46,19 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let mut results = Vec::new();
     for (i, t) in tasks.iter().enumerate() {
         let n = args.max_eval_examples.or(record.config.max_eval_examples).unwrap_or(t.dev.len()).min(t.dev.len());
-        let backbone = Backbone { encoder: project.backbone.encoder(), tokenizer: &project.backbone.tokenizer, device: &project.device };
-        results.push(evaluate(&model, backbone, i, &t.dev[..n], record.config.eval_batch_size, record.config.max_length)?);
+        let backbone = Backbone {
+            encoder: project.backbone.encoder(),
+            tokenizer: &project.backbone.tokenizer,
+            device: &project.device,
+        };
+        results.push(evaluate(
+            &model,
+            backbone,
+            i,
+            &t.dev[..n],
+            record.config.eval_batch_size,
+            record.config.max_length,
+        )?);
     }
     if ctx.global.json {
         println!("{}", serde_json::to_string_pretty(&results.iter().map(eval_json).collect::<Vec<_>>())?);

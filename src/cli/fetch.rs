@@ -24,6 +24,10 @@ pub fn run(_args: Args, ctx: &Context) -> Result<()> {
     for b in blobs.iter().filter(|b| b.downloaded) {
         eprintln!("  Downloaded {}@{}", b.package.name, b.package.version);
     }
-    eprintln!("Fetched {} package(s): {downloaded} downloaded, {} already cached", blobs.len(), blobs.len() - downloaded);
+    eprintln!(
+        "Fetched {} package(s): {downloaded} downloaded, {} already cached",
+        blobs.len(),
+        blobs.len() - downloaded
+    );
     Ok(())
 }

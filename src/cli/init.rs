@@ -33,12 +33,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         None => default_name(&dir),
     };
     validate_name(&name).context("invalid project name (pass one with --name)")?;
-    let fingerprint = args
-        .model_fingerprint
-        .as_deref()
-        .map(Checksum::parse)
-        .transpose()
-        .context("invalid --model-fingerprint")?;
+    let fingerprint =
+        args.model_fingerprint.as_deref().map(Checksum::parse).transpose().context("invalid --model-fingerprint")?;
     let text = initial_text(&name, fingerprint.as_ref(), args.model_path.as_deref());
     // Never write something we could not read back.
     Manifest::parse(&manifest_path, &text)?;

@@ -11,6 +11,7 @@ use crate::home::Home;
 
 mod add;
 mod cache;
+mod eval;
 mod export;
 mod fetch;
 mod import;
@@ -18,24 +19,23 @@ mod info;
 mod init;
 mod list;
 mod lock;
+mod login;
 mod model;
+mod package;
+mod predict;
 mod publish;
+mod quickstart;
 mod remove;
 mod search;
 mod serve;
-mod login;
+mod suggest;
 mod token;
+mod train;
+mod train_source;
 mod tree;
 mod update;
 mod verify;
 mod yank;
-mod train;
-mod train_source;
-mod eval;
-mod predict;
-mod package;
-mod suggest;
-mod quickstart;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -15,18 +15,26 @@ use crate::model::{fingerprint, load_model, weights, Encoder};
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Download a known model into $ATTEMPT_HOME/models/.
-    #[command(after_help = "Examples:\n  attempt-pkg model fetch minilm\n  attempt-pkg model fetch minilm --python /usr/bin/python3")]
+    #[command(
+        after_help = "Examples:\n  attempt-pkg model fetch minilm\n  attempt-pkg model fetch minilm --python /usr/bin/python3"
+    )]
     Fetch(FetchArgs),
     /// Copy a Hugging Face model directory into $ATTEMPT_HOME/models/.
-    #[command(after_help = "Examples:\n  attempt-pkg model import ./bert-base-uncased\n  attempt-pkg model import ./ckpt --name my-bert")]
+    #[command(
+        after_help = "Examples:\n  attempt-pkg model import ./bert-base-uncased\n  attempt-pkg model import ./ckpt --name my-bert"
+    )]
     Import(ImportArgs),
     /// List imported models with their fingerprints.
     List,
     /// Show a model's architecture, sizes and fingerprint.
-    #[command(after_help = "Examples:\n  attempt-pkg model info all-MiniLM-L6-v2\n  attempt-pkg model info ./my-model --json")]
+    #[command(
+        after_help = "Examples:\n  attempt-pkg model info all-MiniLM-L6-v2\n  attempt-pkg model info ./my-model --json"
+    )]
     Info(InfoArgs),
     /// Run the encoder and write its hidden states to a safetensors file.
-    #[command(after_help = "Examples:\n  attempt-pkg model encode --model all-MiniLM-L6-v2 --text \"hello\" --text \"world\" --pooled --output emb.safetensors\n  attempt-pkg model encode --model ./tiny-bert --ids 2,10,3 --ids 2,3 --output out.safetensors")]
+    #[command(
+        after_help = "Examples:\n  attempt-pkg model encode --model all-MiniLM-L6-v2 --text \"hello\" --text \"world\" --pooled --output emb.safetensors\n  attempt-pkg model encode --model ./tiny-bert --ids 2,10,3 --ids 2,3 --output out.safetensors"
+    )]
     Encode(EncodeArgs),
 }
 
@@ -124,12 +132,14 @@ fn list(ctx: &Context) -> Result<()> {
     let models = store::list(&ctx.home)?;
     let mut rows = Vec::new();
     for (name, dir) in models {
-        let arch = crate::model::architecture(&dir).map(|a| a.to_string()).unwrap_or_else(|e| format!("invalid: {e:#}"));
+        let arch =
+            crate::model::architecture(&dir).map(|a| a.to_string()).unwrap_or_else(|e| format!("invalid: {e:#}"));
         let fp = fingerprint::fingerprint(&ctx.home, &dir).unwrap_or_else(|e| format!("error: {e:#}"));
         rows.push((name, arch, fp));
     }
     if ctx.global.json {
-        let v: Vec<_> = rows.iter().map(|(n, a, f)| serde_json::json!({"name": n, "architecture": a, "fingerprint": f})).collect();
+        let v: Vec<_> =
+            rows.iter().map(|(n, a, f)| serde_json::json!({"name": n, "architecture": a, "fingerprint": f})).collect();
         println!("{}", serde_json::Value::Array(v));
     } else if rows.is_empty() {
         println!("no models imported (try `attempt-pkg model fetch minilm` or `attempt-pkg model import DIR`)");
@@ -238,7 +248,10 @@ fn encode(args: EncodeArgs, ctx: &Context) -> Result<()> {
         Batch::from_ids(seqs, loaded.config.pad_token_id())
     };
     if args.pooled && loaded.pooling.is_none() {
-        bail!("{} is not a sentence-transformers model (no modules.json with a Pooling module); drop --pooled", dir.display());
+        bail!(
+            "{} is not a sentence-transformers model (no modules.json with a Pooling module); drop --pooled",
+            dir.display()
+        );
     }
     let (n, l) = (batch.len(), batch.seq_len());
     let ids = Tensor::new(batch.ids.concat(), &dev)?.reshape((n, l))?;

@@ -70,14 +70,23 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     };
     let best = history.iter().find(|e| Some(e.epoch) == record.best_epoch).or(history.last());
     let Some(metric_value) = best.and_then(|e| e.tasks.get(&args.task)).and_then(|m| m.get(&metric)).copied() else {
-        bail!("run {} has no dev {metric} for `{}` in {METRICS}; was it trained to the end of an epoch?", args.from_run.display(), args.task);
+        bail!(
+            "run {} has no dev {metric} for `{}` in {METRICS}; was it trained to the end of an epoch?",
+            args.from_run.display(),
+            args.task
+        );
     };
     let info = PackageInfo {
         name: args.package.name.clone(),
         version: args.package.version.clone(),
         task: args.task.clone(),
         description: args.package.description.clone().unwrap_or_else(|| {
-            format!("{} target prompt ({} over {} source prompt(s))", args.task, record.config.method, record.source_names.len())
+            format!(
+                "{} target prompt ({} over {} source prompt(s))",
+                args.task,
+                record.config.method,
+                record.source_names.len()
+            )
         }),
         license: args.package.license.clone(),
         base_model_name: record.provenance.model_name.clone(),
@@ -97,7 +106,10 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     };
     export_from_run(&args.from_run, &args.task, &args.package.out, &info, &training, args.package.force)?;
     if ctx.global.json {
-        println!("{}", serde_json::json!({"out": args.package.out, "name": args.package.name, "version": args.package.version}));
+        println!(
+            "{}",
+            serde_json::json!({"out": args.package.out, "name": args.package.name, "version": args.package.version})
+        );
     } else {
         args.package.print_written();
     }
@@ -117,7 +129,8 @@ fn source_attention(dir: &RunDir, task: &str) -> Option<(String, String)> {
             let (name, weight) = line.rsplit_once(',')?;
             let weight: f64 = weight.trim().parse().ok()?;
             let name = name.trim().trim_matches('"');
-            (!name.is_empty() && !name.contains([',', '=']) && weight.is_finite()).then(|| format!("{name}={weight:.4}"))
+            (!name.is_empty() && !name.contains([',', '=']) && weight.is_finite())
+                .then(|| format!("{name}={weight:.4}"))
         })
         .collect();
     (!pairs.is_empty()).then(|| ("source-attention".to_string(), pairs.join(", ")))
@@ -128,7 +141,11 @@ mod tests {
     #[test]
     fn source_attention_from_the_run_csv() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("attention-rte.csv"), "prompt,weight\nmnli-prompt,0.612500\nsst2-prompt,0.387500\n").unwrap();
+        std::fs::write(
+            dir.path().join("attention-rte.csv"),
+            "prompt,weight\nmnli-prompt,0.612500\nsst2-prompt,0.387500\n",
+        )
+        .unwrap();
         let run = super::RunDir { path: dir.path().to_path_buf() };
         assert_eq!(
             super::source_attention(&run, "rte"),

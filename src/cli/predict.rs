@@ -31,8 +31,18 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let project = open_project(ctx, args.model.as_deref())?;
-    let (model, record) = load_run(&args.run, project.backbone.encoder(), &project.backbone.tokenizer, &project.sources.sources, &project.device)?;
-    let backbone = Backbone { encoder: project.backbone.encoder(), tokenizer: &project.backbone.tokenizer, device: &project.device };
+    let (model, record) = load_run(
+        &args.run,
+        project.backbone.encoder(),
+        &project.backbone.tokenizer,
+        &project.sources.sources,
+        &project.device,
+    )?;
+    let backbone = Backbone {
+        encoder: project.backbone.encoder(),
+        tokenizer: &project.backbone.tokenizer,
+        device: &project.device,
+    };
     let p = predict(&model, backbone, &args.task, &args.text, args.text_b.as_deref(), record.config.max_length)?;
     if ctx.global.json {
         println!("{}", serde_json::to_string_pretty(&p)?);

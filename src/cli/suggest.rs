@@ -9,13 +9,16 @@ use candle_core::Device;
 use super::lock::report_lock;
 use super::train::TrainFlags;
 use super::Context;
-use crate::project::ops::{self, AddSpec};
 use crate::cache::Cache;
+use crate::project::ops::{self, AddSpec};
 use crate::registry::RegistrySource;
 use crate::select::{SelectConfig, Selection};
 use crate::train::{suggest_sources, SourcePrompt, TrainRequest};
 use crate::workflow::project::prepare;
-use crate::workflow::suggest::{list_candidates, DirFeatureCache, load_candidates, prefilter, save_selection, select_for_task, target_mean, SELECTION_FILE};
+use crate::workflow::suggest::{
+    list_candidates, load_candidates, prefilter, save_selection, select_for_task, target_mean, DirFeatureCache,
+    SELECTION_FILE,
+};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Every registry package trained for the project's base model (its newest non-yanked \
@@ -107,7 +110,10 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     }
     print_selection(&selection, attention.as_ref());
     if !filtered.is_empty() {
-        println!("  {} more packages were not scored: their task signatures are the least similar to this task's data", filtered.len());
+        println!(
+            "  {} more packages were not scored: their task signatures are the least similar to this task's data",
+            filtered.len()
+        );
     }
     if !args.apply {
         if !add.is_empty() {
@@ -134,11 +140,13 @@ pub(super) fn propose(args: &Args, ctx: &Context) -> Result<Proposal> {
         bail!("--top 0 would propose nothing; leave it out to propose every source that is predicted to help");
     }
     // The edit lock is taken before anything is read, so an --apply cannot race another edit.
-    let (ws, _lock) = if args.apply { ctx.workspace_for_edit().map(|(w, l)| (w, Some(l)))? } else { (ctx.workspace()?, None) };
+    let (ws, _lock) =
+        if args.apply { ctx.workspace_for_edit().map(|(w, l)| (w, Some(l)))? } else { (ctx.workspace()?, None) };
     let current: Vec<String> = ws.manifest.sources.keys().cloned().collect();
     // One handle for the candidates and for the resolver.
     let registry = std::sync::Arc::new(ctx.registry(None)?);
-    let registries: Vec<Box<dyn RegistrySource>> = if ctx.global.offline() { Vec::new() } else { vec![Box::new(registry.clone())] };
+    let registries: Vec<Box<dyn RegistrySource>> =
+        if ctx.global.offline() { Vec::new() } else { vec![Box::new(registry.clone())] };
     let project = prepare(&ctx.home, ws, &registries, ctx.flags(), args.model.as_deref(), &Device::Cpu)?;
     let listing = list_candidates(&registry, &project.backbone.checksum, project.backbone.hidden_size())?;
     for note in &listing.notes {
@@ -167,7 +175,10 @@ pub(super) fn propose(args: &Args, ctx: &Context) -> Result<Proposal> {
     let cache = DirFeatureCache::for_model(&ctx.home, &project.backbone.checksum, &note);
     let signed = listing.listed.iter().filter(|l| l.signature.is_some()).count();
     let (listed, filtered) = if args.prefilter > 0 && signed > args.prefilter {
-        progress(&format!("pre-filtering {signed} signed packages by task signature to the {} closest", args.prefilter));
+        progress(&format!(
+            "pre-filtering {signed} signed packages by task signature to the {} closest",
+            args.prefilter
+        ));
         prefilter(listing.listed, &target_mean(&project, &section, &config, Some(&cache))?, args.prefilter)
     } else {
         (listing.listed, Vec::new())
@@ -188,7 +199,8 @@ pub(super) fn propose(args: &Args, ctx: &Context) -> Result<Proposal> {
     let specs: Vec<AddSpec> = add
         .iter()
         .map(|name| {
-            let version = selection.ranking.iter().find(|r| &r.name == name).map(|r| r.version.clone()).unwrap_or_default();
+            let version =
+                selection.ranking.iter().find(|r| &r.name == name).map(|r| r.version.clone()).unwrap_or_default();
             AddSpec::parse(&format!("{name}@{version}"))
         })
         .collect::<Result<_>>()?;
@@ -210,7 +222,10 @@ fn print_selection(s: &Selection, attention: Option<&BTreeMap<String, f32>>) {
         "Ranking for task {} ({} examples, LogME per example; score = LogME minus random prompts of the same norm):",
         s.task, s.sample_size
     );
-    println!("  {:<28} {:>8} {:>8} {:>8} {:>9} {:>7}  {}", "package", "score", "± se", "LogME", "vs none", "norm", "proposal");
+    println!(
+        "  {:<28} {:>8} {:>8} {:>8} {:>9} {:>7}  {}",
+        "package", "score", "± se", "LogME", "vs none", "norm", "proposal"
+    );
     for r in &s.ranking {
         let probe = attention.and_then(|a| a.get(&r.name)).map(|w| format!("  attention {w:.3}")).unwrap_or_default();
         let sig = r.signature_cosine.map(|c| format!("  data cosine {c:.3}")).unwrap_or_default();
@@ -232,7 +247,13 @@ fn print_selection(s: &Selection, attention: Option<&BTreeMap<String, f32>>) {
     let controls: Vec<String> = s
         .controls
         .iter()
-        .map(|c| format!("norm {:.1}: {}", c.row_norm, c.logme.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(" / ")))
+        .map(|c| {
+            format!(
+                "norm {:.1}: {}",
+                c.row_norm,
+                c.logme.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(" / ")
+            )
+        })
         .collect();
     println!("  no prompt: {:.4}; random prompts: {}", s.no_prompt_logme, controls.join(", "));
     println!("{}", s.verdict);
@@ -248,7 +269,11 @@ fn attention_probe(
 ) -> Result<BTreeMap<String, f32>> {
     let m = candidates.first().map(|c| c.prompt.dims()[0]).unwrap_or(0);
     if let Some(c) = candidates.iter().find(|c| c.prompt.dims()[0] != m) {
-        bail!("the attention probe mixes prompts of one length; {} has {} rows, others {m}", c.name, c.prompt.dims()[0]);
+        bail!(
+            "the attention probe mixes prompts of one length; {} has {} rows, others {m}",
+            c.name,
+            c.prompt.dims()[0]
+        );
     }
     let mut config = section.config();
     config.prompt_length = m;

@@ -74,7 +74,8 @@ pub struct RevokeArgs {
 }
 
 pub fn run(command: Command, ctx: &Context) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async {
         match command {
             Command::Create(args) => {
@@ -90,7 +91,10 @@ pub fn run(command: Command, ctx: &Context) -> Result<()> {
                 if ctx.global.json {
                     println!("{}", serde_json::json!({ "name": new.name, "owner": new.owner, "token": secret }));
                 } else {
-                    eprintln!("Created token `{}` for `{}` (shown once; store it with `attempt-pkg login`):", new.name, new.owner);
+                    eprintln!(
+                        "Created token `{}` for `{}` (shown once; store it with `attempt-pkg login`):",
+                        new.name, new.owner
+                    );
                     println!("{secret}");
                 }
                 Ok(())
@@ -106,14 +110,23 @@ pub fn run(command: Command, ctx: &Context) -> Result<()> {
                     let scopes: Vec<&str> = t.scopes.iter().map(|s| s.as_str()).collect();
                     let packages = t.packages.map_or_else(|| "*".to_string(), |p| p.join(","));
                     let state = if t.revoked_at.is_some() { "revoked" } else { "live" };
-                    println!("{}\towner={}\tscopes={}\tpackages={packages}\t{state}", t.name, t.owner, scopes.join(","));
+                    println!(
+                        "{}\towner={}\tscopes={}\tpackages={packages}\t{state}",
+                        t.name,
+                        t.owner,
+                        scopes.join(",")
+                    );
                 }
                 Ok(())
             }
             Command::Revoke(args) => {
                 let registry = args.root.open(true).await?;
                 if !tokens::revoke(registry.pool(), &args.name).await? {
-                    bail!("no live token named `{}` in {}; see `attempt-pkg token list`", args.name, args.root.root.display());
+                    bail!(
+                        "no live token named `{}` in {}; see `attempt-pkg token list`",
+                        args.name,
+                        args.root.root.display()
+                    );
                 }
                 println!("Revoked token `{}`", args.name);
                 Ok(())

@@ -153,7 +153,8 @@ pub fn run(mut args: Args, ctx: &Context) -> Result<()> {
         if k == 0 {
             anyhow::bail!("--select 0 would keep no source; use --method pt for plain prompt tuning");
         }
-        let proposal = super::suggest::propose(&super::suggest::Args::for_train(&args.flags, k, args.model.clone()), ctx)?;
+        let proposal =
+            super::suggest::propose(&super::suggest::Args::for_train(&args.flags, k, args.model.clone()), ctx)?;
         eprintln!("{}", proposal.selection.verdict);
         candidate_length = proposal.selection.ranking.first().map(|r| r.prompt_length);
     }
@@ -186,7 +187,12 @@ pub fn run(mut args: Args, ctx: &Context) -> Result<()> {
     report(ctx, &project, &outcome, &run_dir)
 }
 
-pub(super) fn report(ctx: &Context, project: &PreparedProject, outcome: &TrainOutcome, run_dir: &std::path::Path) -> Result<()> {
+pub(super) fn report(
+    ctx: &Context,
+    project: &PreparedProject,
+    outcome: &TrainOutcome,
+    run_dir: &std::path::Path,
+) -> Result<()> {
     if ctx.global.json {
         let tasks: Vec<_> = outcome.best_eval.iter().map(eval_json).collect();
         println!(
@@ -200,9 +206,18 @@ pub(super) fn report(ctx: &Context, project: &PreparedProject, outcome: &TrainOu
         return Ok(());
     }
     if outcome.interrupted {
-        println!("Interrupted after {} steps; continue with `attempt-pkg train --resume --run-dir {}`", outcome.steps, run_dir.display());
+        println!(
+            "Interrupted after {} steps; continue with `attempt-pkg train --resume --run-dir {}`",
+            outcome.steps,
+            run_dir.display()
+        );
     }
-    println!("Run {} ({} steps, {:.1} ms/step)", run_dir.display(), outcome.steps, 1000.0 * outcome.mean_step_seconds());
+    println!(
+        "Run {} ({} steps, {:.1} ms/step)",
+        run_dir.display(),
+        outcome.steps,
+        1000.0 * outcome.mean_step_seconds()
+    );
     println!("{}", project.parameter_summary(outcome.trainable_parameters));
     for e in &outcome.best_eval {
         print_eval(e);

@@ -58,7 +58,10 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     })?;
     if ctx.global.json {
         let evals: Vec<_> = outcome.best_eval.iter().map(super::train::eval_json).collect();
-        println!("{}", serde_json::json!({"out": args.package.out, "steps": outcome.steps, "tasks": evals, "fingerprint": backbone.fingerprint}));
+        println!(
+            "{}",
+            serde_json::json!({"out": args.package.out, "steps": outcome.steps, "tasks": evals, "fingerprint": backbone.fingerprint})
+        );
         return Ok(());
     }
     for e in &outcome.best_eval {

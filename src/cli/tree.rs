@@ -125,7 +125,11 @@ fn branch<'a>(
         return;
     };
     let again = !shown.insert(name);
-    out.push_str(&format!("{prefix}{connector}{name} v{}{}\n", p.version, if again && !p.dependencies.is_empty() { " (*)" } else { "" }));
+    out.push_str(&format!(
+        "{prefix}{connector}{name} v{}{}\n",
+        p.version,
+        if again && !p.dependencies.is_empty() { " (*)" } else { "" }
+    ));
     if again {
         return;
     }

@@ -13,7 +13,10 @@ pub struct Args {}
 
 pub fn run(_args: Args, ctx: &Context) -> Result<()> {
     let ws = ctx.workspace()?;
-    let lock = ws.lock.as_ref().ok_or_else(|| anyhow!("no {LOCK_FILE} in {}; run `attempt-pkg lock` first", ws.dir.display()))?;
+    let lock = ws
+        .lock
+        .as_ref()
+        .ok_or_else(|| anyhow!("no {LOCK_FILE} in {}; run `attempt-pkg lock` first", ws.dir.display()))?;
     let registries = match ctx.registries() {
         Ok(r) => r,
         Err(e) => {

@@ -5,9 +5,11 @@ use super::Context;
 use crate::registry::YankOutcome;
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  attempt-pkg yank mnli-prompt@1.0.1 --reason \"trained on the test split\"\n  attempt-pkg yank mnli-prompt@1.0.1 --undo\n\n\
+#[command(
+    after_help = "Examples:\n  attempt-pkg yank mnli-prompt@1.0.1 --reason \"trained on the test split\"\n  attempt-pkg yank mnli-prompt@1.0.1 --undo\n\n\
 A yanked version stays downloadable, and projects that already lock it keep working, but no new \
-resolution picks it.")]
+resolution picks it."
+)]
 pub struct Args {
     /// The version to yank, as NAME@VERSION.
     #[arg(value_name = "NAME@VERSION")]
@@ -28,8 +30,10 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         .spec
         .split_once('@')
         .with_context(|| format!("`{}` is not NAME@VERSION (e.g. mnli-prompt@1.0.1)", args.spec))?;
-    let version = Version::parse(version).with_context(|| format!("`{version}` is not a semver version (e.g. 1.0.1)"))?;
-    let outcome = ctx.registry(args.token.as_deref())?.set_yanked(name, &version, !args.undo, args.reason.as_deref())?;
+    let version =
+        Version::parse(version).with_context(|| format!("`{version}` is not a semver version (e.g. 1.0.1)"))?;
+    let outcome =
+        ctx.registry(args.token.as_deref())?.set_yanked(name, &version, !args.undo, args.reason.as_deref())?;
     let verb = if args.undo { "Unyanked" } else { "Yanked" };
     match outcome {
         YankOutcome::Changed => println!("{verb} {name}@{version}"),

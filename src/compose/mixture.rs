@@ -139,9 +139,8 @@ impl PromptMixture {
                 Ok(ComposedPrompt { prompt, weights: Some(weights) })
             }
             Method::Attempt => {
-                let g = attention.ok_or_else(|| {
-                    candle_core::Error::Msg("method `attempt` needs the attention module".into())
-                })?;
+                let g = attention
+                    .ok_or_else(|| candle_core::Error::Msg("method `attempt` needs the attention module".into()))?;
                 let all = self.all_prompts(target, m, d)?; // [k, m, d]
                 let k = all.dims()[0];
                 let pooled = all.max(1)?; // [k, d]
@@ -186,4 +185,3 @@ pub fn prepend_prompt(prompt: &Tensor, input_embeds: &Tensor, mask: &Tensor) -> 
 pub fn uniform_weights(k: usize) -> Vec<f32> {
     vec![1.0 / k as f32; k]
 }
-

@@ -91,7 +91,13 @@ impl OwnTaskCheck {
 /// Compare `preds` (of the examples `dev`, in order) on `task`'s primary
 /// metric with the majority class of `train`. `None` when there is nothing
 /// to compare (no dev examples, or predictions of the wrong kind).
-pub fn own_task_check(task: &TaskDef, train: &[Example], dev: &[Example], preds: &Predictions, seed: u64) -> Option<OwnTaskCheck> {
+pub fn own_task_check(
+    task: &TaskDef,
+    train: &[Example],
+    dev: &[Example],
+    preds: &Predictions,
+    seed: u64,
+) -> Option<OwnTaskCheck> {
     let metric = task.primary_metric();
     let n = dev.len();
     let gold: Vec<Label> = dev.iter().map(|e| e.label).collect();
@@ -106,7 +112,8 @@ pub fn own_task_check(task: &TaskDef, train: &[Example], dev: &[Example], preds:
                 }
             }
             // Ties go to the lowest index, so the baseline is deterministic.
-            let majority = counts.iter().enumerate().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0))).map_or(0, |(i, _)| i);
+            let majority =
+                counts.iter().enumerate().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0))).map_or(0, |(i, _)| i);
             Some(Predictions::Classes(vec![majority; n]))
         }
         (TaskKind::Regression, Predictions::Scores(p)) if p.len() == n && n > 0 => None,
@@ -135,7 +142,13 @@ pub fn own_task_check(task: &TaskDef, train: &[Example], dev: &[Example], preds:
         .collect();
     let mean = gains.iter().sum::<f64>() / gains.len() as f64;
     let var = gains.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / (gains.len() - 1) as f64;
-    Some(OwnTaskCheck { metric: metric.as_str().to_string(), value, baseline: base, gain_stderr: var.sqrt(), examples: n })
+    Some(OwnTaskCheck {
+        metric: metric.as_str().to_string(),
+        value,
+        baseline: base,
+        gain_stderr: var.sqrt(),
+        examples: n,
+    })
 }
 
 fn pick(p: &Predictions, rows: &[usize]) -> Predictions {
@@ -213,7 +226,8 @@ mod tests {
 
     #[test]
     fn the_check_round_trips_through_manifest_metrics() {
-        let c = OwnTaskCheck { metric: "accuracy".into(), value: 0.8, baseline: 0.509, gain_stderr: 0.017, examples: 872 };
+        let c =
+            OwnTaskCheck { metric: "accuracy".into(), value: 0.8, baseline: 0.509, gain_stderr: 0.017, examples: 872 };
         let mut metrics: BTreeMap<String, f64> = c.manifest_entries().into_iter().collect();
         assert_eq!(OwnTaskCheck::from_manifest(&metrics), None, "the metric itself is missing");
         metrics.insert("accuracy".into(), 0.8);

@@ -85,9 +85,7 @@ fn to_example(row: &Row, fields: &FieldMap, kind: &TaskKind) -> Result<Example> 
     };
     let raw = field(&fields.label)?.trim();
     let label = match kind {
-        TaskKind::Regression => {
-            Label::Score(raw.parse::<f32>().map_err(|_| anyhow!("label `{raw}` is not a number"))?)
-        }
+        TaskKind::Regression => Label::Score(raw.parse::<f32>().map_err(|_| anyhow!("label `{raw}` is not a number"))?),
         TaskKind::Classification { labels } => match labels.iter().position(|l| l == raw) {
             Some(i) => Label::Class(i),
             None => bail!("label `{raw}` is not one of {labels:?}"),

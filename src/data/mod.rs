@@ -87,7 +87,12 @@ impl Default for SyntheticSizes {
 
 /// Train/dev examples of a resolved task: files are read relative to
 /// `data_dir`; synthetic tasks are generated (dev disjoint from train).
-pub fn load_examples(def: &TaskDef, origin: TaskOrigin, data_dir: &Path, sizes: SyntheticSizes) -> anyhow::Result<TaskSplits> {
+pub fn load_examples(
+    def: &TaskDef,
+    origin: TaskOrigin,
+    data_dir: &Path,
+    sizes: SyntheticSizes,
+) -> anyhow::Result<TaskSplits> {
     match origin {
         TaskOrigin::Synthetic => {
             let mut all = synthetic::generate(&def.name, sizes.train + sizes.dev, sizes.seed)?;

@@ -26,8 +26,30 @@ const TOPICS: &[(&str, &[&str])] = &[
     ("weather", &["rain", "snow", "storm", "sunshine", "wind", "cloud"]),
 ];
 const FILLER: &[&str] = &[
-    "the", "a", "this", "that", "we", "they", "it", "was", "is", "very", "really", "today", "yesterday",
-    "here", "there", "some", "our", "my", "quite", "again", "still", "and", "then", "so",
+    "the",
+    "a",
+    "this",
+    "that",
+    "we",
+    "they",
+    "it",
+    "was",
+    "is",
+    "very",
+    "really",
+    "today",
+    "yesterday",
+    "here",
+    "there",
+    "some",
+    "our",
+    "my",
+    "quite",
+    "again",
+    "still",
+    "and",
+    "then",
+    "so",
 ];
 
 /// Names of the synthetic tasks.
@@ -136,10 +158,7 @@ pub fn generate(name: &str, n: usize, seed: u64) -> Result<Vec<Example>> {
                 };
                 Example { text_a: sentence(&mut rng, &[keyword]), text_b: None, label: Label::Class(class) }
             }
-            other => bail!(
-                "unknown synthetic task `{other}`; available: {}",
-                synthetic_task_names().join(", ")
-            ),
+            other => bail!("unknown synthetic task `{other}`; available: {}", synthetic_task_names().join(", ")),
         };
         out.push(ex);
     }

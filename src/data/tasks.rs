@@ -294,7 +294,9 @@ impl TaskSpec {
     /// to the project directory).
     pub fn to_task_def(&self, name: &str) -> anyhow::Result<TaskDef> {
         let kind = match &self.labels {
-            Some(l) if l.is_empty() => anyhow::bail!("task `{name}`: `labels` is empty; list the label names or remove it for regression"),
+            Some(l) if l.is_empty() => {
+                anyhow::bail!("task `{name}`: `labels` is empty; list the label names or remove it for regression")
+            }
             Some(l) => TaskKind::Classification { labels: l.clone() },
             None => TaskKind::Regression,
         };
@@ -302,7 +304,9 @@ impl TaskSpec {
             let Some(file) = file else { return Ok(None) };
             let format = match self.format.or_else(|| FileFormat::from_path(std::path::Path::new(file))) {
                 Some(f) => f,
-                None => anyhow::bail!("task `{name}`: cannot tell the format of `{file}`; set `format` to tsv, csv, jsonl or json"),
+                None => anyhow::bail!(
+                    "task `{name}`: cannot tell the format of `{file}`; set `format` to tsv, csv, jsonl or json"
+                ),
             };
             Ok(Some(SplitFile { file: file.clone(), format, rows: RowRange::All }))
         };

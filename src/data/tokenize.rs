@@ -96,8 +96,7 @@ impl WordTokenizer {
         Self { vocab }
     }
     fn ids<'a>(&'a self, text: &'a str) -> impl Iterator<Item = u32> + 'a {
-        text.split_whitespace()
-            .map(move |w| self.vocab.get(&w.to_lowercase()).copied().unwrap_or(Self::UNK))
+        text.split_whitespace().map(move |w| self.vocab.get(&w.to_lowercase()).copied().unwrap_or(Self::UNK))
     }
 }
 
@@ -130,16 +129,9 @@ pub struct Batch {
 }
 
 /// Tokenise and right-pad `examples` to the longest one.
-pub fn collate(
-    examples: &[&Example],
-    tokenizer: &dyn TextEncoder,
-    max_len: usize,
-    device: &Device,
-) -> Result<Batch> {
-    let seqs: Vec<Vec<u32>> = examples
-        .iter()
-        .map(|e| tokenizer.encode(&e.text_a, e.text_b.as_deref(), max_len))
-        .collect::<Result<_>>()?;
+pub fn collate(examples: &[&Example], tokenizer: &dyn TextEncoder, max_len: usize, device: &Device) -> Result<Batch> {
+    let seqs: Vec<Vec<u32>> =
+        examples.iter().map(|e| tokenizer.encode(&e.text_a, e.text_b.as_deref(), max_len)).collect::<Result<_>>()?;
     collate_ids(&seqs, tokenizer.pad_id(), device)
 }
 

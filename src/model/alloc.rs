@@ -11,8 +11,7 @@
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        let set_by_user =
-            |k: &str| std::env::var_os(k).is_some();
+        let set_by_user = |k: &str| std::env::var_os(k).is_some();
         // SAFETY: mallopt only changes allocator parameters; it is called
         // before other threads allocate.
         unsafe {

@@ -23,7 +23,10 @@ struct Linear {
 
 impl Linear {
     fn load(ws: &Weights, prefix: &str, out: usize, inp: usize) -> Result<Self> {
-        Ok(Linear { w: ws.get(&format!("{prefix}.weight"), &[out, inp])?, b: ws.get(&format!("{prefix}.bias"), &[out])? })
+        Ok(Linear {
+            w: ws.get(&format!("{prefix}.weight"), &[out, inp])?,
+            b: ws.get(&format!("{prefix}.bias"), &[out])?,
+        })
     }
 }
 

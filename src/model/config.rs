@@ -135,8 +135,9 @@ impl BertConfig {
 /// from `model_type`.
 pub fn read_config(dir: &Path) -> Result<ModelConfig> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}: a model directory needs a Hugging Face config.json", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("cannot read {}: a model directory needs a Hugging Face config.json", path.display())
+    })?;
     let value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
     let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("");

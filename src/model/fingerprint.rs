@@ -74,7 +74,8 @@ fn files_key(dir: &Path) -> Result<String> {
     for f in weight_files(dir)? {
         let canon: PathBuf = f.canonicalize().with_context(|| format!("cannot resolve {}", f.display()))?;
         let meta = std::fs::metadata(&canon).with_context(|| format!("cannot stat {}", canon.display()))?;
-        let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
+        let mtime =
+            meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
         entries.push(serde_json::json!([canon.to_string_lossy(), meta.len(), mtime.to_string()]));
     }
     Ok(serde_json::Value::Array(entries).to_string())

@@ -106,15 +106,17 @@ impl Pooling {
         if !modules_path.is_file() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&modules_path).with_context(|| format!("cannot read {}", modules_path.display()))?;
-        let modules: Vec<serde_json::Value> =
-            serde_json::from_str(&text).with_context(|| format!("{} is not a JSON list of modules", modules_path.display()))?;
+        let text = std::fs::read_to_string(&modules_path)
+            .with_context(|| format!("cannot read {}", modules_path.display()))?;
+        let modules: Vec<serde_json::Value> = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a JSON list of modules", modules_path.display()))?;
         let kind = |m: &serde_json::Value| m.get("type").and_then(|t| t.as_str()).unwrap_or("").to_string();
         let Some(pool) = modules.iter().find(|m| kind(m).ends_with(".Pooling")) else { return Ok(None) };
         let pool_dir = pool.get("path").and_then(|p| p.as_str()).unwrap_or("1_Pooling");
         let cfg_path = dir.join(pool_dir).join("config.json");
         let text = std::fs::read_to_string(&cfg_path).with_context(|| format!("cannot read {}", cfg_path.display()))?;
-        let cfg: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", cfg_path.display()))?;
+        let cfg: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", cfg_path.display()))?;
         let flag = |k: &str| cfg.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
         let others = ["pooling_mode_cls_token", "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens"];
         if !flag("pooling_mode_mean_tokens") || others.iter().any(|k| flag(k)) {

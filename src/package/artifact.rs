@@ -39,7 +39,11 @@ impl PromptTensor {
     /// A prompt from `length * hidden` f32 values in row-major order.
     pub fn from_f32(length: usize, hidden: usize, values: &[f32]) -> Result<PromptTensor> {
         if length.checked_mul(hidden) != Some(values.len()) {
-            bail!("prompt of shape [{length}, {hidden}] needs {} values, got {}", length.saturating_mul(hidden), values.len());
+            bail!(
+                "prompt of shape [{length}, {hidden}] needs {} values, got {}",
+                length.saturating_mul(hidden),
+                values.len()
+            );
         }
         let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let tensor = PromptTensor { dtype: Dtype::F32, length, hidden, data };
@@ -51,7 +55,11 @@ impl PromptTensor {
     pub fn from_bytes(dtype: Dtype, length: usize, hidden: usize, data: Vec<u8>) -> Result<PromptTensor> {
         let expected = length.checked_mul(hidden).and_then(|n| n.checked_mul(dtype.size()));
         if expected != Some(data.len()) {
-            bail!("prompt of shape [{length}, {hidden}] {} needs {expected:?} bytes, got {}", dtype.as_str(), data.len());
+            bail!(
+                "prompt of shape [{length}, {hidden}] {} needs {expected:?} bytes, got {}",
+                dtype.as_str(),
+                data.len()
+            );
         }
         let tensor = PromptTensor { dtype, length, hidden, data };
         tensor.check_values()?;
@@ -212,7 +220,8 @@ impl LoadedPackage {
                 "artifact format `{format}` is not supported by this attempt-pkg (it reads {MANIFEST_FORMAT} to {SIGNATURE_FORMAT}); upgrade attempt-pkg"
             ),
         }
-        let manifest_json = raw.metadata.get(META_MANIFEST).with_context(|| format!("metadata has no `{META_MANIFEST}` key"))?;
+        let manifest_json =
+            raw.metadata.get(META_MANIFEST).with_context(|| format!("metadata has no `{META_MANIFEST}` key"))?;
         let manifest = Manifest::from_json(manifest_json).context("the embedded manifest is invalid")?;
         let prompt = prompt_from_raw(bytes, &raw, &manifest)?;
         check_prompt_against_manifest(&manifest, prompt.as_ref())?;
@@ -267,8 +276,9 @@ fn prompt_from_raw(bytes: &[u8], raw: &RawFile, manifest: &Manifest) -> Result<O
         [t] if t.name == PROMPT_TENSOR => t,
         _ => bail!("expected exactly one tensor named `{PROMPT_TENSOR}`, found {names:?}"),
     };
-    let dtype = Dtype::parse(&tensor.dtype)
-        .with_context(|| format!("tensor `{PROMPT_TENSOR}` has dtype {}; only F32, F16 and BF16 are accepted", tensor.dtype))?;
+    let dtype = Dtype::parse(&tensor.dtype).with_context(|| {
+        format!("tensor `{PROMPT_TENSOR}` has dtype {}; only F32, F16 and BF16 are accepted", tensor.dtype)
+    })?;
     let hidden = manifest.base_model.hidden_size as usize;
     let (length, width) = match tensor.shape.as_slice() {
         [l, h] => (*l, *h),
@@ -288,13 +298,15 @@ fn prompt_from_raw(bytes: &[u8], raw: &RawFile, manifest: &Manifest) -> Result<O
 
 fn check_prompt_against_manifest(manifest: &Manifest, prompt: Option<&PromptTensor>) -> Result<()> {
     match (&manifest.prompt, prompt) {
-        (Some(_), None) => bail!("the manifest has a [prompt] section but the artifact holds no `{PROMPT_TENSOR}` tensor"),
-        (None, Some(_)) => bail!("the manifest is a prompt set (no [prompt] section) but a `{PROMPT_TENSOR}` tensor is present"),
-        (Some(_), Some(p)) if p.hidden != manifest.base_model.hidden_size as usize => bail!(
-            "the prompt is {} wide but [base-model] hidden-size is {}",
-            p.hidden,
-            manifest.base_model.hidden_size
-        ),
+        (Some(_), None) => {
+            bail!("the manifest has a [prompt] section but the artifact holds no `{PROMPT_TENSOR}` tensor")
+        }
+        (None, Some(_)) => {
+            bail!("the manifest is a prompt set (no [prompt] section) but a `{PROMPT_TENSOR}` tensor is present")
+        }
+        (Some(_), Some(p)) if p.hidden != manifest.base_model.hidden_size as usize => {
+            bail!("the prompt is {} wide but [base-model] hidden-size is {}", p.hidden, manifest.base_model.hidden_size)
+        }
         _ => Ok(()),
     }
 }
@@ -348,7 +360,9 @@ mod tests {
             write(&meta, &tensor)
         };
         let good = manifest(true).to_json();
-        assert!(LoadedPackage::from_bytes(&with_meta(&[(META_FORMAT, "1".into()), (META_MANIFEST, good.clone())])).is_ok());
+        assert!(
+            LoadedPackage::from_bytes(&with_meta(&[(META_FORMAT, "1".into()), (META_MANIFEST, good.clone())])).is_ok()
+        );
         let err = |bytes: Vec<u8>| format!("{:#}", LoadedPackage::from_bytes(&bytes).unwrap_err());
         assert!(err(with_meta(&[(META_MANIFEST, good.clone())])).contains("not an attempt-pkg artifact"));
         assert!(err(with_meta(&[(META_FORMAT, "3".into()), (META_MANIFEST, good.clone())])).contains("upgrade"));

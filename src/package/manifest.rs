@@ -116,9 +116,8 @@ impl Manifest {
     /// Reads and validates `<dir>/Prompt.toml`.
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST_FILE);
-        let text = fs::read_to_string(&path).with_context(|| {
-            format!("reading {} (an authoring directory needs a {MANIFEST_FILE})", path.display())
-        })?;
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("reading {} (an authoring directory needs a {MANIFEST_FILE})", path.display()))?;
         Manifest::from_toml(&text).with_context(|| format!("invalid manifest {}", path.display()))
     }
 
@@ -240,10 +239,11 @@ fn check_text(field: &str, value: &str, required: bool) -> Result<()> {
 /// The tensor file must stay inside the authoring directory.
 fn check_relative_file(file: &str) -> Result<()> {
     let path = Path::new(file);
-    let inside = !file.is_empty()
-        && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    let inside = !file.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
     if !inside {
-        bail!("[prompt] file `{file}` must be a relative path inside the authoring directory (no `..`, no absolute path)");
+        bail!(
+            "[prompt] file `{file}` must be a relative path inside the authoring directory (no `..`, no absolute path)"
+        );
     }
     Ok(())
 }

@@ -12,10 +12,10 @@ mod manifest;
 mod safetensors_file;
 
 pub use artifact::{
-    Artifact, LoadedPackage, PromptTensor, MAX_PROMPT_LENGTH, META_FORMAT,
-    META_MANIFEST, PROMPT_TENSOR,
+    Artifact, LoadedPackage, PromptTensor, MAX_PROMPT_LENGTH, META_FORMAT, META_MANIFEST, PROMPT_TENSOR,
 };
 pub use manifest::{
-    BaseModel, Manifest, PackageId, PackageMeta, PromptSection, MANIFEST_FILE, MANIFEST_FORMAT, MAX_HIDDEN_SIZE, SIGNATURE_FORMAT,
+    BaseModel, Manifest, PackageId, PackageMeta, PromptSection, MANIFEST_FILE, MANIFEST_FORMAT, MAX_HIDDEN_SIZE,
+    SIGNATURE_FORMAT,
 };
 pub use safetensors_file::Dtype;

@@ -109,7 +109,9 @@ pub fn parse(bytes: &[u8]) -> Result<RawFile> {
             bail!("tensor `{key}`: data offsets [{start}, {end}] are reversed");
         }
         if end > data_len {
-            bail!("tensor `{key}`: data offsets [{start}, {end}] are out of bounds (the data area is {data_len} bytes)");
+            bail!(
+                "tensor `{key}`: data offsets [{start}, {end}] are out of bounds (the data area is {data_len} bytes)"
+            );
         }
         if let Some(size) = dtype_size {
             let expected = shape
@@ -157,10 +159,8 @@ fn known_foreign_size(dtype: &str) -> Option<usize> {
 
 fn parse_tensor_entry(key: &str, value: &serde_json::Value) -> Result<(String, Vec<usize>, usize, usize)> {
     let obj = value.as_object().with_context(|| format!("tensor `{key}`: entry is not a JSON object"))?;
-    let dtype = obj
-        .get("dtype")
-        .and_then(|v| v.as_str())
-        .with_context(|| format!("tensor `{key}`: missing string `dtype`"))?;
+    let dtype =
+        obj.get("dtype").and_then(|v| v.as_str()).with_context(|| format!("tensor `{key}`: missing string `dtype`"))?;
     let shape = obj
         .get("shape")
         .and_then(|v| v.as_array())
@@ -214,7 +214,10 @@ pub fn write(metadata: &BTreeMap<String, String>, tensors: &[TensorToWrite<'_>])
     let mut offset = 0usize;
     for t in &ordered {
         let end = offset + t.data.len();
-        header.insert(t.name, HeaderItem::Tensor { dtype: t.dtype.as_str(), shape: t.shape, data_offsets: [offset, end] });
+        header.insert(
+            t.name,
+            HeaderItem::Tensor { dtype: t.dtype.as_str(), shape: t.shape, data_offsets: [offset, end] },
+        );
         offset = end;
     }
     // Maps of strings and integers always serialise.
@@ -254,7 +257,10 @@ mod tests {
     #[test]
     fn rejects_structural_damage() {
         let data = [0u8; 8];
-        let bytes = write(&BTreeMap::new(), &[TensorToWrite { name: "prompt", dtype: Dtype::F32, shape: &[1, 2], data: &data }]);
+        let bytes = write(
+            &BTreeMap::new(),
+            &[TensorToWrite { name: "prompt", dtype: Dtype::F32, shape: &[1, 2], data: &data }],
+        );
         assert!(parse(&bytes[..bytes.len() - 1]).is_err(), "truncated data");
         assert!(parse(&bytes[..4]).is_err(), "truncated length");
         let mut long = bytes.clone();

@@ -126,7 +126,9 @@ impl Lockfile {
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
         Lockfile::parse(&text)
-            .with_context(|| format!("cannot read {} (delete it and run `attempt-pkg lock` to recreate it)", path.display()))
+            .with_context(|| {
+                format!("cannot read {} (delete it and run `attempt-pkg lock` to recreate it)", path.display())
+            })
             .map(Some)
     }
 

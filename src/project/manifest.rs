@@ -190,7 +190,9 @@ pub fn parse_req(text: &str) -> Result<VersionReq> {
         bail!("empty version requirement");
     }
     VersionReq::parse(t).map_err(|e| {
-        anyhow!("`{t}` is not a semver requirement ({e}); write e.g. `1.2` (meaning ^1.2), `=1.2.3`, `~1.2` or `>=1.0, <2`")
+        anyhow!(
+            "`{t}` is not a semver requirement ({e}); write e.g. `1.2` (meaning ^1.2), `=1.2.3`, `~1.2` or `>=1.0, <2`"
+        )
     })
 }
 
@@ -199,7 +201,9 @@ pub fn initial_text(name: &str, fingerprint: Option<&Checksum>, path: Option<&Pa
     let mut s = format!("[project]\nname = \"{name}\"\n\n[model]\n");
     match fingerprint {
         Some(f) => s.push_str(&format!("fingerprint = \"{}\"\n", f.prefixed())),
-        None => s.push_str("# The frozen base model the prompts are trained for:\n# fingerprint = \"sha256:<64 hex>\"\n"),
+        None => {
+            s.push_str("# The frozen base model the prompts are trained for:\n# fingerprint = \"sha256:<64 hex>\"\n")
+        }
     }
     if let Some(p) = path {
         s.push_str(&format!("path = {}\n", toml_edit::Value::from(p.display().to_string())));

@@ -305,7 +305,12 @@ pub fn edit_sources(
 }
 
 /// `remove`: drops `[sources]` entries and re-locks.
-pub fn remove(ws: &Workspace, names: &[String], registries: &[Box<dyn RegistrySource>], flags: Flags) -> Result<LockOutcome> {
+pub fn remove(
+    ws: &Workspace,
+    names: &[String],
+    registries: &[Box<dyn RegistrySource>],
+    flags: Flags,
+) -> Result<LockOutcome> {
     let mut manifest = ws.manifest.clone();
     for name in names {
         if !manifest.remove_source(name) {
@@ -323,7 +328,12 @@ pub fn remove(ws: &Workspace, names: &[String], registries: &[Box<dyn RegistrySo
 }
 
 /// `update [NAME...]`: re-resolve with those (or all) versions unlocked.
-pub fn update(ws: &Workspace, names: &[String], registries: &[Box<dyn RegistrySource>], flags: Flags) -> Result<LockOutcome> {
+pub fn update(
+    ws: &Workspace,
+    names: &[String],
+    registries: &[Box<dyn RegistrySource>],
+    flags: Flags,
+) -> Result<LockOutcome> {
     let unlock = if names.is_empty() {
         Unlock::All
     } else {

@@ -47,7 +47,10 @@ impl Filters {
                 next += 1;
             }
         }
-        format!("AND EXISTS (SELECT 1 FROM versions fv WHERE fv.package_id = {id_column} AND {})", conditions.join(" AND "))
+        format!(
+            "AND EXISTS (SELECT 1 FROM versions fv WHERE fv.package_id = {id_column} AND {})",
+            conditions.join(" AND ")
+        )
     }
 
     /// Binds the values [`Filters::sql`] has placeholders for, in its order.
@@ -214,12 +217,13 @@ impl LocalRegistry {
     pub async fn newest(&self, limit: usize) -> Result<Vec<ListedPackage>> {
         // Read a few versions per wanted package through the publish-time
         // index and keep each package's first: no scan of every version.
-        let rows: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT package_id, published_at FROM versions ORDER BY published_at DESC, id DESC LIMIT $1")
-                .bind(as_i64(limit as u64 * 8))
-                .fetch_all(self.pool())
-                .await
-                .context("listing the newest packages")?;
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT package_id, published_at FROM versions ORDER BY published_at DESC, id DESC LIMIT $1",
+        )
+        .bind(as_i64(limit as u64 * 8))
+        .fetch_all(self.pool())
+        .await
+        .context("listing the newest packages")?;
         let mut seen = Vec::new();
         for (package_id, at) in rows {
             if seen.len() == limit {
@@ -257,8 +261,16 @@ impl LocalRegistry {
 
     /// Packages `offset..offset + limit` by name that match `filters`, and
     /// whether more follow (the home page's browsing without a query).
-    pub async fn list_filtered(&self, filters: &Filters, offset: u64, limit: u64) -> Result<(Vec<ListedPackage>, bool)> {
-        let sql = format!("SELECT p.id FROM packages p WHERE 1 = 1 {} ORDER BY p.name LIMIT $1 OFFSET $2", filters.sql("p.id", 3));
+    pub async fn list_filtered(
+        &self,
+        filters: &Filters,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<ListedPackage>, bool)> {
+        let sql = format!(
+            "SELECT p.id FROM packages p WHERE 1 = 1 {} ORDER BY p.name LIMIT $1 OFFSET $2",
+            filters.sql("p.id", 3)
+        );
         let rows = filters
             .bind(sqlx::query(&sql).bind(as_i64(limit.saturating_add(1))).bind(as_i64(offset)))
             .fetch_all(self.pool())
@@ -274,7 +286,8 @@ impl LocalRegistry {
 
     /// Every task a version was published for, by name.
     pub async fn tasks(&self) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT task FROM versions ORDER BY task").fetch_all(self.pool()).await?;
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT DISTINCT task FROM versions ORDER BY task").fetch_all(self.pool()).await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
@@ -290,7 +303,8 @@ impl LocalRegistry {
         rows.iter()
             .map(|row| {
                 Ok(ModelChoice {
-                    fingerprint: Checksum::parse(row.get("base_model")).context("registry database has an invalid fingerprint")?,
+                    fingerprint: Checksum::parse(row.get("base_model"))
+                        .context("registry database has an invalid fingerprint")?,
                     name: row.get("model_name"),
                     packages: count(row.get("packages")),
                 })
@@ -309,22 +323,29 @@ impl LocalRegistry {
             return Ok(None);
         }
         let mut names: Vec<String> = rows.iter().map(|r| r.get("base_model_name")).collect();
-        let mut hidden_sizes: Vec<u32> = rows.iter().filter_map(|r| u32::try_from(r.get::<i64, _>("hidden_size")).ok()).collect();
+        let mut hidden_sizes: Vec<u32> =
+            rows.iter().filter_map(|r| u32::try_from(r.get::<i64, _>("hidden_size")).ok()).collect();
         names.sort();
         names.dedup();
         hidden_sizes.sort_unstable();
         hidden_sizes.dedup();
-        let (packages,): (i64,) = sqlx::query_as("SELECT COUNT(DISTINCT package_id) FROM versions WHERE base_model = $1")
-            .bind(fingerprint.hex().to_string())
-            .fetch_one(self.pool())
-            .await?;
+        let (packages,): (i64,) =
+            sqlx::query_as("SELECT COUNT(DISTINCT package_id) FROM versions WHERE base_model = $1")
+                .bind(fingerprint.hex().to_string())
+                .fetch_one(self.pool())
+                .await?;
         Ok(Some(ModelFacts { fingerprint: fingerprint.clone(), names, hidden_sizes, packages: count(packages) }))
     }
 
     /// Packages `offset..offset + limit` (by name) with versions for the base
     /// model `fingerprint`, each described by its newest version for that
     /// model; and whether more follow.
-    pub async fn packages_for_model(&self, fingerprint: &Checksum, offset: u64, limit: u64) -> Result<(Vec<ListedPackage>, bool)> {
+    pub async fn packages_for_model(
+        &self,
+        fingerprint: &Checksum,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<ListedPackage>, bool)> {
         let rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT DISTINCT p.id, p.name FROM versions v JOIN packages p ON p.id = v.package_id \
              WHERE v.base_model = $1 ORDER BY p.name LIMIT $2 OFFSET $3",
@@ -396,8 +417,10 @@ impl LocalRegistry {
 
     /// One package for a list; `published_at` when the caller already knows it.
     async fn listed(&self, package_id: i64, published_at: Option<i64>) -> Result<Option<ListedPackage>> {
-        let Some((name,)) =
-            sqlx::query_as::<_, (String,)>("SELECT name FROM packages WHERE id = $1").bind(package_id).fetch_optional(self.pool()).await?
+        let Some((name,)) = sqlx::query_as::<_, (String,)>("SELECT name FROM packages WHERE id = $1")
+            .bind(package_id)
+            .fetch_optional(self.pool())
+            .await?
         else {
             return Ok(None);
         };

@@ -71,7 +71,8 @@ impl LocalDir {
         if let Some(db) = self.db.get() {
             return Ok(db);
         }
-        let opened = if create { BlockingRegistry::open(self.root())? } else { BlockingRegistry::open_existing(self.root())? };
+        let opened =
+            if create { BlockingRegistry::open(self.root())? } else { BlockingRegistry::open_existing(self.root())? };
         Ok(self.db.get_or_init(|| opened))
     }
 }
@@ -91,7 +92,9 @@ impl Registry {
     /// caller shows them.
     pub fn publish(&self, artifact: &Artifact) -> Result<PublishResponse> {
         match self {
-            Registry::Local(dir) => Ok(PublishResponse { published: dir.db(true)?.publish(artifact)?, warnings: Vec::new() }),
+            Registry::Local(dir) => {
+                Ok(PublishResponse { published: dir.db(true)?.publish(artifact)?, warnings: Vec::new() })
+            }
             Registry::Remote(http) => http.publish(artifact.bytes()),
         }
     }

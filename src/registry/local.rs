@@ -39,8 +39,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
-use super::browse::Filters;
 use super::api::{PackageInfo, PackageSummary, Published, VersionInfo, YankEvent, YankOutcome};
+use super::browse::Filters;
 use super::{DirSource, RegistrySource};
 use crate::fsutil::sha256;
 use crate::package::Artifact;
@@ -50,7 +50,8 @@ const GENERATION_FILE: &str = ".generation";
 const CONFIG_FILE: &str = "config.json";
 /// What [`version_from_row`] reads (the stored manifest JSON is left out: it
 /// is large and only needed to audit a version).
-pub(super) const VERSION_COLUMNS: &str = "versions.version, versions.cksum, versions.size, versions.yanked, versions.task, \
+pub(super) const VERSION_COLUMNS: &str =
+    "versions.version, versions.cksum, versions.size, versions.yanked, versions.task, \
      versions.description, versions.license, versions.base_model_name, versions.base_model, versions.hidden_size, \
      versions.prompt_length, versions.dtype, versions.deps, versions.published_at, versions.signature";
 
@@ -196,8 +197,10 @@ impl LocalRegistry {
         self.repair_locked().await?;
 
         let canon = canonical_name(&id.name);
-        let existing: Option<(i64, String)> =
-            sqlx::query_as("SELECT id, name FROM packages WHERE canonical_name = $1").bind(&canon).fetch_optional(&self.pool).await?;
+        let existing: Option<(i64, String)> = sqlx::query_as("SELECT id, name FROM packages WHERE canonical_name = $1")
+            .bind(&canon)
+            .fetch_optional(&self.pool)
+            .await?;
         if let Some((_, other)) = &existing {
             if other != &id.name {
                 bail!(
@@ -208,11 +211,12 @@ impl LocalRegistry {
             }
         }
         if let Some((package_id, _)) = &existing {
-            let taken: Option<(String,)> = sqlx::query_as("SELECT cksum FROM versions WHERE package_id = $1 AND version = $2")
-                .bind(package_id)
-                .bind(id.version.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
+            let taken: Option<(String,)> =
+                sqlx::query_as("SELECT cksum FROM versions WHERE package_id = $1 AND version = $2")
+                    .bind(package_id)
+                    .bind(id.version.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
             if let Some((cksum,)) = taken {
                 bail!(
                     "{id} is already published (sha256:{cksum}); published versions are immutable, \
@@ -303,7 +307,13 @@ impl LocalRegistry {
 
     /// Yanks (`yanked = true`) or unyanks a published version, recording the
     /// change and, for a yank, the publisher's `reason` if given.
-    pub async fn set_yanked(&self, name: &str, version: &Version, yanked: bool, reason: Option<&str>) -> Result<YankOutcome> {
+    pub async fn set_yanked(
+        &self,
+        name: &str,
+        version: &Version,
+        yanked: bool,
+        reason: Option<&str>,
+    ) -> Result<YankOutcome> {
         validate_name(name)?;
         let reason = reason.map(str::trim).filter(|r| !r.is_empty());
         if let Some(reason) = reason {
@@ -326,7 +336,11 @@ impl LocalRegistry {
             return Ok(YankOutcome::AlreadyInState);
         }
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE versions SET yanked = $1 WHERE id = $2").bind(i64::from(yanked)).bind(version_id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE versions SET yanked = $1 WHERE id = $2")
+            .bind(i64::from(yanked))
+            .bind(version_id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("INSERT INTO yank_history (version_id, yanked, at, reason) VALUES ($1, $2, $3, $4)")
             .bind(version_id)
             .bind(i64::from(yanked))
@@ -347,8 +361,10 @@ impl LocalRegistry {
     /// All versions and the yank history of `name`; `None` if it does not exist.
     pub async fn info(&self, name: &str) -> Result<Option<PackageInfo>> {
         validate_name(name)?;
-        let Some((package_id,)) =
-            sqlx::query_as::<_, (i64,)>("SELECT id FROM packages WHERE name = $1").bind(name).fetch_optional(&self.pool).await?
+        let Some((package_id,)) = sqlx::query_as::<_, (i64,)>("SELECT id FROM packages WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
         else {
             return Ok(None);
         };
@@ -419,11 +435,8 @@ impl LocalRegistry {
     /// [`LocalRegistry::search`] limited to packages with a version that
     /// matches `filters` (the web pages' task and base-model filters).
     pub async fn search_filtered(&self, query: &str, filters: &Filters, limit: usize) -> Result<Vec<PackageSummary>> {
-        let words: Vec<String> = query
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
-            .collect();
+        let words: Vec<String> =
+            query.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
         if words.is_empty() {
             bail!("the search query `{query}` has no words to search for");
         }
@@ -456,8 +469,10 @@ impl LocalRegistry {
         let mut hits = Vec::with_capacity(rows.len());
         for row in rows {
             let package_id: i64 = row.get("id");
-            let (name,): (String,) =
-                sqlx::query_as("SELECT name FROM packages WHERE id = $1").bind(package_id).fetch_one(&self.pool).await?;
+            let (name,): (String,) = sqlx::query_as("SELECT name FROM packages WHERE id = $1")
+                .bind(package_id)
+                .fetch_one(&self.pool)
+                .await?;
             let versions = self.versions_of(package_id).await?;
             if let Some(summary) = summarize(name, &versions) {
                 hits.push(summary);
@@ -564,7 +579,10 @@ impl LocalRegistry {
     }
 
     pub(super) async fn versions_of(&self, package_id: i64) -> Result<Vec<VersionInfo>> {
-        let rows = sqlx::query(&format!("SELECT {VERSION_COLUMNS} FROM versions WHERE package_id = $1")).bind(package_id).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&format!("SELECT {VERSION_COLUMNS} FROM versions WHERE package_id = $1"))
+            .bind(package_id)
+            .fetch_all(&self.pool)
+            .await?;
         let mut versions = rows.iter().map(version_from_row).collect::<Result<Vec<_>>>()?;
         versions.sort_by(|a, b| a.version.cmp(&b.version));
         Ok(versions)
@@ -605,8 +623,11 @@ impl LocalRegistry {
             .prefix(".tmp-")
             .tempfile_in(self.root.join("tmp"))
             .context("creating a temporary file in the registry's tmp/")?;
-        fs::write(tmp.path(), format!("{generation}\n")).with_context(|| format!("writing {}", tmp.path().display()))?;
-        tmp.persist(&path).map_err(|e| e.error).with_context(|| format!("moving a new file into {}", path.display()))?;
+        fs::write(tmp.path(), format!("{generation}\n"))
+            .with_context(|| format!("writing {}", tmp.path().display()))?;
+        tmp.persist(&path)
+            .map_err(|e| e.error)
+            .with_context(|| format!("moving a new file into {}", path.display()))?;
         Ok(())
     }
 
@@ -636,7 +657,8 @@ impl LocalRegistry {
     }
 
     async fn write_package_index(&self, name: &str) -> Result<()> {
-        let (package_id,): (i64,) = sqlx::query_as("SELECT id FROM packages WHERE name = $1").bind(name).fetch_one(&self.pool).await?;
+        let (package_id,): (i64,) =
+            sqlx::query_as("SELECT id FROM packages WHERE name = $1").bind(name).fetch_one(&self.pool).await?;
         let entries: Vec<IndexEntry> = self.versions_of(package_id).await?.iter().map(|v| entry_of(name, v)).collect();
         self.write_index_entries(name, &entries)
     }

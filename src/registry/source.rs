@@ -69,12 +69,7 @@ impl RegistrySource for DirSource {
     fn download_blob(&self, cksum: &Checksum, dest: &Path) -> Result<()> {
         let src = self.blobs_dir().join(blob_path(cksum));
         if !src.is_file() {
-            bail!(
-                "registry {} has no blob {} (expected at {})",
-                self.root.display(),
-                cksum.prefixed(),
-                src.display()
-            );
+            bail!("registry {} has no blob {} (expected at {})", self.root.display(), cksum.prefixed(), src.display());
         }
         fs::copy(&src, dest).with_context(|| format!("copying {} to {}", src.display(), dest.display()))?;
         Ok(())

@@ -90,7 +90,9 @@ pub fn resolve_target(arg: Option<&str>, home: &Home) -> Result<RegistryTarget> 
             }
         }
         Some(a) if config.registries.contains_key(a) => a.to_string(),
-        Some(a) => return Ok(RegistryTarget::Dir(DirTarget::plain(PathBuf::from(a.strip_prefix("file://").unwrap_or(a))))),
+        Some(a) => {
+            return Ok(RegistryTarget::Dir(DirTarget::plain(PathBuf::from(a.strip_prefix("file://").unwrap_or(a)))))
+        }
         None => match &config.registry.default {
             Some(default) => default.clone(),
             None => return Ok(RegistryTarget::Dir(DirTarget::plain(home.default_registry()))),

@@ -20,8 +20,7 @@ pub fn hints(provider: &Provider<'_>) -> Vec<String> {
             out.push(format!("no version of {name} matches {req} (newest: {})", listed.join(", ")));
             continue;
         }
-        let usable: Vec<&IndexEntry> =
-            matching.iter().copied().filter(|e| provider.usable(name, &index, e)).collect();
+        let usable: Vec<&IndexEntry> = matching.iter().copied().filter(|e| provider.usable(name, &index, e)).collect();
         let Some(newest) = usable.first() else {
             let yanked: Vec<String> = matching.iter().map(|e| e.vers.to_string()).collect();
             out.push(format!(

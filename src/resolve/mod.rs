@@ -114,7 +114,9 @@ pub fn resolve(request: &ResolveRequest, registries: &[Box<dyn RegistrySource>])
             (Pkg::Prompt(name), PkgVersion::Semver(v)) => {
                 let index = provider.package(name).map_err(|e| ResolveError::Registry(e.0))?;
                 let (Some(reg), Some(entry)) = (index.registry, index.entry(v)) else {
-                    return Err(ResolveError::Registry(anyhow::anyhow!("resolver chose {name}@{v}, which no index lists")));
+                    return Err(ResolveError::Registry(anyhow::anyhow!(
+                        "resolver chose {name}@{v}, which no index lists"
+                    )));
                 };
                 let mut dependencies: Vec<String> = entry.deps.iter().map(|d| d.name.clone()).collect();
                 dependencies.sort();
@@ -156,7 +158,8 @@ fn unknown_package(name: &str, provider: &Provider<'_>) -> Result<ResolveError, 
             }
         }
     }
-    let suggestion = if found.is_empty() { String::new() } else { format!("; did you mean `{}`?", found.join("` or `")) };
+    let suggestion =
+        if found.is_empty() { String::new() } else { format!("; did you mean `{}`?", found.join("` or `")) };
     Ok(ResolveError::UnknownPackage { name: name.to_string(), registry, suggestion })
 }
 
@@ -180,7 +183,6 @@ pub fn newest_compatible(
     }
     Ok(None)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -256,8 +258,10 @@ mod tests {
     fn locked_preferences_and_yanked_versions() {
         let mut yanked = entry("x", "1.2.0", 'a', &[]);
         yanked.yanked = true;
-        let regs: Vec<Box<dyn RegistrySource>> =
-            vec![Box::new(Mem { id: "r", entries: vec![entry("x", "1.0.0", 'a', &[]), entry("x", "1.1.0", 'a', &[]), yanked] })];
+        let regs: Vec<Box<dyn RegistrySource>> = vec![Box::new(Mem {
+            id: "r",
+            entries: vec![entry("x", "1.0.0", 'a', &[]), entry("x", "1.1.0", 'a', &[]), yanked],
+        })];
         let mut req = request(&[("x", "^1")]);
         assert_eq!(resolve(&req, &regs).unwrap().packages["x"].version.to_string(), "1.1.0");
         let lock = |v: &str, source: &str| LockedPreference { version: v.parse().unwrap(), source: source.into() };

@@ -159,9 +159,7 @@ impl DependencyProvider for Provider<'_> {
                     Ok(index) => index
                         .entries
                         .iter()
-                        .filter(|e| {
-                            self.usable(name, &index, e) && range.contains(&PkgVersion::Semver(e.vers.clone()))
-                        })
+                        .filter(|e| self.usable(name, &index, e) && range.contains(&PkgVersion::Semver(e.vers.clone())))
                         .count(),
                     Err(_) => 0,
                 };

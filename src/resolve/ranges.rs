@@ -17,10 +17,7 @@ use super::version::{PkgVersion, VersionRange};
 
 /// The set of versions `req` matches, exact on `known` versions.
 pub fn req_to_range(req: &VersionReq, known: &[Version]) -> VersionRange {
-    let mut range = req
-        .comparators
-        .iter()
-        .fold(VersionRange::full(), |acc, c| acc.intersection(&comparator_range(c)));
+    let mut range = req.comparators.iter().fold(VersionRange::full(), |acc, c| acc.intersection(&comparator_range(c)));
     for v in known {
         let inside = range.contains(&PkgVersion::Semver(v.clone()));
         if inside != req.matches(v) {
@@ -94,9 +91,31 @@ mod tests {
 
     fn versions() -> Vec<Version> {
         [
-            "0.0.1", "0.0.2", "0.0.3", "0.1.0", "0.1.5", "0.2.0", "0.2.1-alpha", "0.9.9", "1.0.0-alpha",
-            "1.0.0-beta.2", "1.0.0", "1.0.1", "1.1.0", "1.2.0-rc.1", "1.2.0", "1.2.3", "1.2.4-beta", "1.2.4",
-            "1.3.0-alpha", "1.3.0", "1.9.9", "2.0.0-alpha", "2.0.0", "2.1.0", "3.0.0",
+            "0.0.1",
+            "0.0.2",
+            "0.0.3",
+            "0.1.0",
+            "0.1.5",
+            "0.2.0",
+            "0.2.1-alpha",
+            "0.9.9",
+            "1.0.0-alpha",
+            "1.0.0-beta.2",
+            "1.0.0",
+            "1.0.1",
+            "1.1.0",
+            "1.2.0-rc.1",
+            "1.2.0",
+            "1.2.3",
+            "1.2.4-beta",
+            "1.2.4",
+            "1.3.0-alpha",
+            "1.3.0",
+            "1.9.9",
+            "2.0.0-alpha",
+            "2.0.0",
+            "2.1.0",
+            "3.0.0",
         ]
         .iter()
         .map(|s| s.parse().unwrap())
@@ -108,15 +127,45 @@ mod tests {
     #[test]
     fn agrees_with_semver_matches() {
         let reqs = [
-            "^1.2", "^1.2.3", "^1", "^0.1", "^0.0.2", "^0.0", "^0", "~1.2", "~1.2.3", "~1", "=1.2.3", "=1.2", "=1",
-            "1.2.*", "1.*", "*", ">1.2", ">1.2.3", ">1", ">=1.2", ">=1.2.4-beta", "<1.2", "<1.2.3", "<2", "<=1.2",
-            "<=1.2.3", "<=1", ">=1.0, <1.3", "^1.2.4-beta", "~1.2.4-beta", "^1.0.0-alpha", "=1.0.0-beta.2",
+            "^1.2",
+            "^1.2.3",
+            "^1",
+            "^0.1",
+            "^0.0.2",
+            "^0.0",
+            "^0",
+            "~1.2",
+            "~1.2.3",
+            "~1",
+            "=1.2.3",
+            "=1.2",
+            "=1",
+            "1.2.*",
+            "1.*",
+            "*",
+            ">1.2",
+            ">1.2.3",
+            ">1",
+            ">=1.2",
+            ">=1.2.4-beta",
+            "<1.2",
+            "<1.2.3",
+            "<2",
+            "<=1.2",
+            "<=1.2.3",
+            "<=1",
+            ">=1.0, <1.3",
+            "^1.2.4-beta",
+            "~1.2.4-beta",
+            "^1.0.0-alpha",
+            "=1.0.0-beta.2",
             ">1.0.0-alpha, <1.0.1",
         ];
         let known = versions();
         for r in reqs {
             let req: VersionReq = r.parse().unwrap();
-            let interval = req.comparators.iter().fold(VersionRange::full(), |acc, c| acc.intersection(&comparator_range(c)));
+            let interval =
+                req.comparators.iter().fold(VersionRange::full(), |acc, c| acc.intersection(&comparator_range(c)));
             let corrected = req_to_range(&req, &known);
             for ver in &known {
                 let pv = PkgVersion::Semver(ver.clone());

@@ -56,8 +56,10 @@ impl Formatter<'_, '_> {
             return v.to_string();
         }
         // Prefix intervals: "fingerprint F" or "fingerprint F, size H".
-        if let Some((std::ops::Bound::Included(PkgVersion::Model(lo)), std::ops::Bound::Included(PkgVersion::Model(hi)))) =
-            range.bounding_range()
+        if let Some((
+            std::ops::Bound::Included(PkgVersion::Model(lo)),
+            std::ops::Bound::Included(PkgVersion::Model(hi)),
+        )) = range.bounding_range()
         {
             if range.iter().count() == 1 && lo.fingerprint == hi.fingerprint {
                 let fp = super::version::short_fingerprint(&lo.fingerprint);
@@ -73,7 +75,9 @@ impl Formatter<'_, '_> {
 
     fn dependency(&self, p: &Pkg, sp: &VersionRange, dep: &Pkg, sd: &VersionRange) -> String {
         match (p, dep) {
-            (Pkg::Root, Pkg::BaseModel) => format!("project `{}` uses base model {}", self.project, self.model_range(sd)),
+            (Pkg::Root, Pkg::BaseModel) => {
+                format!("project `{}` uses base model {}", self.project, self.model_range(sd))
+            }
             (Pkg::Root, _) => format!("project `{}` requires {}", self.project, self.pkg_range(dep, sd)),
             (_, Pkg::BaseModel) => format!("{} is for base model {}", self.pkg_range(p, sp), self.model_range(sd)),
             _ => format!("{} depends on {}", self.pkg_range(p, sp), self.pkg_range(dep, sd)),
@@ -94,7 +98,10 @@ impl ReportFormatter<Pkg, VersionRange, String> for Formatter<'_, '_> {
                 } else if range == &VersionRange::full() {
                     format!("{name} has no usable (published, not yanked) version")
                 } else {
-                    format!("no usable version of {name} matches {}", self.range_text(&Pkg::Prompt(name.clone()), range))
+                    format!(
+                        "no usable version of {name} matches {}",
+                        self.range_text(&Pkg::Prompt(name.clone()), range)
+                    )
                 }
             }
             External::NoVersions(p, range) => format!("nothing provides {}", self.pkg_range(p, range)),

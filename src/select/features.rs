@@ -86,7 +86,12 @@ pub struct TokenisedSample {
 }
 
 impl TokenisedSample {
-    pub fn new(examples: &[&Example], tokenizer: &dyn TextEncoder, max_length: usize, batch_size: usize) -> Result<Self> {
+    pub fn new(
+        examples: &[&Example],
+        tokenizer: &dyn TextEncoder,
+        max_length: usize,
+        batch_size: usize,
+    ) -> Result<Self> {
         if examples.is_empty() {
             bail!("no examples to compute features on");
         }
@@ -111,7 +116,12 @@ impl TokenisedSample {
 
     /// Mean-pooled final hidden states of the text tokens (prompt rows left
     /// out), one row per sample example in sample order. `prompt` is `[m, d]`.
-    pub fn pooled_features(&self, encoder: &dyn Encoder, prompt: Option<&Tensor>, device: &Device) -> Result<Vec<Vec<f32>>> {
+    pub fn pooled_features(
+        &self,
+        encoder: &dyn Encoder,
+        prompt: Option<&Tensor>,
+        device: &Device,
+    ) -> Result<Vec<Vec<f32>>> {
         let d = encoder.hidden_size();
         if let Some(p) = prompt {
             let (_, pd) = p.dims2()?;
@@ -127,7 +137,12 @@ impl TokenisedSample {
             let (hidden, skip) = match prompt {
                 Some(p) => {
                     let (m, _) = p.dims2()?;
-                    let p = p.to_dtype(embeds.dtype())?.to_device(device)?.unsqueeze(0)?.broadcast_as((b, m, d))?.contiguous()?;
+                    let p = p
+                        .to_dtype(embeds.dtype())?
+                        .to_device(device)?
+                        .unsqueeze(0)?
+                        .broadcast_as((b, m, d))?
+                        .contiguous()?;
                     let (x, mask) = prepend_prompt(&p, &embeds, &batch.mask)?;
                     (encoder.encode(&x, &mask)?, m)
                 }

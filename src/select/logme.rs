@@ -130,10 +130,13 @@ pub fn logme(features: &DMatrix<f64>, targets: &Targets) -> Result<f64> {
         let u = eig.eigenvectors;
         let s: Vec<f64> = eig.eigenvalues.iter().map(|&e| e.max(0.0)).collect();
         let sigma: Vec<f64> = s.iter().map(|e| e.sqrt()).collect();
-        (s, Box::new(move |y: &DVector<f64>| {
-            let uy = u.tr_mul(y);
-            DVector::from_iterator(uy.len(), uy.iter().zip(&sigma).map(|(a, s)| a * s))
-        }))
+        (
+            s,
+            Box::new(move |y: &DVector<f64>| {
+                let uy = u.tr_mul(y);
+                DVector::from_iterator(uy.len(), uy.iter().zip(&sigma).map(|(a, s)| a * s))
+            }),
+        )
     };
     let zero_directions = d - sigma2.len().min(d);
     let columns = targets.columns();
@@ -181,7 +184,8 @@ fn column_evidence(sigma2: &[f64], z: &DVector<f64>, y2: f64, n: usize, d: usize
         }
     }
     let (m2, residual, _) = terms(alpha, beta);
-    let log_det: f64 = sigma2.iter().map(|&s| (alpha + beta * s).ln()).sum::<f64>() + zero_directions as f64 * alpha.ln();
+    let log_det: f64 =
+        sigma2.iter().map(|&s| (alpha + beta * s).ln()).sum::<f64>() + zero_directions as f64 * alpha.ln();
     let evidence = df / 2.0 * alpha.ln() + nf / 2.0 * beta.ln()
         - nf / 2.0 * (2.0 * std::f64::consts::PI).ln()
         - beta / 2.0 * residual

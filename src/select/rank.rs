@@ -46,11 +46,11 @@ use super::features::{cached_pooled_features, sample_digest, FeatureCache, Token
 use super::logme::{feature_matrix, h_score, logme, Targets};
 use super::signature::{mean_row, sample};
 use crate::data::baseline::OwnTaskCheck;
-use crate::train::model::mean_row_norm;
 use crate::data::tasks::{TaskDef, TaskKind};
 use crate::data::tokenize::TextEncoder;
 use crate::data::{Example, Label};
 use crate::model::Encoder;
+use crate::train::model::mean_row_norm;
 
 /// Version of the scoring recipe, recorded with every selection so a later
 /// change of the recipe is visible in old records.
@@ -96,7 +96,17 @@ pub struct SelectConfig {
 
 impl Default for SelectConfig {
     fn default() -> Self {
-        Self { sample: 500, seed: 1, max_length: 128, batch_size: 32, control_levels: 3, control_draws: 3, resamples: 20, z: 2.0, top: None }
+        Self {
+            sample: 500,
+            seed: 1,
+            max_length: 128,
+            batch_size: 32,
+            control_levels: 3,
+            control_draws: 3,
+            resamples: 20,
+            z: 2.0,
+            top: None,
+        }
     }
 }
 
@@ -195,7 +205,11 @@ pub fn rank(
     for c in candidates {
         let (_, cd) = c.prompt.dims2().with_context(|| format!("{}@{}: a prompt must be [m, d]", c.name, c.version))?;
         if cd != d {
-            bail!("{}@{} has width {cd} but the model's hidden size is {d}; it was trained for another model", c.name, c.version);
+            bail!(
+                "{}@{} has width {cd} but the model's hidden size is {d}; it was trained for another model",
+                c.name,
+                c.version
+            );
         }
     }
     let picked = sample(train, config.sample, config.seed);
@@ -205,7 +219,8 @@ pub fn rank(
     let sample_tokens = TokenisedSample::new(&picked, tokenizer, config.max_length, config.batch_size)?;
     let n = sample_tokens.len();
     let data_key = sample_digest(&picked, config.max_length);
-    let features_of = |prompt: Option<&Tensor>| cached_pooled_features(&sample_tokens, &data_key, encoder, prompt, device, cache);
+    let features_of =
+        |prompt: Option<&Tensor>| cached_pooled_features(&sample_tokens, &data_key, encoder, prompt, device, cache);
     let scored = |rows: &[Vec<f32>]| -> Result<Scored> {
         let features = feature_matrix(rows)?;
         let logme = logme(&features, &targets)?;
@@ -228,7 +243,11 @@ pub fn rank(
     for (i, &r) in levels.iter().enumerate() {
         let mut at_level = Vec::new();
         for k in 0..draws {
-            progress(&format!("control {}/{} (random prompt, row norm {r:.1})", i * draws + k + 1, levels.len() * draws));
+            progress(&format!(
+                "control {}/{} (random prompt, row norm {r:.1})",
+                i * draws + k + 1,
+                levels.len() * draws
+            ));
             let prompt = random_prompt(m, d, r, &mut rng, device)?;
             at_level.push(score_features(Some(&prompt))?);
         }
@@ -250,7 +269,8 @@ pub fn rank(
     // Per level: the mean over draws, its half-sample replicates, and the
     // spread between draws (how much one random prompt differs from another
     // of the same norm, which resampling examples cannot see).
-    let control_values: Vec<f64> = controls.iter().map(|c| mean(&c.iter().map(|s| s.logme).collect::<Vec<_>>())).collect();
+    let control_values: Vec<f64> =
+        controls.iter().map(|c| mean(&c.iter().map(|s| s.logme).collect::<Vec<_>>())).collect();
     let mut control_boot = vec![vec![0.0; resamples.len()]; levels.len()];
     for (l, at_level) in controls.iter().enumerate() {
         for s in at_level {
@@ -260,7 +280,12 @@ pub fn rank(
         }
     }
     let draw_variance = if draws > 1 {
-        mean(&controls.iter().map(|c| std_dev(&c.iter().map(|s| s.logme).collect::<Vec<_>>()).powi(2)).collect::<Vec<_>>())
+        mean(
+            &controls
+                .iter()
+                .map(|c| std_dev(&c.iter().map(|s| s.logme).collect::<Vec<_>>()).powi(2))
+                .collect::<Vec<_>>(),
+        )
     } else {
         0.0
     };
@@ -366,7 +391,9 @@ fn targets_of(task: &TaskDef, examples: &[&Example]) -> Result<Targets> {
                 .iter()
                 .map(|e| match e.label {
                     Label::Class(c) => Ok(c),
-                    Label::Score(_) => bail!("task `{}` is a classification task but an example has a score", task.name),
+                    Label::Score(_) => {
+                        bail!("task `{}` is a classification task but an example has a score", task.name)
+                    }
                 })
                 .collect::<Result<Vec<_>>>()?;
             let t = Targets::Classes { labels: ids, classes: labels.len() };

@@ -14,8 +14,8 @@ use super::tokens::{check_owner_name, Scope};
 use super::{owners, ApiError, ApiResult, SharedState};
 use crate::package::{Artifact, LoadedPackage};
 use crate::registry::api::{
-    InfoResponse, ListResponse, PageMeta, PublishResponse, SearchMeta, SearchResponse, SimilarResponse, YankOutcome, YankResponse,
-    MAX_PER_PAGE,
+    InfoResponse, ListResponse, PageMeta, PublishResponse, SearchMeta, SearchResponse, SimilarResponse, YankOutcome,
+    YankResponse, MAX_PER_PAGE,
 };
 
 pub(crate) async fn not_found(uri: Uri) -> ApiError {
@@ -24,10 +24,16 @@ pub(crate) async fn not_found(uri: Uri) -> ApiError {
 
 /// `PUT /api/v1/prompts/new`, body = the artifact (a `.safetensors` file as
 /// `attempt-pkg publish` builds it).
-pub(crate) async fn publish(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<PublishResponse>> {
+pub(crate) async fn publish(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<PublishResponse>> {
     let token = state.require(&headers, Scope::Publish).await?;
     if body.is_empty() {
-        return Err(ApiError::bad_request("the request body is empty; it must be the artifact (use `attempt-pkg publish`)"));
+        return Err(ApiError::bad_request(
+            "the request body is empty; it must be the artifact (use `attempt-pkg publish`)",
+        ));
     }
     // Parsing and re-encoding validate the whole artifact (CPU work: off the I/O threads).
     let artifact = tokio::task::spawn_blocking(move || -> Result<Artifact, String> {
@@ -50,7 +56,10 @@ pub(crate) async fn publish(State(state): State<SharedState>, headers: HeaderMap
     .map_err(|detail| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, detail))?;
     let id = artifact.manifest().id();
     if !token.allows_package(&id.name) {
-        return Err(ApiError::forbidden(format!("token `{}` may not publish `{}` (it is limited to other packages)", token.name, id.name)));
+        return Err(ApiError::forbidden(format!(
+            "token `{}` may not publish `{}` (it is limited to other packages)",
+            token.name, id.name
+        )));
     }
 
     // Ownership and duplicate checks see a stable registry: the write lock
@@ -144,11 +153,16 @@ async fn set_yanked(
 ) -> ApiResult<Json<YankResponse>> {
     let token = state.require(&headers, Scope::Yank).await?;
     validate_name(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let version = Version::parse(&version).map_err(|e| ApiError::bad_request(format!("`{version}` is not a semver version: {e}")))?;
+    let version = Version::parse(&version)
+        .map_err(|e| ApiError::bad_request(format!("`{version}` is not a semver version: {e}")))?;
     if !token.allows_package(&name) {
-        return Err(ApiError::forbidden(format!("token `{}` may not yank `{name}` (it is limited to other packages)", token.name)));
+        return Err(ApiError::forbidden(format!(
+            "token `{}` may not yank `{name}` (it is limited to other packages)",
+            token.name
+        )));
     }
-    let info = state.registry.info(&name).await?.ok_or_else(|| ApiError::not_found(format!("no package named `{name}`")))?;
+    let info =
+        state.registry.info(&name).await?.ok_or_else(|| ApiError::not_found(format!("no package named `{name}`")))?;
     if !info.versions.iter().any(|v| v.version == version) {
         return Err(ApiError::not_found(format!("{name}@{version} is not published")));
     }
@@ -173,7 +187,11 @@ pub(crate) struct PromptsQuery {
 
 /// `GET /api/v1/prompts`: with `q`, a search (best match first, `per_page`
 /// hits); without, one page of the listing by name (`page` from 1).
-pub(crate) async fn prompts(State(state): State<SharedState>, headers: HeaderMap, Query(query): Query<PromptsQuery>) -> ApiResult<Response> {
+pub(crate) async fn prompts(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Query(query): Query<PromptsQuery>,
+) -> ApiResult<Response> {
     state.check_read(&headers).await?;
     let per_page = query.per_page.unwrap_or(20).clamp(1, MAX_PER_PAGE);
     let Some(q) = query.q else {
@@ -194,17 +212,26 @@ pub(crate) async fn prompts(State(state): State<SharedState>, headers: HeaderMap
     Ok(Json(SearchResponse { meta: SearchMeta { total: hits.len() }, prompts: hits }).into_response())
 }
 
-pub(crate) async fn info(State(state): State<SharedState>, headers: HeaderMap, UrlPath(name): UrlPath<String>) -> ApiResult<Json<InfoResponse>> {
+pub(crate) async fn info(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<Json<InfoResponse>> {
     state.check_read(&headers).await?;
     validate_name(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let package = state.registry.info(&name).await?.ok_or_else(|| ApiError::not_found(format!("no package named `{name}`")))?;
+    let package =
+        state.registry.info(&name).await?.ok_or_else(|| ApiError::not_found(format!("no package named `{name}`")))?;
     let owners = owners::list(state.registry.pool(), &name).await?;
     Ok(Json(InfoResponse { owners, package }))
 }
 
 /// `GET /api/v1/prompts/<name>/similar`: the existing package `name` would
 /// be confused with (case, `-`/`_`), so clients can say "did you mean".
-pub(crate) async fn similar(State(state): State<SharedState>, headers: HeaderMap, UrlPath(name): UrlPath<String>) -> ApiResult<Json<SimilarResponse>> {
+pub(crate) async fn similar(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<Json<SimilarResponse>> {
     state.check_read(&headers).await?;
     validate_name(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(Json(SimilarResponse { similar: state.registry.similar_name(&name).await? }))
@@ -215,7 +242,11 @@ pub(crate) struct OwnerList {
     users: Vec<String>,
 }
 
-pub(crate) async fn owners_list(State(state): State<SharedState>, headers: HeaderMap, UrlPath(name): UrlPath<String>) -> ApiResult<Json<Value>> {
+pub(crate) async fn owners_list(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<Json<Value>> {
     state.check_read(&headers).await?;
     validate_name(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if state.registry.info(&name).await?.is_none() {
@@ -253,7 +284,12 @@ pub(crate) async fn owners_remove(
     Ok(Json(json!({ "ok": true, "users": owners::list(state.registry.pool(), &name).await? })))
 }
 
-async fn check_owner_change(state: &SharedState, headers: &HeaderMap, name: &str, body: &OwnerList) -> ApiResult<Vec<String>> {
+async fn check_owner_change(
+    state: &SharedState,
+    headers: &HeaderMap,
+    name: &str,
+    body: &OwnerList,
+) -> ApiResult<Vec<String>> {
     let token = state.require(headers, Scope::Publish).await?;
     validate_name(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if body.users.is_empty() || body.users.len() > 100 {

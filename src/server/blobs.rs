@@ -81,8 +81,9 @@ pub(crate) async fn blob(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     state.check_read(&headers).await?;
-    let cksum = parse_blob_path(&path)
-        .ok_or_else(|| ApiError::not_found(format!("`/blobs/sha256/{path}` is not a blob path (expected 64 lowercase hex digits)")))?;
+    let cksum = parse_blob_path(&path).ok_or_else(|| {
+        ApiError::not_found(format!("`/blobs/sha256/{path}` is not a blob path (expected 64 lowercase hex digits)"))
+    })?;
     let etag = HeaderValue::from_str(&format!("\"{}\"", cksum.hex())).map_err(|e| ApiError::internal(e.into()))?;
     let file_path = state.registry.root().join("blobs").join(blob_path(&cksum));
     let mut file = match tokio::fs::File::open(&file_path).await {
@@ -90,7 +91,9 @@ pub(crate) async fn blob(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(ApiError::not_found(format!("no blob {}", cksum.prefixed())));
         }
-        Err(e) => return Err(ApiError::internal(anyhow::Error::new(e).context(format!("opening {}", file_path.display())))),
+        Err(e) => {
+            return Err(ApiError::internal(anyhow::Error::new(e).context(format!("opening {}", file_path.display()))))
+        }
     };
     let len = file.metadata().await.map_err(|e| ApiError::internal(e.into()))?.len();
 
@@ -124,11 +127,17 @@ pub(crate) async fn blob(
         RangeRequest::Full => (StatusCode::OK, 0, len),
         RangeRequest::Part(first, last) => {
             let value = format!("bytes {first}-{last}/{len}");
-            common.insert(header::CONTENT_RANGE, HeaderValue::from_str(&value).map_err(|e| ApiError::internal(e.into()))?);
+            common.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&value).map_err(|e| ApiError::internal(e.into()))?,
+            );
             (StatusCode::PARTIAL_CONTENT, first, last - first + 1)
         }
         RangeRequest::Unsatisfiable => {
-            common.insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{len}")).map_err(|e| ApiError::internal(e.into()))?);
+            common.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{len}")).map_err(|e| ApiError::internal(e.into()))?,
+            );
             return Ok((StatusCode::RANGE_NOT_SATISFIABLE, common).into_response());
         }
     };

@@ -62,7 +62,11 @@ fn etag_of(bytes: &[u8]) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{}\"", &digest.hex()[..32])).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
 }
 
-pub(crate) async fn index_file(State(state): State<SharedState>, UrlPath(path): UrlPath<String>, headers: HeaderMap) -> ApiResult<Response> {
+pub(crate) async fn index_file(
+    State(state): State<SharedState>,
+    UrlPath(path): UrlPath<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     state.check_read(&headers).await?;
     let cache_control = if state.config.auth_required {
         HeaderValue::from_static("private, no-cache")
@@ -85,13 +89,14 @@ pub(crate) async fn index_file(State(state): State<SharedState>, UrlPath(path): 
         match state.index_cache.get(&path, &file) {
             Ok(Some(hit)) => hit,
             Ok(None) => return Err(ApiError::not_found(format!("no package named `{name}`"))),
-            Err(e) => return Err(ApiError::internal(anyhow::Error::new(e).context(format!("reading {}", file.display())))),
+            Err(e) => {
+                return Err(ApiError::internal(anyhow::Error::new(e).context(format!("reading {}", file.display()))))
+            }
         }
     };
-    let not_modified = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim().trim_start_matches("W/") == etag.to_str().unwrap_or_default()));
+    let not_modified = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(',').any(|tag| tag.trim().trim_start_matches("W/") == etag.to_str().unwrap_or_default())
+    });
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {

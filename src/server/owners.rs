@@ -25,12 +25,14 @@ pub async fn may_manage(pool: &AnyPool, package: &str, owner: &str) -> Result<bo
 pub async fn add(pool: &AnyPool, package: &str, owners: &[String]) -> Result<()> {
     let mut tx = pool.begin().await?;
     for owner in owners {
-        sqlx::query("INSERT INTO package_owners (package_name, owner, added_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(package)
-            .bind(owner)
-            .bind(unix_now())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO package_owners (package_name, owner, added_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(package)
+        .bind(owner)
+        .bind(unix_now())
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(())

@@ -162,7 +162,11 @@ pub async fn authenticate(pool: &AnyPool, token: &str) -> Result<Option<TokenInf
 
 /// Records that a token was used (best effort: a failure here must not fail the request).
 pub async fn touch(pool: &AnyPool, id: i64) {
-    let _ = sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2").bind(unix_now()).bind(id).execute(pool).await;
+    let _ = sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+        .bind(unix_now())
+        .bind(id)
+        .execute(pool)
+        .await;
 }
 
 /// Owner names are user names: short, printable, no spaces.

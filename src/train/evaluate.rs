@@ -74,12 +74,7 @@ fn run(
         } else {
             let probs = candle_nn::ops::softmax(&out, D::Minus1)?.to_vec2::<f32>()?;
             for p in probs {
-                let index = p
-                    .iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .map(|(i, _)| i)
-                    .unwrap_or(0);
+                let index = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
                 let label = names.get(index).cloned().unwrap_or_else(|| index.to_string());
                 labels.push(PredictedLabel::Class { index, label, probabilities: p });
             }
@@ -170,11 +165,7 @@ pub fn predict(
     let t = model.task_index(task)?;
     let ex = Example { text_a: text_a.to_string(), text_b: text_b.map(str::to_string), label: Label::Class(0) };
     let out = run(model, backbone, t, &[&ex], 1, max_length)?;
-    let label = out
-        .labels
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("the model produced no output"))?;
+    let label = out.labels.into_iter().next().ok_or_else(|| anyhow::anyhow!("the model produced no output"))?;
     let attention = out
         .weights
         .first()

@@ -102,7 +102,11 @@ pub fn manifest_toml(info: &PackageInfo, hidden_size: usize, training: &Training
             description: &info.description,
             license: &info.license,
         },
-        base_model: BaseModelTable { name: &info.base_model_name, fingerprint: &info.base_model_fingerprint, hidden_size },
+        base_model: BaseModelTable {
+            name: &info.base_model_name,
+            fingerprint: &info.base_model_fingerprint,
+            hidden_size,
+        },
         prompt: PromptTable { file: PROMPT_FILE },
         provenance: [
             ("training-method", training.method.clone()),
@@ -203,11 +207,7 @@ pub fn training_info(
 ) -> Result<TrainingInfo> {
     let state = outcome.model.tasks.get(task).ok_or_else(|| anyhow!("no task #{task} in this run"))?;
     let metric = state.task.primary_metric().as_str().to_string();
-    let metric_value = outcome
-        .best_eval
-        .get(task)
-        .and_then(|e| e.metrics.get(&metric).copied())
-        .unwrap_or(f64::NAN);
+    let metric_value = outcome.best_eval.get(task).and_then(|e| e.metrics.get(&metric).copied()).unwrap_or(f64::NAN);
     Ok(TrainingInfo {
         method: config.method.as_str().to_string(),
         steps: outcome.steps,

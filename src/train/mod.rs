@@ -31,9 +31,9 @@ pub mod trainer;
 pub use evaluate::{evaluate, predict, Backbone, EvalResult, PredictedLabel, Prediction};
 pub use rundir::{RunDir, RunProvenance, SourceRecord};
 pub use trainer::{load_run, train, TaskData, TrainOptions, TrainOutcome, TrainRequest};
+pub mod export;
 #[doc(hidden)]
 pub mod testing;
-pub mod export;
 pub use export::{export_from_run, training_info, write_authoring_dir, PackageInfo, TrainingInfo};
 pub mod interrupt;
 pub mod source;

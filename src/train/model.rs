@@ -93,7 +93,9 @@ fn label_head(task: &TaskDef, tokenizer: &dyn TextEncoder) -> Result<Head> {
     };
     let mut candidates: Vec<Vec<u32>> = Vec::with_capacity(labels.len());
     for label in labels {
-        let ids = tokenizer.encode(label, None, 64).with_context(|| format!("tokenizing label `{label}` of task `{}`", task.name))?;
+        let ids = tokenizer
+            .encode(label, None, 64)
+            .with_context(|| format!("tokenizing label `{label}` of task `{}`", task.name))?;
         if ids.is_empty() {
             bail!("label `{label}` of task `{}` tokenizes to nothing", task.name);
         }
@@ -155,7 +157,11 @@ impl PromptModel {
                 );
             }
             if sm != sources[0].tensor.dims()[0] {
-                bail!("source prompts `{}` and `{}` have different lengths; ATTEMPT needs equal lengths", sources[0].name, s.name);
+                bail!(
+                    "source prompts `{}` and `{}` have different lengths; ATTEMPT needs equal lengths",
+                    sources[0].name,
+                    s.name
+                );
             }
             m = sm;
         }
@@ -186,7 +192,10 @@ impl PromptModel {
             let target = match &init {
                 TargetInit::Source { index } => {
                     let s = scaled.get(*index).ok_or_else(|| {
-                        anyhow!("target init from source #{index}, but only {} source prompt(s) are available", sources.len())
+                        anyhow!(
+                            "target init from source #{index}, but only {} source prompt(s) are available",
+                            sources.len()
+                        )
                     })?;
                     s.copy()?
                 }
@@ -281,9 +290,7 @@ impl PromptModel {
     pub fn forward(&self, encoder: &dyn Encoder, task: usize, batch: &Batch) -> Result<Forward> {
         let state = &self.tasks[task];
         let embeds = encoder.embed_tokens(&batch.ids)?;
-        let composed = self
-            .mixture
-            .compose(state.target.as_tensor(), self.attention.as_ref(), &embeds, &batch.mask)?;
+        let composed = self.mixture.compose(state.target.as_tensor(), self.attention.as_ref(), &embeds, &batch.mask)?;
         let (x, mask) = prepend_prompt(&composed.prompt, &embeds, &batch.mask)?;
         let hidden = encoder.encode(&x, &mask)?;
         let mask = mask.to_dtype(hidden.dtype())?;
@@ -294,9 +301,9 @@ impl PromptModel {
                 pooled.matmul(&weight.as_tensor().t()?)?.broadcast_add(bias.as_tensor())?
             }
             Head::Labels { candidates } => {
-                let scorer = encoder
-                    .label_scorer()
-                    .ok_or_else(|| anyhow!("task `{}` scores label strings, but this backbone has no decoder", state.task.name))?;
+                let scorer = encoder.label_scorer().ok_or_else(|| {
+                    anyhow!("task `{}` scores label strings, but this backbone has no decoder", state.task.name)
+                })?;
                 scorer.score_candidates(&hidden, &mask, candidates)?
             }
         };

@@ -149,7 +149,8 @@ impl Optimizers {
             tensors.insert(format!("{STATE_PREFIX}m.{}", slot.name), slot.first_moment.copy()?);
             tensors.insert(format!("{STATE_PREFIX}v.{}", slot.name), slot.second_moment.copy()?);
         }
-        let step = u32::try_from(self.prompts.step_t).map_err(|_| anyhow::anyhow!("step count overflows the checkpoint"))?;
+        let step =
+            u32::try_from(self.prompts.step_t).map_err(|_| anyhow::anyhow!("step count overflows the checkpoint"))?;
         tensors.insert(STEP_KEY.to_string(), Tensor::new(&[step], &candle_core::Device::Cpu)?);
         Ok(())
     }
@@ -167,7 +168,9 @@ impl Optimizers {
                 let device = slot.var.device().clone();
                 let moment = |kind: &str| -> Result<Tensor> {
                     let key = format!("{STATE_PREFIX}{kind}.{}", slot.name);
-                    let t = tensors.get(&key).ok_or_else(|| anyhow::anyhow!("checkpoint has no optimiser tensor `{key}`"))?;
+                    let t = tensors
+                        .get(&key)
+                        .ok_or_else(|| anyhow::anyhow!("checkpoint has no optimiser tensor `{key}`"))?;
                     if t.shape() != &var_shape {
                         bail!("checkpoint tensor `{key}` is {:?} but `{}` is {:?}", t.shape(), slot.name, var_shape);
                     }

@@ -138,14 +138,16 @@ impl RunDir {
     }
     pub fn read_run_record(&self) -> Result<RunRecord> {
         let p = self.file(RUN_RECORD);
-        let text = std::fs::read_to_string(&p)
-            .with_context(|| format!("{} is missing: is {} a finished training run?", p.display(), self.path.display()))?;
+        let text = std::fs::read_to_string(&p).with_context(|| {
+            format!("{} is missing: is {} a finished training run?", p.display(), self.path.display())
+        })?;
         serde_json::from_str(&text).with_context(|| format!("{} is not a valid run record", p.display()))
     }
     pub fn read_resume_state(&self) -> Result<ResumeState> {
         let p = self.file(RESUME_STATE);
         let text = std::fs::read_to_string(&p).with_context(|| format!("cannot resume: {} is missing", p.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("cannot resume: {} is not a valid resume state", p.display()))
+        serde_json::from_str(&text)
+            .with_context(|| format!("cannot resume: {} is not a valid resume state", p.display()))
     }
     /// `attention-<task>.csv` and `.svg`.
     pub fn write_attention(&self, task: &str, names: &[String], weights: &[f32]) -> Result<()> {

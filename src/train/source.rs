@@ -8,8 +8,8 @@ use anyhow::{bail, Result};
 use crate::compose::Method;
 use crate::data::baseline::own_task_check;
 
-use super::export::{training_info, write_authoring_dir, PackageInfo};
 use super::evaluate::as_predictions;
+use super::export::{training_info, write_authoring_dir, PackageInfo};
 use super::trainer::{train, TrainOptions, TrainOutcome, TrainRequest};
 
 /// Train a source prompt (method forced to `pt`, no sources) and write
@@ -53,7 +53,11 @@ pub fn train_source_prompt(
 
 /// "trainable parameters: 12,345 (0.054 % of 22,713,216)".
 pub fn parameter_summary(trainable: usize, backbone: usize) -> String {
-    let pct = if backbone > 0 { format!(" ({:.3} % of {})", 100.0 * trainable as f64 / backbone as f64, thousands(backbone)) } else { String::new() };
+    let pct = if backbone > 0 {
+        format!(" ({:.3} % of {})", 100.0 * trainable as f64 / backbone as f64, thousands(backbone))
+    } else {
+        String::new()
+    };
     format!("trainable parameters: {}{pct}", thousands(trainable))
 }
 

@@ -29,7 +29,11 @@ pub struct Suggestion {
 
 /// Probe `request.sources` for `request.tasks` with `probe_steps` ATTEMPT
 /// steps. `keep_top` caps how many sources are proposed to keep.
-pub fn suggest_sources(mut request: TrainRequest<'_>, probe_steps: usize, keep_top: Option<usize>) -> Result<Suggestion> {
+pub fn suggest_sources(
+    mut request: TrainRequest<'_>,
+    probe_steps: usize,
+    keep_top: Option<usize>,
+) -> Result<Suggestion> {
     if request.sources.is_empty() {
         bail!("no candidate source prompts to rank");
     }

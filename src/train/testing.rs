@@ -24,9 +24,8 @@ pub struct TinyEncoder {
 
 fn rand_matrix(rng: &mut StdRng, rows: usize, cols: usize, scale: f32, device: &Device) -> Result<Tensor> {
     // Sum of uniforms: cheap, roughly normal, deterministic.
-    let data: Vec<f32> = (0..rows * cols)
-        .map(|_| (0..3).map(|_| rng.gen_range(-1f32..1.0)).sum::<f32>() * scale)
-        .collect();
+    let data: Vec<f32> =
+        (0..rows * cols).map(|_| (0..3).map(|_| rng.gen_range(-1f32..1.0)).sum::<f32>() * scale).collect();
     Tensor::from_vec(data, (rows, cols), device)
 }
 

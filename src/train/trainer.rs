@@ -94,11 +94,8 @@ impl TrainOutcome {
 }
 
 fn shuffle_order(tasks: &[TaskData], seed: u64, epoch: usize) -> Vec<(usize, usize)> {
-    let mut order: Vec<(usize, usize)> = tasks
-        .iter()
-        .enumerate()
-        .flat_map(|(t, d)| (0..d.train.len()).map(move |i| (t, i)))
-        .collect();
+    let mut order: Vec<(usize, usize)> =
+        tasks.iter().enumerate().flat_map(|(t, d)| (0..d.train.len()).map(move |i| (t, i))).collect();
     // One stream per epoch, so a resumed run sees the same order.
     let mut rng = StdRng::seed_from_u64(seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(epoch as u64 + 1)));
     order.shuffle(&mut rng);
@@ -201,7 +198,8 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
         let started = Instant::now();
         let order = shuffle_order(&tasks, config.seed, epoch);
         // A run interrupted mid-epoch resumes after the batches it took.
-        let done = if epoch == state.epochs_done { std::mem::take(&mut state.partial_epoch) } else { PartialEpoch::default() };
+        let done =
+            if epoch == state.epochs_done { std::mem::take(&mut state.partial_epoch) } else { PartialEpoch::default() };
         let skip = done.batches;
         let (mut loss_sum, mut loss_n) = (done.loss_sum, done.examples);
         for (batch, chunk) in order.chunks(config.batch_size).enumerate().skip(skip) {
@@ -233,7 +231,11 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
             step += 1;
             let dt = t0.elapsed().as_secs_f64();
             step_seconds.push(dt);
-            bar.set_message(format!("loss {:.4} {:.1} ex/s", loss_sum / loss_n as f64, chunk.len() as f64 / dt.max(1e-9)));
+            bar.set_message(format!(
+                "loss {:.4} {:.1} ex/s",
+                loss_sum / loss_n as f64,
+                chunk.len() as f64 / dt.max(1e-9)
+            ));
             bar.inc(1);
             if options.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
                 interrupted = true;
@@ -431,7 +433,14 @@ fn evaluate_all(
         .enumerate()
         .map(|(i, t)| {
             let n = config.max_eval_examples.unwrap_or(t.dev.len()).min(t.dev.len());
-            evaluate(model, Backbone { encoder, tokenizer, device }, i, &t.dev[..n], config.eval_batch_size, config.max_length)
+            evaluate(
+                model,
+                Backbone { encoder, tokenizer, device },
+                i,
+                &t.dev[..n],
+                config.eval_batch_size,
+                config.max_length,
+            )
         })
         .collect()
 }

@@ -69,7 +69,12 @@ pub fn parameter_count(dir: &Path) -> Result<usize> {
 /// Where a project's model lives: `--model` if given, else `[model] path`
 /// (relative to the project directory), either a directory or the name of
 /// an imported model under `$ATTEMPT_HOME/models`.
-pub fn locate(home: &Home, project_dir: &Path, explicit: Option<&str>, manifest_path: Option<&Path>) -> Result<PathBuf> {
+pub fn locate(
+    home: &Home,
+    project_dir: &Path,
+    explicit: Option<&str>,
+    manifest_path: Option<&Path>,
+) -> Result<PathBuf> {
     let spec = match (explicit, manifest_path) {
         (Some(s), _) => s.to_string(),
         (None, Some(p)) => {

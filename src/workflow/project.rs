@@ -109,7 +109,13 @@ impl PreparedProject {
     }
 
     /// Train the project's tasks into `run_dir`.
-    pub fn train(&self, overrides: &TrainSection, run_dir: &Path, progress: bool, resume: bool) -> Result<TrainOutcome> {
+    pub fn train(
+        &self,
+        overrides: &TrainSection,
+        run_dir: &Path,
+        progress: bool,
+        resume: bool,
+    ) -> Result<TrainOutcome> {
         let section = self.section.overridden_by(overrides);
         let mut config = section.config();
         if let Some(m) = self.sources.prompt_length {
@@ -163,16 +169,15 @@ impl PreparedProject {
 /// `DIR/runs/run-NNN`: the first number not taken.
 pub fn next_run_dir(project_dir: &Path) -> PathBuf {
     let runs = project_dir.join("runs");
-    (1..)
-        .map(|i| runs.join(format!("run-{i:03}")))
-        .find(|p| !p.exists())
-        .unwrap_or_else(|| runs.join("run"))
+    (1..).map(|i| runs.join(format!("run-{i:03}"))).find(|p| !p.exists()).unwrap_or_else(|| runs.join("run"))
 }
 
 /// The `[train]` values a run was trained with (from its run.json).
 pub fn recorded_section(record: &crate::train::rundir::RunRecord) -> Result<TrainSection> {
     match record.provenance.extra.get(TRAIN_SECTION_KEY) {
         Some(text) => serde_json::from_str(text).context("run.json: unreadable train-section"),
-        None => Ok(TrainSection { tasks: record.tasks.clone(), seed: Some(record.config.seed), ..TrainSection::default() }),
+        None => {
+            Ok(TrainSection { tasks: record.tasks.clone(), seed: Some(record.config.seed), ..TrainSection::default() })
+        }
     }
 }

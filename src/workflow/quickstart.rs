@@ -118,7 +118,10 @@ pub fn run(home: &Home, opts: &QuickstartOptions, notice: &dyn Fn(&str)) -> Resu
     };
     let device = Device::Cpu;
     let backbone = Backbone::load(home, &model_dir, &device)?;
-    say(opts.progress, &format!("      model {} ({}), {} parameters", backbone.name, backbone.fingerprint, backbone.parameters));
+    say(
+        opts.progress,
+        &format!("      model {} ({}), {} parameters", backbone.name, backbone.fingerprint, backbone.parameters),
+    );
 
     // Sources: prompt tuning on synthetic tasks, published into a fresh registry.
     let registry_dir = opts.dir.join("registry");
@@ -127,7 +130,10 @@ pub fn run(home: &Home, opts: &QuickstartOptions, notice: &dyn Fn(&str)) -> Resu
     let no_tasks = BTreeMap::new();
     for (i, task) in opts.sources.iter().enumerate() {
         let name = format!("{task}-prompt");
-        say(opts.progress, &format!("[2/5] Training source prompt {}/{}: {name} on synthetic `{task}`", i + 1, opts.sources.len()));
+        say(
+            opts.progress,
+            &format!("[2/5] Training source prompt {}/{}: {name} on synthetic `{task}`", i + 1, opts.sources.len()),
+        );
         let section = TrainSection {
             tasks: vec![task.clone()],
             method: Some(Method::Pt),
@@ -160,7 +166,15 @@ pub fn run(home: &Home, opts: &QuickstartOptions, notice: &dyn Fn(&str)) -> Resu
         let metric = outcome.model.tasks[0].task.primary_metric().as_str().to_string();
         let value = e.metrics.get(&metric).copied().unwrap_or(f64::NAN);
         let published = registry.publish_dir(&out)?;
-        say(opts.progress, &format!("      {metric} {value:.3}; published {}@{} ({})", published.name, published.version, published.cksum.prefixed()));
+        say(
+            opts.progress,
+            &format!(
+                "      {metric} {value:.3}; published {}@{} ({})",
+                published.name,
+                published.version,
+                published.cksum.prefixed()
+            ),
+        );
         sources.push((name, task.clone(), metric, value));
     }
 
@@ -186,7 +200,10 @@ pub fn run(home: &Home, opts: &QuickstartOptions, notice: &dyn Fn(&str)) -> Resu
 
     let mut results = Vec::new();
     for (step, method) in [(4, Method::Attempt), (5, Method::Pt)] {
-        say(opts.progress, &format!("[{step}/5] Training the target `{}` with {method} ({} steps)", opts.target, opts.target_steps));
+        say(
+            opts.progress,
+            &format!("[{step}/5] Training the target `{}` with {method} ({} steps)", opts.target, opts.target_steps),
+        );
         let run_dir = project_dir.join("runs").join(method.as_str());
         let t0 = Instant::now();
         let over = TrainSection { method: Some(method), ..TrainSection::default() };

@@ -103,9 +103,29 @@ impl TrainSection {
                 $($f: over.$f.clone().or_else(|| self.$f.clone()),)*
             } };
         }
-        pick!(data_dir, method, epochs, max_steps, batch_size, lr, lr_other, seed, prompt_length, max_length, few_shot,
-            max_train_examples, max_eval_examples, eval_every, synthetic_train, synthetic_dev, attention_scores,
-            attention_temperature, learn_temperature, standardise_attention_input, prompt_row_norm)
+        pick!(
+            data_dir,
+            method,
+            epochs,
+            max_steps,
+            batch_size,
+            lr,
+            lr_other,
+            seed,
+            prompt_length,
+            max_length,
+            few_shot,
+            max_train_examples,
+            max_eval_examples,
+            eval_every,
+            synthetic_train,
+            synthetic_dev,
+            attention_scores,
+            attention_temperature,
+            learn_temperature,
+            standardise_attention_input,
+            prompt_row_norm
+        )
     }
 
     /// The training configuration: library defaults, then these values.

@@ -8,8 +8,8 @@ use anyhow::{bail, Result};
 
 use super::backbone::Backbone;
 use super::settings::{load_tasks, TaskSelection, TrainSection};
-use crate::select::signature::task_signature;
 use crate::data::TaskSpec;
+use crate::select::signature::task_signature;
 use crate::train::{train_source_prompt, PackageInfo, RunProvenance, TrainOptions, TrainOutcome, TrainRequest};
 
 pub struct SourceJob<'a> {

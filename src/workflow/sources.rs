@@ -67,7 +67,10 @@ pub fn verified_sources(
         let Some(prompt) = &pkg.prompt else { continue };
         match &length {
             Some((m, other)) if *m != prompt.length() => {
-                bail!("{id} has prompt length {} but {other} has {m}; ATTEMPT mixes prompts of one length", prompt.length())
+                bail!(
+                    "{id} has prompt length {} but {other} has {m}; ATTEMPT mixes prompts of one length",
+                    prompt.length()
+                )
             }
             Some(_) => {}
             None => length = Some((prompt.length(), id.clone())),
@@ -78,7 +81,11 @@ pub fn verified_sources(
             }
         }
         sources.push(SourcePrompt { name: id, tensor: pkg.prompt_tensor(device)? });
-        records.push(SourceRecord { name: p.name.clone(), version: p.version.to_string(), checksum: p.checksum.prefixed() });
+        records.push(SourceRecord {
+            name: p.name.clone(),
+            version: p.version.to_string(),
+            checksum: p.checksum.prefixed(),
+        });
     }
     Ok(VerifiedSources { sources, records, prompt_length: length.map(|(m, _)| m) })
 }

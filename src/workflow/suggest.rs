@@ -12,9 +12,9 @@ use registry_index::Checksum;
 
 use super::project::PreparedProject;
 use super::settings::TrainSection;
+use crate::cache::Cache;
 use crate::data::baseline::OwnTaskCheck;
 use crate::package::LoadedPackage;
-use crate::cache::Cache;
 use crate::registry::{Registry, RegistrySource};
 use crate::select::{rank, Candidate, FeatureCache, SelectConfig, Selection};
 
@@ -71,7 +71,10 @@ pub fn list_candidates(registry: &Registry, fingerprint: &registry_index::Checks
         let signature = match v.sig.as_ref().map(|s| s.decode(hidden)).transpose() {
             Ok(sig) => sig,
             Err(e) => {
-                notes.push(format!("{}@{}: unreadable task signature ({e}); it is scored without one", summary.name, v.vers));
+                notes.push(format!(
+                    "{}@{}: unreadable task signature ({e}); it is scored without one",
+                    summary.name, v.vers
+                ));
                 None
             }
         };
@@ -101,7 +104,12 @@ pub fn prefilter(listed: Vec<Listed>, target_mean: &[f32], keep: usize) -> (Vec<
 
 /// Read (and verify) the blobs of `listed` as candidates: in place in a
 /// registry directory, through the download cache from a server.
-pub fn load_candidates(registry: &Registry, listed: &[Listed], cache: &Cache, device: &candle_core::Device) -> Result<Vec<Candidate>> {
+pub fn load_candidates(
+    registry: &Registry,
+    listed: &[Listed],
+    cache: &Cache,
+    device: &candle_core::Device,
+) -> Result<Vec<Candidate>> {
     let cksums: Vec<Checksum> = listed.iter().map(|l| l.cksum.clone()).collect();
     listed
         .iter()
@@ -151,7 +159,11 @@ pub struct DirFeatureCache<'a> {
 impl<'a> DirFeatureCache<'a> {
     /// The cache for the model with fingerprint `fingerprint` (`features/<hex>/`);
     /// `notice` hears of features that could not be stored.
-    pub fn for_model(home: &crate::home::Home, fingerprint: &registry_index::Checksum, notice: &'a dyn Fn(&str)) -> DirFeatureCache<'a> {
+    pub fn for_model(
+        home: &crate::home::Home,
+        fingerprint: &registry_index::Checksum,
+        notice: &'a dyn Fn(&str),
+    ) -> DirFeatureCache<'a> {
         DirFeatureCache { dir: crate::cache::Cache::from_home(home).features_dir().join(fingerprint.hex()), notice }
     }
 
@@ -169,7 +181,10 @@ impl FeatureCache for DirFeatureCache<'_> {
         // A damaged entry is recomputed (and overwritten), never trusted.
         let tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).ok()?;
         // Touch it, so `cache gc --older-than` keeps what is in use.
-        let _ = std::fs::File::options().append(true).open(&path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        let _ = std::fs::File::options()
+            .append(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
         tensors.get("features")?.to_vec2::<f32>().ok()
     }
 
@@ -233,7 +248,8 @@ pub fn selection_path(project_dir: &Path) -> PathBuf {
 pub fn save_selection(project_dir: &Path, selection: &Selection) -> Result<()> {
     let path = selection_path(project_dir);
     let text = serde_json::to_string_pretty(selection)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(project_dir).with_context(|| format!("cannot write in {}", project_dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(project_dir)
+        .with_context(|| format!("cannot write in {}", project_dir.display()))?;
     std::io::Write::write_all(&mut tmp, text.as_bytes())?;
     tmp.persist(&path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())

@@ -190,7 +190,11 @@ impl Env {
     /// The locked version of `name`, read from attempt.lock.
     pub fn locked_version(&self, name: &str) -> Option<String> {
         let lock: toml::Value = toml::from_str(&self.lock()).unwrap();
-        lock.get("package")?.as_array()?.iter().find(|p| p["name"].as_str() == Some(name)).map(|p| p["version"].as_str().unwrap().to_string())
+        lock.get("package")?
+            .as_array()?
+            .iter()
+            .find(|p| p["name"].as_str() == Some(name))
+            .map(|p| p["version"].as_str().unwrap().to_string())
     }
 
     pub fn cached_blob(&self, cksum: &Checksum) -> PathBuf {

@@ -21,7 +21,8 @@ pub const YANK_REASON: &str = "trained on the wrong split";
 /// source attention); `sst2-prompt` for another model and task; the prompt
 /// set `mix-set` depending on both; `evil-prompt` with markup everywhere.
 pub fn packages() -> Vec<(Prompt, String)> {
-    let mnli = Prompt { description: "Natural language inference prompt".into(), ..Prompt::new("mnli-prompt", "1.0.0") };
+    let mnli =
+        Prompt { description: "Natural language inference prompt".into(), ..Prompt::new("mnli-prompt", "1.0.0") };
     let mnli_11 = Prompt { version: "1.1.0".into(), seed: 2.0, ..mnli.clone() };
     let mnli_12 = Prompt { version: "1.2.0".into(), seed: 3.0, length: 6, ..mnli.clone() };
     let sst2 = Prompt {
@@ -41,7 +42,8 @@ pub fn packages() -> Vec<(Prompt, String)> {
     let evil = Prompt { description: EVIL_DESCRIPTION.into(), seed: 9.0, ..Prompt::new("evil-prompt", "0.1.0") };
     let trained = "\n[provenance]\ntraining-method = \"attempt\"\ntraining-steps = \"400\"\n\
                    source-attention = \"sst2-prompt=0.625, qqp-prompt=0.375\"\n\n[metrics]\naccuracy = 0.8125\n";
-    let evil_extra = "\n[provenance]\nnote = \"<b onmouseover=alert(2)>bold</b>\"\n\n[metrics]\n\"<i>metric</i>\" = 1.5\n";
+    let evil_extra =
+        "\n[provenance]\nnote = \"<b onmouseover=alert(2)>bold</b>\"\n\n[metrics]\n\"<i>metric</i>\" = 1.5\n";
     vec![
         (mnli.clone(), String::new()),
         (mnli_11, String::new()),
@@ -88,7 +90,11 @@ pub async fn check_browse_queries(registry: &LocalRegistry) {
     assert_eq!(downloads.get(&v("1.1.0")), None);
     let (info, with_downloads) = registry.package_with_downloads("mnli-prompt").await.unwrap().expect("a package");
     assert_eq!(with_downloads, downloads);
-    assert_eq!(info, registry.info("mnli-prompt").await.unwrap().unwrap(), "the same package as `info` (it has a yanked version)");
+    assert_eq!(
+        info,
+        registry.info("mnli-prompt").await.unwrap().unwrap(),
+        "the same package as `info` (it has a yanked version)"
+    );
     assert!(registry.package_with_downloads("no-such-prompt").await.unwrap().is_none());
 
     let totals = registry.totals().await.unwrap();
@@ -125,10 +131,16 @@ pub async fn check_browse_queries(registry: &LocalRegistry) {
 
     let fp = Checksum::parse(FINGERPRINT).unwrap();
     let facts = registry.model_facts(&fp).await.unwrap().expect("a known model");
-    assert_eq!((facts.names.clone(), facts.hidden_sizes.clone(), facts.packages), (vec!["tiny-test-model".to_string()], vec![8], 3));
+    assert_eq!(
+        (facts.names.clone(), facts.hidden_sizes.clone(), facts.packages),
+        (vec!["tiny-test-model".to_string()], vec![8], 3)
+    );
     let (for_model, more) = registry.packages_for_model(&fp, 0, 10).await.unwrap();
     assert!(!more);
-    assert_eq!(for_model.iter().map(|p| p.summary.name.as_str()).collect::<Vec<_>>(), vec!["evil-prompt", "mix-set", "mnli-prompt"]);
+    assert_eq!(
+        for_model.iter().map(|p| p.summary.name.as_str()).collect::<Vec<_>>(),
+        vec!["evil-prompt", "mix-set", "mnli-prompt"]
+    );
     assert_eq!(for_model[2].downloads, 8);
     let unknown = Checksum::parse(&"3".repeat(64)).unwrap();
     assert!(registry.model_facts(&unknown).await.unwrap().is_none());

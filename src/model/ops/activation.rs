@@ -86,11 +86,14 @@ pub(super) fn gelu_into(y: &mut [f32], x: &[f32]) {
 /// g ← g ⊙ GELU′(x) (erf form), in place, in parallel chunks.
 pub(super) fn gelu_backward_in_place(g: &mut [f32], x: &[f32]) {
     g.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(g, x)| {
-        vectorized(#[inline(always)] || {
-            for (g, &x) in g.iter_mut().zip(x) {
-                *g *= gelu_derivative(x);
-            }
-        })
+        vectorized(
+            #[inline(always)]
+            || {
+                for (g, &x) in g.iter_mut().zip(x) {
+                    *g *= gelu_derivative(x);
+                }
+            },
+        )
     });
 }
 
@@ -105,11 +108,14 @@ impl Activation {
     fn forward_into(self, y: &mut [f32], x: &[f32]) {
         y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
             // One loop per kind, each inside `vectorized` (AVX2 + FMA).
-            vectorized(#[inline(always)] || match self {
-                Activation::GeluErf => y.iter_mut().zip(x).for_each(|(o, &v)| *o = gelu_erf_value(v)),
-                Activation::GeluTanh => y.iter_mut().zip(x).for_each(|(o, &v)| *o = gelu_tanh_and_derivative(v).0),
-                Activation::Relu => y.iter_mut().zip(x).for_each(|(o, &v)| *o = v.max(0.0)),
-            })
+            vectorized(
+                #[inline(always)]
+                || match self {
+                    Activation::GeluErf => y.iter_mut().zip(x).for_each(|(o, &v)| *o = gelu_erf_value(v)),
+                    Activation::GeluTanh => y.iter_mut().zip(x).for_each(|(o, &v)| *o = gelu_tanh_and_derivative(v).0),
+                    Activation::Relu => y.iter_mut().zip(x).for_each(|(o, &v)| *o = v.max(0.0)),
+                },
+            )
         });
     }
 
@@ -117,12 +123,15 @@ impl Activation {
     fn backward_into(self, dx: &mut [f32], x: &[f32], g: &[f32]) {
         dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK))).for_each(|(d, (x, g))| {
             let each = d.iter_mut().zip(x).zip(g);
-            vectorized(#[inline(always)] || match self {
-                Activation::GeluErf => each.for_each(|((d, &x), &g)| *d = g * gelu_derivative(x)),
-                Activation::GeluTanh => each.for_each(|((d, &x), &g)| *d = g * gelu_tanh_and_derivative(x).1),
-                // Selected, not multiplied: an infinite gradient at a zeroed unit stays 0.
-                Activation::Relu => each.for_each(|((d, &x), &g)| *d = if x > 0.0 { g } else { 0.0 }),
-            })
+            vectorized(
+                #[inline(always)]
+                || match self {
+                    Activation::GeluErf => each.for_each(|((d, &x), &g)| *d = g * gelu_derivative(x)),
+                    Activation::GeluTanh => each.for_each(|((d, &x), &g)| *d = g * gelu_tanh_and_derivative(x).1),
+                    // Selected, not multiplied: an infinite gradient at a zeroed unit stays 0.
+                    Activation::Relu => each.for_each(|((d, &x), &g)| *d = if x > 0.0 { g } else { 0.0 }),
+                },
+            )
         });
     }
 }

@@ -97,19 +97,38 @@ impl SendPtr {
 /// dst (m×n, strides rs/cs) = lhs (m×k) · rhs (k×n); `acc` adds to dst.
 #[allow(clippy::too_many_arguments)]
 unsafe fn mm(
-    m: usize, n: usize, k: usize,
-    dst: *mut f32, dst_rs: usize, dst_cs: usize,
-    lhs: *const f32, lhs_rs: usize, lhs_cs: usize,
-    rhs: *const f32, rhs_rs: usize, rhs_cs: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    dst_cs: usize,
+    lhs: *const f32,
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: *const f32,
+    rhs_rs: usize,
+    rhs_cs: usize,
 ) {
     gemm::gemm(
-        m, n, k,
-        dst, dst_cs as isize, dst_rs as isize,
+        m,
+        n,
+        k,
+        dst,
+        dst_cs as isize,
+        dst_rs as isize,
         false,
-        lhs, lhs_cs as isize, lhs_rs as isize,
-        rhs, rhs_cs as isize, rhs_rs as isize,
-        0.0, 1.0,
-        false, false, false,
+        lhs,
+        lhs_cs as isize,
+        lhs_rs as isize,
+        rhs,
+        rhs_cs as isize,
+        rhs_rs as isize,
+        0.0,
+        1.0,
+        false,
+        false,
+        false,
         gemm::Parallelism::None,
     )
 }
@@ -193,21 +212,24 @@ pub(super) fn forward_into(
             let v = q.add(2 * d);
             mm(l, l, dh, p.as_mut_ptr(), l, 1, q, d3, 1, k, 1, d3);
             let head_bias = bias.map(|bias| &bias[h * l * l..(h + 1) * l * l]);
-            vectorized(#[inline(always)] || match head_bias {
-                None => {
-                    for row in p.chunks_mut(l) {
-                        softmax_in_place(row, scale, Some(keep));
-                    }
-                }
-                Some(bias) => {
-                    for (row, bias) in p.chunks_mut(l).zip(bias.chunks(l)) {
-                        for (v, &b) in row.iter_mut().zip(bias) {
-                            *v = *v * scale + b;
+            vectorized(
+                #[inline(always)]
+                || match head_bias {
+                    None => {
+                        for row in p.chunks_mut(l) {
+                            softmax_in_place(row, scale, Some(keep));
                         }
-                        softmax_in_place(row, 1.0, Some(keep));
                     }
-                }
-            });
+                    Some(bias) => {
+                        for (row, bias) in p.chunks_mut(l).zip(bias.chunks(l)) {
+                            for (v, &b) in row.iter_mut().zip(bias) {
+                                *v = *v * scale + b;
+                            }
+                            softmax_in_place(row, 1.0, Some(keep));
+                        }
+                    }
+                },
+            );
             let c = ctx_ptr.get().add(bi * l * d + h * dh);
             mm(l, dh, l, c, d, 1, p.as_ptr(), l, 1, v, d3, 1);
         }
@@ -217,9 +239,17 @@ pub(super) fn forward_into(
 /// The backward pass on plain slices: from the context gradient `g`
 /// [b, L, d] to `dqkv` [b, L, 3d] (every element written).
 /// `scale` as in forward (the bias has no gradient).
-pub(super) fn backward_into(qkv: &[f32], probs: &[f32], g: &[f32], scale: f32, dims: Dims, dqkv: &mut [f32]) -> Result<()> {
+pub(super) fn backward_into(
+    qkv: &[f32],
+    probs: &[f32],
+    g: &[f32],
+    scale: f32,
+    dims: Dims,
+    dqkv: &mut [f32],
+) -> Result<()> {
     let Dims { b, l, d, heads, dh } = dims;
-    if g.len() != b * l * d || probs.len() != b * heads * l * l || qkv.len() != b * l * 3 * d || dqkv.len() != qkv.len() {
+    if g.len() != b * l * d || probs.len() != b * heads * l * l || qkv.len() != b * l * 3 * d || dqkv.len() != qkv.len()
+    {
         bail!("attention backward: gradient or saved probabilities have the wrong size");
     }
     let d3 = 3 * d;
@@ -240,11 +270,14 @@ pub(super) fn backward_into(qkv: &[f32], probs: &[f32], g: &[f32], scale: f32, d
                 // dP = dC · vᵀ
                 mm(l, l, dh, ds.as_mut_ptr(), l, 1, gc, d, 1, v, 1, d3);
                 // dS = scale · P ⊙ (dP − rowsum(dP ⊙ P))
-                vectorized(#[inline(always)] || {
-                    for (dr, pr) in ds.chunks_mut(l).zip(p.chunks(l)) {
-                        softmax_backward_in_place(dr, pr, scale);
-                    }
-                });
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (dr, pr) in ds.chunks_mut(l).zip(p.chunks(l)) {
+                            softmax_backward_in_place(dr, pr, scale);
+                        }
+                    },
+                );
                 let dq = out.get().add(bi * l * d3 + h * dh);
                 let dk = dq.add(d);
                 let dv = dq.add(2 * d);

@@ -155,7 +155,8 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     let shifted = c * std::f32::consts::LOG2_E + ROUND;
     let n = shifted - ROUND;
     let r = c - n * LN2_HI - n * LN2_LO;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r
+        + 0.5;
     let e = p * r * r + r + 1.0;
     // n as an integer, read from the mantissa bits of `shifted` (ROUND's
     // exponent leaves n in its low bits). `n as i32` would be the same value,

@@ -144,10 +144,8 @@ impl CustomOp2 for LayerNormBackward {
         let g = f32_slice(self.name(), gs, gl)?;
         let n = self.w.len();
         let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(n)
-            .zip(x.par_chunks(n).zip(g.par_chunks(n)))
-            .with_min_len(min_rows(n))
-            .for_each(|(dx, (x, g))| {
+        dx.par_chunks_mut(n).zip(x.par_chunks(n).zip(g.par_chunks(n))).with_min_len(min_rows(n)).for_each(
+            |(dx, (x, g))| {
                 let (mean, rstd) = stats(x, self.eps);
                 let (mut sum_g, mut sum_gx) = (0f32, 0f32);
                 for ((&x, &g), &w) in x.iter().zip(g).zip(self.w.iter()) {
@@ -161,7 +159,8 @@ impl CustomOp2 for LayerNormBackward {
                     let xh = (x - mean) * rstd;
                     *d = rstd * (g * w - mean_g - xh * mean_gx);
                 }
-            });
+            },
+        );
         Ok((CpuStorage::F32(dx), xl.shape().clone()))
     }
 }
@@ -173,18 +172,21 @@ pub(super) fn normalize_rows(x: &mut [f32], rstd: &mut [f32], y: &mut [f32], w: 
     let n = w.len();
     x.par_chunks_mut(n).zip(rstd.par_iter_mut()).zip(y.par_chunks_mut(n)).with_min_len(min_rows(n)).for_each(
         |((x, r), y)| {
-            vectorized(#[inline(always)] || {
-                let inv_n = 1.0 / n as f32;
-                let mean = sum_f32(x) * inv_n;
-                for v in x.iter_mut() {
-                    *v -= mean;
-                }
-                *r = 1.0 / (dot_f32(x, x) * inv_n + eps).sqrt();
-                for (((v, o), &w), &b) in x.iter_mut().zip(y.iter_mut()).zip(w).zip(b) {
-                    *v *= *r;
-                    *o = *v * w + b;
-                }
-            })
+            vectorized(
+                #[inline(always)]
+                || {
+                    let inv_n = 1.0 / n as f32;
+                    let mean = sum_f32(x) * inv_n;
+                    for v in x.iter_mut() {
+                        *v -= mean;
+                    }
+                    *r = 1.0 / (dot_f32(x, x) * inv_n + eps).sqrt();
+                    for (((v, o), &w), &b) in x.iter_mut().zip(y.iter_mut()).zip(w).zip(b) {
+                        *v *= *r;
+                        *o = *v * w + b;
+                    }
+                },
+            )
         },
     );
 }
@@ -195,16 +197,19 @@ pub(super) fn normalize_rows_backward(g: &mut [f32], xhat: &[f32], rstd: &[f32],
     let n = w.len();
     g.par_chunks_mut(n).zip(xhat.par_chunks(n)).zip(rstd.par_iter()).with_min_len(min_rows(n)).for_each(
         |((g, xh), &r)| {
-            vectorized(#[inline(always)] || {
-                for (g, &w) in g.iter_mut().zip(w) {
-                    *g *= w;
-                }
-                let inv_n = 1.0 / n as f32;
-                let (mean_g, mean_gx) = (sum_f32(g) * inv_n, dot_f32(g, xh) * inv_n);
-                for (g, &xh) in g.iter_mut().zip(xh) {
-                    *g = r * (*g - mean_g - xh * mean_gx);
-                }
-            })
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (g, &w) in g.iter_mut().zip(w) {
+                        *g *= w;
+                    }
+                    let inv_n = 1.0 / n as f32;
+                    let (mean_g, mean_gx) = (sum_f32(g) * inv_n, dot_f32(g, xh) * inv_n);
+                    for (g, &xh) in g.iter_mut().zip(xh) {
+                        *g = r * (*g - mean_g - xh * mean_gx);
+                    }
+                },
+            )
         },
     );
 }

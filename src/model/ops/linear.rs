@@ -108,7 +108,10 @@ fn gemm_rows(
     accumulate: bool,
 ) -> Result<()> {
     let (inner, cols, w_rs, w_cs) = if transposed { (k, n, 1, k) } else { (n, k, k, 1) };
-    if !rows_fit(dst.len(), m, dst_stride, cols) || !rows_fit(lhs.data.len(), m, lhs.row_stride, inner) || w.len() != n * k {
+    if !rows_fit(dst.len(), m, dst_stride, cols)
+        || !rows_fit(lhs.data.len(), m, lhs.row_stride, inner)
+        || w.len() != n * k
+    {
         bail!("linear: [{m}, {inner}] · [{inner}, {cols}] does not fit the given buffers");
     }
     if m > 0 && cols > 0 {
@@ -116,13 +119,24 @@ fn gemm_rows(
         // and of w (n×k elements, read with the strides above) are checked.
         unsafe {
             gemm::gemm(
-                m, cols, inner,
-                dst.as_mut_ptr(), 1, dst_stride as isize,
+                m,
+                cols,
+                inner,
+                dst.as_mut_ptr(),
+                1,
+                dst_stride as isize,
                 accumulate,
-                lhs.data.as_ptr(), 1, lhs.row_stride as isize,
-                w.as_ptr(), w_cs as isize, w_rs as isize,
-                1.0, 1.0,
-                false, false, false,
+                lhs.data.as_ptr(),
+                1,
+                lhs.row_stride as isize,
+                w.as_ptr(),
+                w_cs as isize,
+                w_rs as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
                 parallelism(),
             );
         }
@@ -172,7 +186,14 @@ pub(super) fn linear_into(y: &mut [f32], x: &[f32], w: &[f32], n: usize, k: usiz
 
 /// dx [m, k] = g [m, n] · w [n, k] (the input gradient of [`linear_into`]),
 /// or dx += … when `accumulate`.
-pub(super) fn linear_backward_into(dx: &mut [f32], g: &[f32], w: &[f32], n: usize, k: usize, accumulate: bool) -> Result<()> {
+pub(super) fn linear_backward_into(
+    dx: &mut [f32],
+    g: &[f32],
+    w: &[f32],
+    n: usize,
+    k: usize,
+    accumulate: bool,
+) -> Result<()> {
     let m = g.len() / n.max(1);
     if g.len() != m * n {
         bail!("linear backward: {} gradients do not fit rows of {n}", g.len());

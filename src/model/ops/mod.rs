@@ -21,10 +21,10 @@ mod pre_rms_layer;
 pub mod rms_norm;
 mod softmax;
 
+pub use activation::{gelu_erf, gelu_tanh, relu};
 pub use attention::attention;
 pub(crate) use cpu::vectorized;
 pub use cpu::{kernel_path, supported_kernel_paths, KernelPath, KERNEL_PATH_VAR};
-pub use activation::{gelu_erf, gelu_tanh, relu};
 pub use layer_norm::{add_layer_norm, layer_norm};
 pub use linear::linear;
 pub use post_ln_layer::PostLnLayer;

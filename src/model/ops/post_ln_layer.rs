@@ -12,9 +12,9 @@
 
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
+use super::activation::{gelu_backward_in_place, gelu_into};
 use super::attention::{self, attended_keys, Dims};
 use super::cpu::{f32_slice, with_cpu_slices, SavedForward};
-use super::activation::{gelu_backward_in_place, gelu_into};
 use super::layer_norm::{normalize_rows, normalize_rows_backward};
 use super::linear::{linear_backward_into, linear_into};
 
@@ -54,11 +54,7 @@ impl PostLnLayer {
         if !super::use_fused(x) || self.weights().iter().any(|w| !super::use_fused(w)) {
             return self.forward_unfused(x, mask);
         }
-        let op = FusedLayer {
-            layer: self.clone(),
-            keep: attended_keys(mask)?,
-            saved: SavedForward::new(x.track_op()),
-        };
+        let op = FusedLayer { layer: self.clone(), keep: attended_keys(mask)?, saved: SavedForward::new(x.track_op()) };
         x.contiguous()?.apply_op1(op)
     }
 
@@ -74,8 +70,17 @@ impl PostLnLayer {
 
     fn weights(&self) -> [&Tensor; 12] {
         [
-            &self.qkv_w, &self.qkv_b, &self.attn_out_w, &self.attn_out_b, &self.attn_ln_w, &self.attn_ln_b,
-            &self.intermediate_w, &self.intermediate_b, &self.output_w, &self.output_b, &self.output_ln_w,
+            &self.qkv_w,
+            &self.qkv_b,
+            &self.attn_out_w,
+            &self.attn_out_b,
+            &self.attn_ln_w,
+            &self.attn_ln_b,
+            &self.intermediate_w,
+            &self.intermediate_b,
+            &self.output_w,
+            &self.output_b,
+            &self.output_ln_w,
             &self.output_ln_b,
         ]
     }
@@ -110,8 +115,18 @@ fn with_weights<R>(layer: &PostLnLayer, f: impl FnOnce(&WeightSlices) -> Result<
             bail!("post-LN layer: expected 12 weights")
         };
         f(&WeightSlices {
-            qkv_w, qkv_b, attn_out_w, attn_out_b, attn_ln_w, attn_ln_b, intermediate_w, intermediate_b, output_w,
-            output_b, output_ln_w, output_ln_b,
+            qkv_w,
+            qkv_b,
+            attn_out_w,
+            attn_out_b,
+            attn_ln_w,
+            attn_ln_b,
+            intermediate_w,
+            intermediate_b,
+            output_w,
+            output_b,
+            output_ln_w,
+            output_ln_b,
         })
     })
 }
@@ -203,31 +218,33 @@ impl CustomOp1 for FusedLayer {
         let Dims { b, l, d, .. } = s.dims;
         let (m, i) = (b * l, self.layer.intermediate_size()?);
         let g = g.contiguous()?;
-        let dx = with_cpu_slices(self.name(), &[&g], |gs| with_weights(&self.layer, |w| {
-            let g = gs[0];
-            if g.len() != m * d {
-                bail!("{}: gradient of {} values for a [{b}, {l}, {d}] output", self.name(), g.len());
-            }
-            // Second block: y = LN(h + FFN(h)).
-            let mut dsum = g.to_vec();
-            normalize_rows_backward(&mut dsum, &s.output_xhat, &s.output_rstd, w.output_ln_w);
-            let mut dact = vec![0f32; m * i];
-            linear_backward_into(&mut dact, &dsum, w.output_w, d, i, false)?;
-            gelu_backward_in_place(&mut dact, &s.intermediate);
-            // dh = dsum (residual) + dact · Wᵢ, accumulated in place.
-            linear_backward_into(&mut dsum, &dact, w.intermediate_w, i, d, true)?;
-            drop(dact);
-            // First block: h = LN(x + attention(x)).
-            normalize_rows_backward(&mut dsum, &s.attn_xhat, &s.attn_rstd, w.attn_ln_w);
-            let mut dctx = vec![0f32; m * d];
-            linear_backward_into(&mut dctx, &dsum, w.attn_out_w, d, d, false)?;
-            let mut dqkv = vec![0f32; m * 3 * d];
-            attention::backward_into(&s.qkv, &s.probs, &dctx, s.dims.default_scale(), s.dims, &mut dqkv)?;
-            drop(dctx);
-            // dx = dsum (residual) + dqkv · W_qkv.
-            linear_backward_into(&mut dsum, &dqkv, w.qkv_w, 3 * d, d, true)?;
-            Ok(dsum)
-        }))?;
+        let dx = with_cpu_slices(self.name(), &[&g], |gs| {
+            with_weights(&self.layer, |w| {
+                let g = gs[0];
+                if g.len() != m * d {
+                    bail!("{}: gradient of {} values for a [{b}, {l}, {d}] output", self.name(), g.len());
+                }
+                // Second block: y = LN(h + FFN(h)).
+                let mut dsum = g.to_vec();
+                normalize_rows_backward(&mut dsum, &s.output_xhat, &s.output_rstd, w.output_ln_w);
+                let mut dact = vec![0f32; m * i];
+                linear_backward_into(&mut dact, &dsum, w.output_w, d, i, false)?;
+                gelu_backward_in_place(&mut dact, &s.intermediate);
+                // dh = dsum (residual) + dact · Wᵢ, accumulated in place.
+                linear_backward_into(&mut dsum, &dact, w.intermediate_w, i, d, true)?;
+                drop(dact);
+                // First block: h = LN(x + attention(x)).
+                normalize_rows_backward(&mut dsum, &s.attn_xhat, &s.attn_rstd, w.attn_ln_w);
+                let mut dctx = vec![0f32; m * d];
+                linear_backward_into(&mut dctx, &dsum, w.attn_out_w, d, d, false)?;
+                let mut dqkv = vec![0f32; m * 3 * d];
+                attention::backward_into(&s.qkv, &s.probs, &dctx, s.dims.default_scale(), s.dims, &mut dqkv)?;
+                drop(dctx);
+                // dx = dsum (residual) + dqkv · W_qkv.
+                linear_backward_into(&mut dsum, &dqkv, w.qkv_w, 3 * d, d, true)?;
+                Ok(dsum)
+            })
+        })?;
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }

@@ -117,11 +117,14 @@ impl FusedBlock {
         match self.layer.ffn {
             PreRmsFeedForward::Relu { .. } => {
                 act.par_chunks_mut(CHUNK).zip(pre.par_chunks(CHUNK)).for_each(|(a, u)| {
-                    vectorized(#[inline(always)] || {
-                        for (a, &u) in a.iter_mut().zip(u) {
-                            *a = u.max(0.0);
-                        }
-                    })
+                    vectorized(
+                        #[inline(always)]
+                        || {
+                            for (a, &u) in a.iter_mut().zip(u) {
+                                *a = u.max(0.0);
+                            }
+                        },
+                    )
                 });
             }
             PreRmsFeedForward::GatedGeluTanh { .. } => {
@@ -141,11 +144,14 @@ impl FusedBlock {
         match self.layer.ffn {
             PreRmsFeedForward::Relu { .. } => {
                 da.par_chunks_mut(CHUNK).zip(pre.par_chunks(CHUNK)).for_each(|(g, u)| {
-                    vectorized(#[inline(always)] || {
-                        for (g, &u) in g.iter_mut().zip(u) {
-                            *g = if u > 0.0 { *g } else { 0.0 };
-                        }
-                    })
+                    vectorized(
+                        #[inline(always)]
+                        || {
+                            for (g, &u) in g.iter_mut().zip(u) {
+                                *g = if u > 0.0 { *g } else { 0.0 };
+                            }
+                        },
+                    )
                 });
                 da
             }
@@ -189,7 +195,8 @@ impl CustomOp1 for FusedBlock {
         let dims = Dims::new(b, l, inner, self.layer.heads);
         let eps = self.layer.eps as f32;
         let (y, saved) = with_cpu_slices(self.name(), &self.layer.tensors(), |w| {
-            let (attn_norm, wq, wk, wv, wo_attn, ffn_norm, wo, wi) = (w[0], w[1], w[2], w[3], w[4], w[5], w[6], &w[7..]);
+            let (attn_norm, wq, wk, wv, wo_attn, ffn_norm, wo, wi) =
+                (w[0], w[1], w[2], w[3], w[4], w[5], w[6], &w[7..]);
             let mut normed = vec![0f32; m * d];
             let mut attn_rstd = vec![0f32; m];
             rms_rows(x, attn_norm, eps, &mut attn_rstd, &mut normed);
@@ -229,38 +236,41 @@ impl CustomOp1 for FusedBlock {
         let d = x.dim(2)?;
         let ff = self.layer.wo.dim(1)?;
         let (x, g) = (x.contiguous()?, g.contiguous()?);
-        let dx = with_cpu_slices(self.name(), &[&x, &g], |xg| with_cpu_slices(self.name(), &self.layer.tensors(), |w| {
-            let (x, g) = (xg[0], xg[1]);
-            if g.len() != m * d || x.len() != m * d {
-                bail!("{}: gradient of {} values for a [{b}, {l}, {d}] output", self.name(), g.len());
-            }
-            let (attn_norm, wq, wk, wv, wo_attn, ffn_norm, wo, wi) = (w[0], w[1], w[2], w[3], w[4], w[5], w[6], &w[7..]);
-            // y = mid + FFN(rms(mid)).
-            let mut dmid = g.to_vec();
-            let mut dact = vec![0f32; m * ff];
-            linear_backward_into(&mut dact, g, wo, d, ff, false)?;
-            let dpre = self.activation_backward(dact, &s.pre, ff);
-            let mut dnormed = vec![0f32; m * d];
-            for (i, wp) in wi.iter().enumerate() {
-                let rows = Rows { data: &dpre[i * ff..], row_stride: wi.len() * ff };
-                linear_backward_strided(&mut dnormed, rows, wp, (m, ff, d), i > 0)?;
-            }
-            drop(dpre);
-            rms_rows_backward_add(&mut dmid, &mut dnormed, &s.mid, ffn_norm, &s.ffn_rstd);
-            // mid = x + attention(rms(x)) Woᵀ.
-            let mut dctx = vec![0f32; m * inner];
-            linear_backward_into(&mut dctx, &dmid, wo_attn, d, inner, false)?;
-            let mut dqkv = vec![0f32; m * 3 * inner];
-            attention::backward_into(&s.qkv, &s.probs, &dctx, 1.0, s.dims, &mut dqkv)?;
-            drop(dctx);
-            for (i, wp) in [wq, wk, wv].into_iter().enumerate() {
-                let rows = Rows { data: &dqkv[i * inner..], row_stride: 3 * inner };
-                linear_backward_strided(&mut dnormed, rows, wp, (m, inner, d), i > 0)?;
-            }
-            let mut dx = dmid;
-            rms_rows_backward_add(&mut dx, &mut dnormed, x, attn_norm, &s.attn_rstd);
-            Ok(dx)
-        }))?;
+        let dx = with_cpu_slices(self.name(), &[&x, &g], |xg| {
+            with_cpu_slices(self.name(), &self.layer.tensors(), |w| {
+                let (x, g) = (xg[0], xg[1]);
+                if g.len() != m * d || x.len() != m * d {
+                    bail!("{}: gradient of {} values for a [{b}, {l}, {d}] output", self.name(), g.len());
+                }
+                let (attn_norm, wq, wk, wv, wo_attn, ffn_norm, wo, wi) =
+                    (w[0], w[1], w[2], w[3], w[4], w[5], w[6], &w[7..]);
+                // y = mid + FFN(rms(mid)).
+                let mut dmid = g.to_vec();
+                let mut dact = vec![0f32; m * ff];
+                linear_backward_into(&mut dact, g, wo, d, ff, false)?;
+                let dpre = self.activation_backward(dact, &s.pre, ff);
+                let mut dnormed = vec![0f32; m * d];
+                for (i, wp) in wi.iter().enumerate() {
+                    let rows = Rows { data: &dpre[i * ff..], row_stride: wi.len() * ff };
+                    linear_backward_strided(&mut dnormed, rows, wp, (m, ff, d), i > 0)?;
+                }
+                drop(dpre);
+                rms_rows_backward_add(&mut dmid, &mut dnormed, &s.mid, ffn_norm, &s.ffn_rstd);
+                // mid = x + attention(rms(x)) Woᵀ.
+                let mut dctx = vec![0f32; m * inner];
+                linear_backward_into(&mut dctx, &dmid, wo_attn, d, inner, false)?;
+                let mut dqkv = vec![0f32; m * 3 * inner];
+                attention::backward_into(&s.qkv, &s.probs, &dctx, 1.0, s.dims, &mut dqkv)?;
+                drop(dctx);
+                for (i, wp) in [wq, wk, wv].into_iter().enumerate() {
+                    let rows = Rows { data: &dqkv[i * inner..], row_stride: 3 * inner };
+                    linear_backward_strided(&mut dnormed, rows, wp, (m, inner, d), i > 0)?;
+                }
+                let mut dx = dmid;
+                rms_rows_backward_add(&mut dx, &mut dnormed, x, attn_norm, &s.attn_rstd);
+                Ok(dx)
+            })
+        })?;
         Ok(Some(Tensor::from_vec(dx, (b, l, d), &candle_core::Device::Cpu)?))
     }
 }

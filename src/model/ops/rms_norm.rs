@@ -31,8 +31,7 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     if d == 0 || !super::use_fused(x) || !super::use_fused(weight) {
         return rms_norm_composed(x, weight, eps);
     }
-    x.contiguous()?
-        .apply_op2(&weight.contiguous()?, RmsNorm { eps: eps as f32 })
+    x.contiguous()?.apply_op2(&weight.contiguous()?, RmsNorm { eps: eps as f32 })
 }
 
 /// The same normalisation from primitive candle ops (reference for tests and
@@ -134,12 +133,15 @@ pub(super) fn rms_rows(x: &[f32], w: &[f32], eps: f32, rstd: &mut [f32], y: &mut
     let d = w.len();
     y.par_chunks_mut(d).zip(x.par_chunks(d)).zip(rstd.par_iter_mut()).with_min_len(MIN_ROWS_PER_TASK).for_each(
         |((y, x), r)| {
-            super::vectorized(#[inline(always)] || {
-                *r = inv_rms(x, eps);
-                for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
-                    *y = x * *r * w;
-                }
-            })
+            super::vectorized(
+                #[inline(always)]
+                || {
+                    *r = inv_rms(x, eps);
+                    for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
+                        *y = x * *r * w;
+                    }
+                },
+            )
         },
     );
 }
@@ -153,15 +155,17 @@ pub(super) fn rms_rows_backward_add(dst: &mut [f32], g: &mut [f32], x: &[f32], w
         .zip(x.par_chunks(d).zip(rstd.par_iter()))
         .with_min_len(MIN_ROWS_PER_TASK)
         .for_each(|((dst, g), (x, &r))| {
-            super::vectorized(#[inline(always)] || {
-                for (g, &w) in g.iter_mut().zip(w) {
-                    *g *= w;
-                }
-                let coef = r * r * r * dot_f32(g, x) / d as f32;
-                for ((o, &g), &x) in dst.iter_mut().zip(g.iter()).zip(x) {
-                    *o += r * g - coef * x;
-                }
-            })
-        },
-    );
+            super::vectorized(
+                #[inline(always)]
+                || {
+                    for (g, &w) in g.iter_mut().zip(w) {
+                        *g *= w;
+                    }
+                    let coef = r * r * r * dot_f32(g, x) / d as f32;
+                    for ((o, &g), &x) in dst.iter_mut().zip(g.iter()).zip(x) {
+                        *o += r * g - coef * x;
+                    }
+                },
+            )
+        });
 }

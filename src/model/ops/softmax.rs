@@ -88,15 +88,18 @@ impl MaskedSoftmax {
             y.par_chunks_mut(n).zip(x.par_chunks(n)).enumerate().with_min_len(min_rows(n)).for_each(|(row, (y, x))| {
                 let keep = self.mask.as_ref().map(|m| m.for_row(row, n));
                 let bias = bias.map(|b| &b[row * n..(row + 1) * n]);
-                vectorized(#[inline(always)] || {
-                    y.copy_from_slice(x);
-                    if let Some(bias) = bias {
-                        for (y, b) in y.iter_mut().zip(bias) {
-                            *y += b;
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        y.copy_from_slice(x);
+                        if let Some(bias) = bias {
+                            for (y, b) in y.iter_mut().zip(bias) {
+                                *y += b;
+                            }
                         }
-                    }
-                    softmax_in_place(y, self.scale, keep)
-                })
+                        softmax_in_place(y, self.scale, keep)
+                    },
+                )
             });
         }
         Ok(y)
@@ -143,10 +146,12 @@ impl CustomOp2 for SoftmaxBackward {
         }
         let mut dx = g.to_vec();
         if n > 0 {
-            dx.par_chunks_mut(n)
-                .zip(y.par_chunks(n))
-                .with_min_len(min_rows(n))
-                .for_each(|(dx, y)| vectorized(#[inline(always)] || softmax_backward_in_place(dx, y, self.scale)));
+            dx.par_chunks_mut(n).zip(y.par_chunks(n)).with_min_len(min_rows(n)).for_each(|(dx, y)| {
+                vectorized(
+                    #[inline(always)]
+                    || softmax_backward_in_place(dx, y, self.scale),
+                )
+            });
         }
         Ok((CpuStorage::F32(dx), yl.shape().clone()))
     }

@@ -87,7 +87,9 @@ impl Config {
         match (&entry.index, &entry.path) {
             (Some(index), None) => Ok(Location::Remote(normalize_index_url(index)?)),
             (None, Some(path)) => Ok(Location::Dir(path.clone())),
-            _ => bail!("registry `{name}` in config.toml needs exactly one of `index = \"http://…\"` or `path = \"/dir\"`"),
+            _ => bail!(
+                "registry `{name}` in config.toml needs exactly one of `index = \"http://…\"` or `path = \"/dir\"`"
+            ),
         }
     }
 

@@ -132,7 +132,10 @@ impl HttpRegistry {
     /// `<api>/api/v1/<path>`.
     fn api_url(&self, path: &str) -> Result<Url> {
         let Some(api) = self.config()?.api.clone() else {
-            bail!("registry {} has no API (it is a read-only mirror); publish to the registry it mirrors", self.opts.display)
+            bail!(
+                "registry {} has no API (it is a read-only mirror); publish to the registry it mirrors",
+                self.opts.display
+            )
         };
         let base = self.opts.index_url.join("config.json")?.join(&api)?;
         let mut base = base;
@@ -167,7 +170,8 @@ impl HttpRegistry {
         let mut delay = FIRST_BACKOFF;
         for attempt in 1..=MAX_ATTEMPTS {
             let last = attempt == MAX_ATTEMPTS;
-            let retry_status = |s: StatusCode| s == StatusCode::TOO_MANY_REQUESTS || (idempotent && s.is_server_error());
+            let retry_status =
+                |s: StatusCode| s == StatusCode::TOO_MANY_REQUESTS || (idempotent && s.is_server_error());
             match make().send() {
                 Ok(resp) if !last && retry_status(resp.status()) => {
                     let wait = retry_after(&resp).unwrap_or(delay).min(Duration::from_secs(30));
@@ -198,7 +202,9 @@ impl HttpRegistry {
         }
         let detail = server_detail(resp);
         let hint = match status {
-            StatusCode::UNAUTHORIZED => "; log in with `attempt-pkg login --registry NAME`, pass --token or set ATTEMPT_TOKEN",
+            StatusCode::UNAUTHORIZED => {
+                "; log in with `attempt-pkg login --registry NAME`, pass --token or set ATTEMPT_TOKEN"
+            }
             StatusCode::FORBIDDEN => "; the token lacks the permission (scope, package or ownership)",
             _ => "",
         };
@@ -298,7 +304,11 @@ impl HttpRegistry {
                     let status = resp.status();
                     match status {
                         StatusCode::OK | StatusCode::PARTIAL_CONTENT => {
-                            let start = if status == StatusCode::OK { 0 } else { content_range_start(&resp).unwrap_or(u64::MAX) };
+                            let start = if status == StatusCode::OK {
+                                0
+                            } else {
+                                content_range_start(&resp).unwrap_or(u64::MAX)
+                            };
                             if start != 0 && start != have {
                                 // A range we did not ask for: start over.
                                 part.set_len(0)?;
@@ -333,7 +343,9 @@ impl HttpRegistry {
                             part.set_len(0)?;
                             continue;
                         }
-                        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => anyhow::anyhow!("server answered {s}"),
+                        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+                            anyhow::anyhow!("server answered {s}")
+                        }
                         _ => {
                             self.check(resp, &format!("downloading {what}"))?;
                             bail!("downloading {what}: unexpected answer {status}");
@@ -435,7 +447,9 @@ impl HttpRegistry {
         let mut page = Some(1u64);
         while let Some(n) = page {
             let mut url = self.api_url("prompts")?;
-            url.query_pairs_mut().append_pair("page", &n.to_string()).append_pair("per_page", &MAX_PER_PAGE.to_string());
+            url.query_pairs_mut()
+                .append_pair("page", &n.to_string())
+                .append_pair("per_page", &MAX_PER_PAGE.to_string());
             let body: ListResponse = self.get_json(&url, "listing packages")?;
             all.extend(body.prompts);
             // A server must move forward; one that does not would loop forever.
@@ -449,7 +463,10 @@ impl HttpRegistry {
 
     fn require_online(&self, doing: &str) -> Result<()> {
         if self.opts.offline {
-            bail!("{doing} needs registry {} and --offline forbids contacting it; run without --offline", self.opts.display);
+            bail!(
+                "{doing} needs registry {} and --offline forbids contacting it; run without --offline",
+                self.opts.display
+            );
         }
         Ok(())
     }
@@ -478,7 +495,10 @@ impl RegistrySource for HttpRegistry {
         };
         if self.opts.offline {
             let text = fs::read_to_string(&cached).with_context(|| {
-                format!("`{name}` is not in the index cache of registry {} (--offline); run once without --offline", self.opts.display)
+                format!(
+                    "`{name}` is not in the index cache of registry {} (--offline); run once without --offline",
+                    self.opts.display
+                )
             })?;
             let entries = parse(&text)?;
             self.remember(&entries);

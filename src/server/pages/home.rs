@@ -62,7 +62,11 @@ impl ModelOption {
     }
 }
 
-pub(crate) async fn home(State(state): State<SharedState>, headers: HeaderMap, Query(query): Query<HomeQuery>) -> PageResult {
+pub(crate) async fn home(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Query(query): Query<HomeQuery>,
+) -> PageResult {
     state.check_read(&headers).await?;
     let registry = &state.registry;
     let q = query.q.trim().to_string();
@@ -124,6 +128,8 @@ pub(crate) async fn home(State(state): State<SharedState>, headers: HeaderMap, Q
 
 fn next_page_query(query: &HomeQuery, page: u64) -> String {
     let mut out = url::form_urlencoded::Serializer::new(String::new());
-    out.append_pair("task", query.task.trim()).append_pair("model", query.model.trim()).append_pair("page", &page.to_string());
+    out.append_pair("task", query.task.trim())
+        .append_pair("model", query.model.trim())
+        .append_pair("page", &page.to_string());
     out.finish()
 }

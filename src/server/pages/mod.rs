@@ -69,7 +69,9 @@ fn secure(headers: &mut HeaderMap) {
 
 /// A rendered page; its status is 200.
 fn page(template: &impl Template, private: bool) -> Result<Response, PageError> {
-    let body = template.render().map_err(|e| PageError(ApiError::internal(anyhow::Error::new(e).context("rendering a page"))))?;
+    let body = template
+        .render()
+        .map_err(|e| PageError(ApiError::internal(anyhow::Error::new(e).context("rendering a page"))))?;
     Ok(html(StatusCode::OK, body, private))
 }
 
@@ -79,7 +81,10 @@ fn html(status: StatusCode, body: String, private: bool) -> Response {
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     // Download counts change by the minute: revalidate, and keep pages of a
     // private registry out of shared caches.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(if private { "private, no-cache" } else { "no-cache" }));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(if private { "private, no-cache" } else { "no-cache" }),
+    );
     secure(headers);
     response
 }
@@ -115,7 +120,9 @@ impl IntoResponse for PageError {
             .unwrap_or_else(|_| String::from("<!doctype html><title>error</title><p>the error page failed to render"));
         let mut response = html(status, body, true);
         if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"attempt-pkg\""));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"attempt-pkg\""));
         }
         response
     }

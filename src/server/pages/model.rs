@@ -45,7 +45,8 @@ pub(crate) async fn model(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no prompts for the base model {}", fingerprint.prefixed())))?;
     let page_number = query.page.unwrap_or(1).max(1);
-    let (listed, more) = registry.packages_for_model(&fingerprint, (page_number - 1).saturating_mul(PER_PAGE), PER_PAGE).await?;
+    let (listed, more) =
+        registry.packages_for_model(&fingerprint, (page_number - 1).saturating_mul(PER_PAGE), PER_PAGE).await?;
     let names = facts.names.join(", ");
     let template = ModelPage {
         title: format!("Prompts for {names}"),

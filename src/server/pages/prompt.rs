@@ -62,7 +62,11 @@ struct VersionRow {
     selected: bool,
 }
 
-pub(crate) async fn latest(State(state): State<SharedState>, headers: HeaderMap, UrlPath(name): UrlPath<String>) -> PageResult {
+pub(crate) async fn latest(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    UrlPath(name): UrlPath<String>,
+) -> PageResult {
     render(&state, &headers, &name, None).await
 }
 
@@ -71,7 +75,8 @@ pub(crate) async fn version(
     headers: HeaderMap,
     UrlPath((name, version)): UrlPath<(String, String)>,
 ) -> PageResult {
-    let version = Version::parse(&version).map_err(|e| ApiError::bad_request(format!("`{version}` is not a semver version: {e}")))?;
+    let version = Version::parse(&version)
+        .map_err(|e| ApiError::bad_request(format!("`{version}` is not a semver version: {e}")))?;
     render(&state, &headers, &name, Some(version)).await
 }
 
@@ -79,10 +84,16 @@ async fn render(state: &SharedState, headers: &HeaderMap, name: &str, wanted: Op
     state.check_read(headers).await?;
     validate_name(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let registry = &state.registry;
-    let (info, downloads) =
-        registry.package_with_downloads(name).await?.ok_or_else(|| ApiError::not_found(format!("no package named `{name}`")))?;
+    let (info, downloads) = registry
+        .package_with_downloads(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no package named `{name}`")))?;
     let selected = match &wanted {
-        Some(v) => info.versions.iter().find(|x| &x.version == v).ok_or_else(|| ApiError::not_found(format!("{name}@{v} is not published")))?,
+        Some(v) => info
+            .versions
+            .iter()
+            .find(|x| &x.version == v)
+            .ok_or_else(|| ApiError::not_found(format!("{name}@{v} is not published")))?,
         None => info.latest().ok_or_else(|| ApiError::not_found(format!("`{name}` has no versions")))?,
     };
     let owners = owners::list(registry.pool(), name).await?;
@@ -104,13 +115,18 @@ async fn render(state: &SharedState, headers: &HeaderMap, name: &str, wanted: Op
         },
         None => None,
     };
-    let provenance: Vec<(String, String)> =
-        manifest.as_ref().map(|m| m.provenance.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    let provenance: Vec<(String, String)> = manifest
+        .as_ref()
+        .map(|m| m.provenance.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
     let attention = provenance
         .iter()
         .find(|(k, _)| k == SOURCE_ATTENTION_KEY)
         .and_then(|(_, v)| plot::source_attention(&plot::parse_source_attention(v)));
-    let metrics = manifest.as_ref().map(|m| m.metrics.iter().map(|(k, v)| (k.clone(), format::metric(*v))).collect()).unwrap_or_default();
+    let metrics = manifest
+        .as_ref()
+        .map(|m| m.metrics.iter().map(|(k, v)| (k.clone(), format::metric(*v))).collect())
+        .unwrap_or_default();
 
     let count = |v: &Version| downloads.get(v).copied().unwrap_or(0);
     let reasons = yank_reasons(&info);
@@ -154,7 +170,10 @@ async fn render(state: &SharedState, headers: &HeaderMap, name: &str, wanted: Op
         add_line: format!("attempt-pkg add {name}@{}", selected.version),
         versions,
         dependencies: dependencies_of(selected),
-        dependents: dependents.into_iter().map(|d| (d.name, d.versions.iter().map(Version::to_string).collect::<Vec<_>>().join(", "))).collect(),
+        dependents: dependents
+            .into_iter()
+            .map(|d| (d.name, d.versions.iter().map(Version::to_string).collect::<Vec<_>>().join(", ")))
+            .collect(),
         metrics,
         provenance,
         norms,
