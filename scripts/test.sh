@@ -50,6 +50,26 @@ for path in "${paths[@]:1}"; do
   echo "== kernel path $path: the numerical tests"
   ATTEMPT_KERNELS=$path cargo test --locked --no-fail-fast "${numerical[@]}" 2>&1 | tee "$log_dir/$path.log" || status=1
 done
+# The frozen-linear products on each system BLAS (src/model/ops/blas.rs;
+# Debian's libraries, installed when missing and possible): the products and
+# the fixtures against Hugging Face once per library. The default stays gemm.
+blas_tests=(--test model_bert_ops --test model_bert --test model_bert_minilm --test model_t5 --test model_t5_rms_norm)
+have_lib() { ldconfig -p 2>/dev/null | grep -q "$1"; }
+if ! have_lib libopenblas.so.0 || ! have_lib libblis.so.4; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q libopenblas0-pthread libblis4-pthread >/dev/null 2>&1 ||
+      { apt-get update -q >/dev/null 2>&1 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q libopenblas0-pthread libblis4-pthread >/dev/null 2>&1; }
+  fi
+fi
+for lib in openblas:libopenblas.so.0 blis:libblis.so.4; do
+  if have_lib "${lib#*:}"; then
+    echo "== gemm backend ${lib%%:*}: the products and the fixtures"
+    ATTEMPT_GEMM=${lib%%:*} cargo test --locked --no-fail-fast "${blas_tests[@]}" 2>&1 | tee "$log_dir/blas-${lib%%:*}.log" || status=1
+  else
+    echo "skipped: gemm backend ${lib%%:*} (${lib#*:} is not installed and could not be)"
+  fi
+done
 # The registry's web pages in headless Chromium (skips, counted, where it cannot be installed).
 echo "== the registry pages in a browser"
 bash scripts/browser_check.sh 2>&1 | tee "$log_dir/browser.log" || status=1

@@ -266,3 +266,63 @@ fn the_kernel_path_is_the_one_asked_for() {
     }
     assert_eq!(supported.last(), Some(&ops::KernelPath::Portable), "the portable path runs everywhere");
 }
+
+#[test]
+fn the_gemm_backend_is_the_one_asked_for() {
+    // scripts/test.sh runs the numerical tests once per backend this machine
+    // has; each run must really use the backend it names.
+    use ops::blas::{available_backends, gemm_backend, GemmBackend, GEMM_BACKEND_VAR};
+    let available = available_backends();
+    assert_eq!(available.first(), Some(&GemmBackend::Gemm), "the built-in gemm crate is always there");
+    match std::env::var(GEMM_BACKEND_VAR) {
+        Ok(name) if !name.is_empty() && name != "auto" => assert_eq!(gemm_backend().as_str(), name),
+        _ => assert_eq!(gemm_backend(), ops::blas::auto_backend()),
+    }
+    assert!(available.contains(&gemm_backend()));
+}
+
+/// y = x·wᵀ and dx = g·w in f64, the reference for every backend.
+fn products_f64(x: &[f32], w: &[f32], g: &[f32], (m, n, k): (usize, usize, usize)) -> (Vec<f64>, Vec<f64>) {
+    let mut y = vec![0f64; m * n];
+    let mut dx = vec![0f64; m * k];
+    for r in 0..m {
+        for c in 0..n {
+            y[r * n + c] = (0..k).map(|i| x[r * k + i] as f64 * w[c * k + i] as f64).sum();
+        }
+        for c in 0..k {
+            dx[r * k + c] = (0..n).map(|j| g[r * n + j] as f64 * w[j * k + c] as f64).sum();
+        }
+    }
+    (y, dx)
+}
+
+#[test]
+fn every_gemm_backend_computes_the_same_products() {
+    use ops::blas::available_backends;
+    let data = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    // Odd sizes: partial register tiles on every edge; m large enough to split across threads.
+    for (m, n, k) in [(1, 1, 1), (7, 5, 3), (133, 67, 45), (301, 384, 130)] {
+        let (x, w, g) = (data(randn(&[m, k], 1)), data(randn(&[n, k], 2)), data(randn(&[m, n], 3)));
+        let (y_ref, dx_ref) = products_f64(&x, &w, &g, (m, n, k));
+        for backend in available_backends() {
+            let mut y = vec![f32::NAN; m * n];
+            ops::linear_on(backend, &mut y, &x, &w, n, k).unwrap();
+            let mut dx = vec![f32::NAN; m * k];
+            ops::linear_backward_on(backend, &mut dx, &g, &w, n, k).unwrap();
+            // Inputs in [-2, 2): |terms| ≤ 4, sums of up to 384 terms in f32.
+            let tol = 1e-5 * 4.0 * k.max(n) as f64;
+            let worst = |a: &[f32], b: &[f64]| a.iter().zip(b).map(|(a, b)| (*a as f64 - b).abs()).fold(0f64, f64::max);
+            let (ey, edx) = (worst(&y, &y_ref), worst(&dx, &dx_ref));
+            assert!(ey < tol && edx < tol, "{} at {m}×{n}×{k}: y off by {ey}, dx by {edx}", backend.as_str());
+        }
+    }
+}
+
+#[test]
+fn a_product_that_does_not_fit_its_buffers_is_refused_on_every_backend() {
+    for backend in ops::blas::available_backends() {
+        let mut y = vec![0f32; 5];
+        let err = ops::linear_on(backend, &mut y, &[0f32; 6], &[0f32; 6], 3, 2).unwrap_err().to_string();
+        assert!(err.contains("do not fit"), "{}: {err}", backend.as_str());
+    }
+}

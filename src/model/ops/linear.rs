@@ -97,8 +97,24 @@ fn rows_fit(len: usize, m: usize, row_stride: usize, width: usize) -> bool {
 /// dst[m, cols] (+)= lhs[m, inner] · w, where `w` holds an [n, k] row-major
 /// weight read either as its transpose (`transposed`: inner = k, cols = n) or
 /// as it is (inner = n, cols = k). `dst` and `lhs` may be column blocks of
-/// wider matrices. The one place the frozen-linear kernels call gemm.
+/// wider matrices. The one place the frozen-linear kernels call a matrix
+/// product: the gemm crate or the system BLAS that [`super::blas::gemm_backend`] picks.
 fn gemm_rows(
+    dst: &mut [f32],
+    dst_stride: usize,
+    lhs: Rows,
+    w: &[f32],
+    shape: (usize, usize, usize),
+    transposed: bool,
+    accumulate: bool,
+) -> Result<()> {
+    gemm_rows_on(super::blas::gemm_backend(), dst, dst_stride, lhs, w, shape, transposed, accumulate)
+}
+
+/// [`gemm_rows`] on a given backend.
+#[allow(clippy::too_many_arguments)]
+fn gemm_rows_on(
+    backend: super::blas::GemmBackend,
     dst: &mut [f32],
     dst_stride: usize,
     lhs: Rows,
@@ -114,7 +130,16 @@ fn gemm_rows(
     {
         bail!("linear: [{m}, {inner}] · [{inner}, {cols}] does not fit the given buffers");
     }
-    if m > 0 && cols > 0 {
+    if m == 0 || cols == 0 {
+        return Ok(());
+    }
+    if backend != super::blas::GemmBackend::Gemm {
+        let blas = super::blas::system_blas(backend).map_err(candle_core::Error::msg)?;
+        return blas
+            .sgemm((m, cols, inner), lhs.data, lhs.row_stride, w, k, transposed, dst, dst_stride, accumulate)
+            .map_err(candle_core::Error::msg);
+    }
+    {
         // SAFETY: the extents of dst and lhs (m rows of the given strides)
         // and of w (n×k elements, read with the strides above) are checked.
         unsafe {
@@ -199,4 +224,39 @@ pub(super) fn linear_backward_into(
         bail!("linear backward: {} gradients do not fit rows of {n}", g.len());
     }
     linear_backward_strided(dx, Rows { data: g, row_stride: n }, w, (m, n, k), accumulate)
+}
+
+/// y [m, n] = x [m, k] · w [n, k]ᵀ on a named backend rather than the
+/// process-wide one: for `cargo bench --bench gemm`, which measures the
+/// backends side by side in one run.
+pub fn linear_on(
+    backend: super::blas::GemmBackend,
+    y: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    n: usize,
+    k: usize,
+) -> Result<()> {
+    let m = x.len() / k.max(1);
+    if x.len() != m * k || y.len() != m * n {
+        bail!("linear: {} inputs and {} outputs do not fit [{m}, {k}] · [{n}, {k}]ᵀ", x.len(), y.len());
+    }
+    gemm_rows_on(backend, y, n, Rows { data: x, row_stride: k }, w, (m, n, k), true, false)
+}
+
+/// dx [m, k] = g [m, n] · w [n, k] (the input gradient) on a named backend,
+/// as [`linear_on`].
+pub fn linear_backward_on(
+    backend: super::blas::GemmBackend,
+    dx: &mut [f32],
+    g: &[f32],
+    w: &[f32],
+    n: usize,
+    k: usize,
+) -> Result<()> {
+    let m = g.len() / n.max(1);
+    if g.len() != m * n || dx.len() != m * k {
+        bail!("linear backward: {} gradients and {} outputs do not fit [{m}, {n}] · [{n}, {k}]", g.len(), dx.len());
+    }
+    gemm_rows_on(backend, dx, k, Rows { data: g, row_stride: n }, w, (m, n, k), false, false)
 }

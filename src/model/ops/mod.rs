@@ -13,6 +13,7 @@
 
 mod activation;
 mod attention;
+pub mod blas;
 mod cpu;
 mod layer_norm;
 mod linear;
@@ -26,7 +27,7 @@ pub use attention::attention;
 pub(crate) use cpu::vectorized;
 pub use cpu::{kernel_path, supported_kernel_paths, KernelPath, KERNEL_PATH_VAR};
 pub use layer_norm::{add_layer_norm, layer_norm};
-pub use linear::linear;
+pub use linear::{linear, linear_backward_on, linear_on};
 pub use post_ln_layer::PostLnLayer;
 pub use pre_rms_layer::{PreRmsFeedForward, PreRmsLayer};
 pub use rms_norm::rms_norm;
