@@ -97,10 +97,10 @@ fn main() -> Result<()> {
             for (b, &backend) in backends.iter().enumerate() {
                 let ms = if op == "nt" {
                     let mut y = vec![0f32; m * n];
-                    median_ms(reps, || Ok(linear_on(backend, &mut y, &x, &w, n, k)?))?
+                    median_ms(reps, || Ok(linear_on(backend, &mut y, &x, &w, (n, k), false)?))?
                 } else {
                     let mut dx = vec![0f32; m * k];
-                    median_ms(reps, || Ok(linear_backward_on(backend, &mut dx, &g, &w, n, k)?))?
+                    median_ms(reps, || Ok(linear_backward_on(backend, &mut dx, &g, &w, (n, k), false)?))?
                 };
                 totals[b] += ms;
                 let ratio = torch_ms.map(|t| format!("{:.2}", ms / t)).unwrap_or_else(|| "-".into());

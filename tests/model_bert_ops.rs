@@ -306,9 +306,9 @@ fn every_gemm_backend_computes_the_same_products() {
         let (y_ref, dx_ref) = products_f64(&x, &w, &g, (m, n, k));
         for backend in available_backends() {
             let mut y = vec![f32::NAN; m * n];
-            ops::linear_on(backend, &mut y, &x, &w, n, k).unwrap();
+            ops::linear_on(backend, &mut y, &x, &w, (n, k), false).unwrap();
             let mut dx = vec![f32::NAN; m * k];
-            ops::linear_backward_on(backend, &mut dx, &g, &w, n, k).unwrap();
+            ops::linear_backward_on(backend, &mut dx, &g, &w, (n, k), false).unwrap();
             // Inputs in [-2, 2): |terms| ≤ 4, sums of up to 384 terms in f32.
             let tol = 1e-5 * 4.0 * k.max(n) as f64;
             let worst = |a: &[f32], b: &[f64]| a.iter().zip(b).map(|(a, b)| (*a as f64 - b).abs()).fold(0f64, f64::max);
@@ -322,7 +322,7 @@ fn every_gemm_backend_computes_the_same_products() {
 fn a_product_that_does_not_fit_its_buffers_is_refused_on_every_backend() {
     for backend in ops::blas::available_backends() {
         let mut y = vec![0f32; 5];
-        let err = ops::linear_on(backend, &mut y, &[0f32; 6], &[0f32; 6], 3, 2).unwrap_err().to_string();
+        let err = ops::linear_on(backend, &mut y, &[0f32; 6], &[0f32; 6], (3, 2), false).unwrap_err().to_string();
         assert!(err.contains("do not fit"), "{}: {err}", backend.as_str());
     }
 }

@@ -74,7 +74,6 @@ type CblasSgemm = unsafe extern "C" fn(
 /// A loaded system BLAS. The library handle is kept for the life of the
 /// process (the function pointer points into it).
 pub struct SystemBlas {
-    backend: GemmBackend,
     sgemm: CblasSgemm,
     _library: libloading::Library,
 }
@@ -110,7 +109,7 @@ impl SystemBlas {
                 GemmBackend::Gemm => {}
             }
         }
-        Ok(SystemBlas { backend, sgemm, _library: library })
+        Ok(SystemBlas { sgemm, _library: library })
     }
 
     /// c[m, n] = a[m, k] · b (+ c when `accumulate`), row-major with the
@@ -131,10 +130,10 @@ impl SystemBlas {
     ) -> Result<(), String> {
         let int = |v: usize| c_int::try_from(v).map_err(|_| format!("{v} exceeds the BLAS's 32-bit sizes"));
         let (b_rows, b_cols) = if b_transposed { (n, k) } else { (k, n) };
-        let fits = |len: usize, rows: usize, cols: usize, ld: usize| {
-            rows == 0 || (ld >= cols && len >= (rows - 1) * ld + cols)
-        };
-        if !fits(a.len(), m, k, lda) || !fits(b.len(), b_rows, b_cols, ldb) || !fits(c.len(), m, n, ldc) {
+        // Checked again here, not only by the caller: past this point the
+        // extents go to C unchecked.
+        let fits = super::linear::rows_fit;
+        if !fits(a.len(), m, lda, k) || !fits(b.len(), b_rows, ldb, b_cols) || !fits(c.len(), m, ldc, n) {
             return Err(format!("sgemm: [{m}, {k}] · [{k}, {n}] does not fit the given buffers"));
         }
         if m == 0 || n == 0 {
@@ -165,10 +164,6 @@ impl SystemBlas {
             )
         };
         Ok(())
-    }
-
-    pub fn backend(&self) -> GemmBackend {
-        self.backend
     }
 }
 

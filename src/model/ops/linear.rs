@@ -90,7 +90,7 @@ pub(super) struct Rows<'a> {
 }
 
 /// Whether `m` rows of `width` with `row_stride` fit in `len` elements.
-fn rows_fit(len: usize, m: usize, row_stride: usize, width: usize) -> bool {
+pub(super) fn rows_fit(len: usize, m: usize, row_stride: usize, width: usize) -> bool {
     m == 0 || (row_stride >= width && len >= (m - 1) * row_stride + width)
 }
 
@@ -139,32 +139,30 @@ fn gemm_rows_on(
             .sgemm((m, cols, inner), lhs.data, lhs.row_stride, w, k, transposed, dst, dst_stride, accumulate)
             .map_err(candle_core::Error::msg);
     }
-    {
-        // SAFETY: the extents of dst and lhs (m rows of the given strides)
-        // and of w (n×k elements, read with the strides above) are checked.
-        unsafe {
-            gemm::gemm(
-                m,
-                cols,
-                inner,
-                dst.as_mut_ptr(),
-                1,
-                dst_stride as isize,
-                accumulate,
-                lhs.data.as_ptr(),
-                1,
-                lhs.row_stride as isize,
-                w.as_ptr(),
-                w_cs as isize,
-                w_rs as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism(),
-            );
-        }
+    // SAFETY: the extents of dst and lhs (m rows of the given strides)
+    // and of w (n×k elements, read with the strides above) are checked.
+    unsafe {
+        gemm::gemm(
+            m,
+            cols,
+            inner,
+            dst.as_mut_ptr(),
+            1,
+            dst_stride as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            1,
+            lhs.row_stride as isize,
+            w.as_ptr(),
+            w_cs as isize,
+            w_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(),
+        );
     }
     Ok(())
 }
@@ -202,11 +200,7 @@ pub(super) fn linear_backward_strided(
 /// y [m, n] = x [m, k] · w [n, k]ᵀ, or y += … when `accumulate` (the way to
 /// add a bias or a residual: fill y with it first). Row-major slices.
 pub(super) fn linear_into(y: &mut [f32], x: &[f32], w: &[f32], n: usize, k: usize, accumulate: bool) -> Result<()> {
-    let m = x.len() / k.max(1);
-    if x.len() != m * k || y.len() != m * n {
-        bail!("linear: {} inputs and {} outputs do not fit [{m}, {k}] · [{n}, {k}]ᵀ", x.len(), y.len());
-    }
-    linear_strided(y, n, Rows { data: x, row_stride: k }, w, (m, n, k), accumulate)
+    linear_on(super::blas::gemm_backend(), y, x, w, (n, k), accumulate)
 }
 
 /// dx [m, k] = g [m, n] · w [n, k] (the input gradient of [`linear_into`]),
@@ -219,44 +213,41 @@ pub(super) fn linear_backward_into(
     k: usize,
     accumulate: bool,
 ) -> Result<()> {
-    let m = g.len() / n.max(1);
-    if g.len() != m * n {
-        bail!("linear backward: {} gradients do not fit rows of {n}", g.len());
-    }
-    linear_backward_strided(dx, Rows { data: g, row_stride: n }, w, (m, n, k), accumulate)
+    linear_backward_on(super::blas::gemm_backend(), dx, g, w, (n, k), accumulate)
 }
 
-/// y [m, n] = x [m, k] · w [n, k]ᵀ on a named backend rather than the
-/// process-wide one: for `cargo bench --bench gemm`, which measures the
-/// backends side by side in one run.
+/// [`linear_into`] on a named backend rather than the process-wide one:
+/// `cargo bench --bench gemm` measures the backends side by side in one run.
 pub fn linear_on(
     backend: super::blas::GemmBackend,
     y: &mut [f32],
     x: &[f32],
     w: &[f32],
-    n: usize,
-    k: usize,
+    (n, k): (usize, usize),
+    accumulate: bool,
 ) -> Result<()> {
     let m = x.len() / k.max(1);
     if x.len() != m * k || y.len() != m * n {
         bail!("linear: {} inputs and {} outputs do not fit [{m}, {k}] · [{n}, {k}]ᵀ", x.len(), y.len());
     }
-    gemm_rows_on(backend, y, n, Rows { data: x, row_stride: k }, w, (m, n, k), true, false)
+    gemm_rows_on(backend, y, n, Rows { data: x, row_stride: k }, w, (m, n, k), true, accumulate)
 }
 
-/// dx [m, k] = g [m, n] · w [n, k] (the input gradient) on a named backend,
-/// as [`linear_on`].
+/// [`linear_backward_into`] on a named backend, as [`linear_on`].
 pub fn linear_backward_on(
     backend: super::blas::GemmBackend,
     dx: &mut [f32],
     g: &[f32],
     w: &[f32],
-    n: usize,
-    k: usize,
+    (n, k): (usize, usize),
+    accumulate: bool,
 ) -> Result<()> {
     let m = g.len() / n.max(1);
-    if g.len() != m * n || dx.len() != m * k {
-        bail!("linear backward: {} gradients and {} outputs do not fit [{m}, {n}] · [{n}, {k}]", g.len(), dx.len());
+    if g.len() != m * n {
+        bail!("linear backward: {} gradients do not fit rows of {n}", g.len());
     }
-    gemm_rows_on(backend, dx, k, Rows { data: g, row_stride: n }, w, (m, n, k), false, false)
+    if dx.len() != m * k {
+        bail!("linear backward: {} outputs for [{m}, {k}]", dx.len());
+    }
+    gemm_rows_on(backend, dx, k, Rows { data: g, row_stride: n }, w, (m, n, k), false, accumulate)
 }
