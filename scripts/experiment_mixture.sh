@@ -5,8 +5,9 @@
 #
 # OUT is the directory of scripts/experiment_select.sh: its registry holds the
 # eight real source prompts, and its truth.jsonl names each target's best single
-# source. For every TARGET, SETTING (full, k16, k32) and SEED, with the same
-# budget and dev examples, it trains
+# source (a target that is also a source, sst2, is left out of its own pool).
+# For every TARGET, SETTING (full, k16, k32) and SEED, with the same budget and
+# dev examples, it trains
 #   pt              plain prompt tuning
 #   spot-default    SPoT from the first source in name order (the old default init)
 #   spot-best       SPoT from the target's best single source (experiment_select's truth)
@@ -62,8 +63,10 @@ PY
 }
 
 for target in $TARGETS; do
-  best=$(best_source "$target")
-  first=$(tr ' ' '\n' <<<"$SOURCES" | sort | head -1)
+  # A target that is also a source (sst2) is left out of its own pool.
+  pool=$(tr ' ' '\n' <<<"$SOURCES" | grep -vx "$target" | tr '\n' ' ')
+  best=$(SOURCES=$pool best_source "$target")
+  first=$(tr ' ' '\n' <<<"$pool" | sort | head -1)
   for setting in $SETTINGS; do
     [[ $setting != full && " $FEW_SHOT_TARGETS " != *" $target "* ]] && continue
     few=()
@@ -79,13 +82,13 @@ for target in $TARGETS; do
           pt) srcs=() ; extra=(--method pt --prompt-length "$PROMPT_LEN") ;;
           spot-default) srcs=("$first") ; extra=(--method spot) ;;
           spot-best) srcs=("$best") ; extra=(--method spot) ;;
-          attempt) srcs=($SOURCES) ; extra=(--method attempt) ;;
-          attempt-cosine) srcs=($SOURCES) ; extra=(--method attempt --attention-scores cosine --learn-temperature) ;;
-          attempt-norm) srcs=($SOURCES) ; extra=(--method attempt --prompt-row-norm "$NORM") ;;
-          attempt-std) srcs=($SOURCES) ; extra=(--method attempt --standardise-attention-input) ;;
-          attempt-std-cosine) srcs=($SOURCES)
+          attempt) srcs=($pool) ; extra=(--method attempt) ;;
+          attempt-cosine) srcs=($pool) ; extra=(--method attempt --attention-scores cosine --learn-temperature) ;;
+          attempt-norm) srcs=($pool) ; extra=(--method attempt --prompt-row-norm "$NORM") ;;
+          attempt-std) srcs=($pool) ; extra=(--method attempt --standardise-attention-input) ;;
+          attempt-std-cosine) srcs=($pool)
             extra=(--method attempt --standardise-attention-input --attention-scores cosine --learn-temperature) ;;
-          uniform) srcs=($SOURCES) ; extra=(--method uniform) ;;
+          uniform) srcs=($pool) ; extra=(--method uniform) ;;
           *) echo "unknown method $method" >&2; exit 1 ;;
         esac
         if ((${#srcs[@]})); then

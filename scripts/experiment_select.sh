@@ -21,8 +21,12 @@
 # finish; a row already there is not run again. Summary:
 #   python3 scripts/select_table.py OUT > OUT/select.md
 #
-# Knobs (environment): SOURCES TARGETS SEEDS PROMPT_LEN MAX_LEN BATCH SOURCE_STEPS
-# TARGET_STEPS MAX_EVAL SAMPLE PROBE_STEPS MODEL BIN.
+# A TARGET may also be one of the SOURCES (sst2, say): it is then left out of
+# its own candidate pool — no SPoT from itself, and `suggest` and the mixture
+# run against OUT/registry-without-TARGET, every other prompt published again.
+#
+# Knobs (environment): SOURCES TARGETS SEEDS CONTROLS PROMPT_LEN MAX_LEN BATCH
+# SOURCE_STEPS TARGET_STEPS MAX_EVAL SAMPLE PROBE_STEPS MODEL BIN.
 set -euo pipefail
 
 DATA_DIR=$(realpath "${1:-../shared/data}")
@@ -34,7 +38,7 @@ MODEL=${MODEL:-all-MiniLM-L6-v2}
 : "${SOURCES:=mnli qnli qqp sst2 sst5 subj agnews wnli}" "${TARGETS:=cb cola mrpc rte stsb boolq}"
 : "${SEEDS:=1 2 3}" "${PROMPT_LEN:=20}" "${MAX_LEN:=128}" "${BATCH:=16}" "${SOURCE_STEPS:=300}"
 : "${TARGET_STEPS:=100}" "${MAX_EVAL:=1000}" "${SAMPLE:=500}" "${PROBE_STEPS:=40}"
-CONTROLS="shuffled-sst2 noise noise-low noise-high"
+: "${CONTROLS:=shuffled-sst2 noise noise-low noise-high}"
 [[ -x "$BIN" ]] || { echo "no binary at $BIN: run \`cargo build --release\` or set BIN" >&2; exit 1; }
 [[ -d "$DATA_DIR" ]] || { echo "no data directory $DATA_DIR" >&2; exit 1; }
 mkdir -p "$OUT"
@@ -135,6 +139,27 @@ phase_recheck() {
   done
 }
 
+is_source() { [[ " $SOURCES " == *" $1 "* ]]; }
+
+use_registry_for() { # target: the registry whose candidates may serve it
+  local target=$1 reg=$OUT/registry-without-$1 dir
+  if ! is_source "$target"; then
+    export ATTEMPT_REGISTRY="$OUT/registry"
+    return
+  fi
+  if [[ ! -f "$reg.done" ]]; then
+    rm -rf "$reg"
+    for dir in "$OUT"/sources/*/; do
+      dir=${dir%/}
+      [[ -f "$dir/Prompt.toml" ]] || continue
+      case $(basename "$dir") in "$target" | "$target-1.0.1") continue ;; esac
+      ATTEMPT_REGISTRY=$reg "$BIN" publish "$dir" >/dev/null
+    done
+    touch "$reg.done"
+  fi
+  export ATTEMPT_REGISTRY="$reg"
+}
+
 new_project() { # dir [sources...]
   local proj=$1
   shift
@@ -169,6 +194,7 @@ phase_truth() {
   # Every seed of a target before the next target, cheapest targets first, so
   # a partial run already has the seed spread of the targets it covers.
   for target in $TARGETS; do
+    use_registry_for "$target"
     for seed in $SEEDS; do
       if ! has_row "$OUT/truth.jsonl" target="$target" seed="$seed" method=pt; then
         log "truth: $target PT (seed $seed)"
@@ -178,6 +204,7 @@ phase_truth() {
           "$proj" --task "$target" --method pt --seed "$seed" --prompt-length "$PROMPT_LEN" "${budget[@]}"
       fi
       for src in $SOURCES $CONTROLS; do
+        [[ $src == "$target" ]] && continue
         has_row "$OUT/truth.jsonl" target="$target" seed="$seed" method=spot source="$src" && continue
         log "truth: $target SPoT from $src (seed $seed)"
         proj="$OUT/truth/seed$seed/$target-$src"
@@ -192,6 +219,7 @@ phase_truth() {
 phase_select() {
   for target in $TARGETS; do
     has_row "$OUT/select.jsonl" target="$target" && continue
+    use_registry_for "$target"
     log "select: suggest for $target over every registry prompt"
     proj="$OUT/select/$target"
     new_project "$proj"
@@ -210,10 +238,12 @@ PY
 }
 
 phase_mixture() {
-  local real=()
-  for src in $SOURCES; do real+=("$src"); done
+  local real
   for seed in $SEEDS; do
     for target in $TARGETS; do
+      use_registry_for "$target"
+      real=()
+      for src in $SOURCES; do [[ $src == "$target" ]] || real+=("$src"); done
       if ! has_row "$OUT/mixture.jsonl" target="$target" seed="$seed" pool=all; then
         log "mixture: $target ATTEMPT over all real sources (seed $seed)"
         proj="$OUT/mixture/seed$seed/$target-all"

@@ -114,7 +114,23 @@ fn glue_and_superglue_formats_load() {
     assert_eq!(ag.train, vec![ex("stocks fell", None, Label::Class(2)), ex("the match", None, Label::Class(1))]);
     assert_eq!(ag.dev[0].label, Label::Class(3));
 
-    assert_eq!(builtin_task_names().len(), 14);
+    // TREC: `COARSE:fine question` lines; the coarse class is the label.
+    write(d, "TREC/train.txt", "DESC:manner How did serfdom develop ?\nNUM:date When was it ?\r\n");
+    write(d, "TREC/test.txt", "LOC:city Where is it ?\n");
+    let trec = load_task(&builtin_task("trec").unwrap(), d).unwrap();
+    assert_eq!(
+        trec.train,
+        vec![ex("How did serfdom develop ?", None, Label::Class(1)), ex("When was it ?", None, Label::Class(5))]
+    );
+    assert_eq!(trec.dev[0], ex("Where is it ?", None, Label::Class(4)));
+    write(d, "TREC/test.txt", "LOC:city Where is it ?\nno label here\n");
+    let err = format!("{:#}", load_task(&builtin_task("trec").unwrap(), d).unwrap_err());
+    assert!(err.contains("TREC/test.txt") && err.contains("line 2") && err.contains("COARSE:fine"), "{err}");
+    write(d, "TREC/test.txt", "LOC:city Where is it ?\nWHAT:x is this ?\n");
+    let err = format!("{:#}", load_task(&builtin_task("trec").unwrap(), d).unwrap_err());
+    assert!(err.contains("row 2") && err.contains("WHAT"), "{err}");
+
+    assert_eq!(builtin_task_names().len(), 15);
     assert!(builtin_task("nope").is_none());
 }
 

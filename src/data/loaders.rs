@@ -1,5 +1,6 @@
 //! File loaders: GLUE TSV (no quote handling, BOM stripped), headerless TSV,
-//! CSV with quoting, SuperGLUE JSONL and JSON object-of-rows / arrays.
+//! CSV with quoting, SuperGLUE JSONL, JSON object-of-rows / arrays and TREC's
+//! `COARSE:fine text` lines.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -100,6 +101,12 @@ fn parse_rows(text: &str, format: FileFormat) -> Result<Vec<Row>> {
         FileFormat::Tsv => parse_delimited(text.lines().map(split_tsv), true),
         FileFormat::TsvNoHeader => parse_delimited(text.lines().map(split_tsv), false),
         FileFormat::Csv => parse_delimited(parse_csv(text)?.into_iter(), true),
+        FileFormat::LabelPrefixed => text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| label_prefixed_row(l).with_context(|| format!("line {}", i + 1)))
+            .collect(),
         FileFormat::Jsonl => text
             .lines()
             .enumerate()
@@ -126,6 +133,18 @@ fn parse_rows(text: &str, format: FileFormat) -> Result<Vec<Row>> {
             }
         }
     }
+}
+
+/// `COARSE:fine text` → cells [coarse, fine, text].
+fn label_prefixed_row(line: &str) -> Result<Row> {
+    let line = line.trim_end_matches('\r');
+    let (label, text) = line
+        .split_once(' ')
+        .ok_or_else(|| anyhow!("expected `COARSE:fine text`, got `{line}` (no text after the label)"))?;
+    let (coarse, fine) = label
+        .split_once(':')
+        .ok_or_else(|| anyhow!("expected `COARSE:fine text`, got `{line}` (no `:` in the label)"))?;
+    Ok(Row { named: HashMap::new(), cells: vec![coarse.to_string(), fine.to_string(), text.trim().to_string()] })
 }
 
 fn split_tsv(line: &str) -> Vec<String> {

@@ -62,6 +62,9 @@ pub enum FileFormat {
     Jsonl,
     /// A JSON object of rows keyed by index, or a JSON array of rows.
     Json,
+    /// Li & Roth's question files (TREC): one `COARSE:fine text` per line,
+    /// read as three columns — coarse label, fine label, text.
+    LabelPrefixed,
 }
 
 impl FileFormat {
@@ -135,7 +138,10 @@ fn fields(a: &str, b: Option<&str>, label: &str) -> FieldMap {
 
 /// Names of the built-in tasks (lower case).
 pub fn builtin_task_names() -> &'static [&'static str] {
-    &["mnli", "qnli", "qqp", "sst2", "rte", "mrpc", "cola", "stsb", "cb", "boolq", "wnli", "sst5", "subj", "agnews"]
+    &[
+        "mnli", "qnli", "qqp", "sst2", "rte", "mrpc", "cola", "stsb", "cb", "boolq", "wnli", "sst5", "subj", "agnews",
+        "trec",
+    ]
 }
 
 /// A built-in task by name (case-insensitive; `sst-2`/`sts-b` accepted).
@@ -245,6 +251,14 @@ pub fn builtin_task(name: &str) -> Option<TaskDef> {
             FieldMap { text_a: Column::Index(0), text_b: None, label: Column::Index(1) },
             split("AGNews/train.tsv", TsvNoHeader),
             split("AGNews/test.tsv", TsvNoHeader),
+        ),
+        // The six coarse question classes; the fine label (column 1) is unused.
+        "trec" => (
+            labels(&["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]),
+            vec![Accuracy],
+            FieldMap { text_a: Column::Index(2), text_b: None, label: Column::Index(0) },
+            split("TREC/train.txt", LabelPrefixed),
+            split("TREC/test.txt", LabelPrefixed),
         ),
         _ => return None,
     };
