@@ -400,23 +400,7 @@ fn served_listing_is_paginated() {
 fn train_source_publish_train_package_publish() {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert/model");
     let model = model.to_str().expect("utf-8 path").to_string();
-    let small = [
-        "--max-steps",
-        "6",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "8",
-        "--prompt-length",
-        "4",
-        "--max-length",
-        "12",
-        "--synthetic-train",
-        "32",
-        "--synthetic-dev",
-        "16",
-        "--quiet",
-    ];
+    let small = common_registry::SMALL_TRAINING;
     let scenario = |b: &Backing, model: &str| {
         let mut t = String::new();
         let source = b.w("sentiment");
@@ -432,7 +416,7 @@ fn train_source_publish_train_package_publish() {
             "--out",
             &source,
         ];
-        args.extend_from_slice(&small);
+        args.extend_from_slice(small);
         t += &b.ok(&args);
         t += &b.ok(&["publish", &source]);
         t += &b.ok(&["--json", "info", "sentiment-prompt"]);
@@ -449,7 +433,7 @@ fn train_source_publish_train_package_publish() {
         t += &b.ok(&["--project", &p, "add", "sentiment-prompt"]);
         let run = b.w("project/runs/a");
         let mut args = vec!["--project", &p, "--json", "train", "--task", "mood", "--run-dir", &run];
-        args.extend_from_slice(&small);
+        args.extend_from_slice(small);
         t += &b.ok(&args);
         let pkg = b.w("mood-attempt");
         t += &b.ok(&["package", "--from-run", &run, "--task", "mood", "--name", "mood-attempt", "--out", &pkg]);

@@ -14,23 +14,7 @@ fn fixture_model() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert/model")
 }
 
-const SMALL: &[&str] = &[
-    "--max-steps",
-    "6",
-    "--epochs",
-    "2",
-    "--batch-size",
-    "8",
-    "--prompt-length",
-    "4",
-    "--max-length",
-    "12",
-    "--synthetic-train",
-    "32",
-    "--synthetic-dev",
-    "16",
-    "--quiet",
-];
+const SMALL: &[&str] = common_registry::SMALL_TRAINING;
 
 fn train_source(env: &Env, task: &str, out: &Path) -> String {
     let model = fixture_model();

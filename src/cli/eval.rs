@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use super::train::{eval_json, open_project, print_eval};
 use super::Context;
-use crate::train::{evaluate, load_run, Backbone};
+use crate::train::evaluate;
 use crate::workflow::project::recorded_section;
 use crate::workflow::settings::{load_tasks, TaskSelection};
 
@@ -28,13 +28,7 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let project = open_project(ctx, args.model.as_deref())?;
-    let (model, record) = load_run(
-        &args.run,
-        project.backbone.encoder(),
-        &project.backbone.tokenizer,
-        &project.sources.sources,
-        &project.device,
-    )?;
+    let (model, record) = project.load_run(&args.run)?;
     let section = recorded_section(&record)?;
     let tasks = load_tasks(&TaskSelection {
         names: &record.tasks,
@@ -46,11 +40,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let mut results = Vec::new();
     for (i, t) in tasks.iter().enumerate() {
         let n = args.max_eval_examples.or(record.config.max_eval_examples).unwrap_or(t.dev.len()).min(t.dev.len());
-        let backbone = Backbone {
-            encoder: project.backbone.encoder(),
-            tokenizer: &project.backbone.tokenizer,
-            device: &project.device,
-        };
+        let backbone = project.frozen();
         results.push(evaluate(
             &model,
             backbone,

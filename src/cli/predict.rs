@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use super::train::open_project;
 use super::Context;
-use crate::train::{load_run, predict, Backbone, PredictedLabel};
+use crate::train::{predict, PredictedLabel};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Prints the predicted label and the attention G gives each source prompt (and the \
@@ -31,18 +31,8 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let project = open_project(ctx, args.model.as_deref())?;
-    let (model, record) = load_run(
-        &args.run,
-        project.backbone.encoder(),
-        &project.backbone.tokenizer,
-        &project.sources.sources,
-        &project.device,
-    )?;
-    let backbone = Backbone {
-        encoder: project.backbone.encoder(),
-        tokenizer: &project.backbone.tokenizer,
-        device: &project.device,
-    };
+    let (model, record) = project.load_run(&args.run)?;
+    let backbone = project.frozen();
     let p = predict(&model, backbone, &args.task, &args.text, args.text_b.as_deref(), record.config.max_length)?;
     if ctx.global.json {
         println!("{}", serde_json::to_string_pretty(&p)?);

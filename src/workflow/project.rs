@@ -17,8 +17,10 @@ use crate::home::Home;
 use crate::project::ops::{self, Flags, Workspace};
 use crate::project::LOCK_FILE;
 use crate::registry::RegistrySource;
+use crate::train::rundir::RunRecord;
 use crate::train::{
-    interrupt, parameter_summary, train, RunProvenance, TaskData, TrainOptions, TrainOutcome, TrainRequest,
+    interrupt, load_run, parameter_summary, train, PromptModel, RunProvenance, TaskData, TrainOptions, TrainOutcome,
+    TrainRequest,
 };
 
 /// Key of the effective `[train]` values in a run's `provenance.extra`.
@@ -85,6 +87,20 @@ pub fn prepare(
 }
 
 impl PreparedProject {
+    /// The frozen side as evaluation and prediction take it.
+    pub fn frozen(&self) -> crate::train::Backbone<'_> {
+        crate::train::Backbone {
+            encoder: self.backbone.encoder(),
+            tokenizer: &self.backbone.tokenizer,
+            device: &self.device,
+        }
+    }
+
+    /// A run's best checkpoint, composed with this project's verified sources.
+    pub fn load_run(&self, run_dir: &Path) -> Result<(PromptModel, RunRecord)> {
+        load_run(run_dir, self.backbone.encoder(), &self.backbone.tokenizer, &self.sources.sources, &self.device)
+    }
+
     /// Task data for `section` (the project's `[train]` with overrides applied).
     pub fn tasks(&self, section: &TrainSection) -> Result<Vec<TaskData>> {
         let data_dir = section.data_dir.as_ref().map(|d| self.ws.dir.join(d));

@@ -12,6 +12,26 @@ use tempfile::TempDir;
 pub const FINGERPRINT: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 pub const OTHER_FINGERPRINT: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
+/// Training flags small enough for a test: a few steps of a 4-token prompt on
+/// a synthetic task (the last five are the synthetic sizes and `--quiet`).
+pub const SMALL_TRAINING: &[&str] = &[
+    "--max-steps",
+    "6",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "8",
+    "--prompt-length",
+    "4",
+    "--max-length",
+    "12",
+    "--synthetic-train",
+    "32",
+    "--synthetic-dev",
+    "16",
+    "--quiet",
+];
+
 /// An isolated `ATTEMPT_HOME`; its default registry is `<home>/registry`.
 pub struct Env {
     pub home: TempDir,
