@@ -7,7 +7,8 @@
 //!
 //! Shapes: 16 × (100 prompt + 64 text) = 2,624 rows through d = 384 and the
 //! 1,536-wide feed-forward; `nt` is the forward y = x·wᵀ, `nn` the input
-//! gradient dx = g·w. Prints the CPU, median milliseconds, GFLOP/s and each
+//! gradient dx = g·w, `nnT` the same gradient as an nt product over a copy of
+//! w transposed once (left out of the totals). Prints the CPU, median milliseconds, GFLOP/s and each
 //! backend's time over PyTorch's. The figures choose `blas::auto_backend`.
 
 use anyhow::Result;
@@ -91,18 +92,31 @@ fn main() -> Result<()> {
     for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
         let (x, w, g) = (values(m * k, 1), values(n * k, 2), values(m * n, 3));
         let flop = 2.0 * (m * n * k) as f64;
-        for op in ["nt", "nn"] {
-            let torch_ms = torch.as_ref().and_then(|t| t["shapes"][i][format!("{op}_ms")].as_f64());
-            torch_total += torch_ms.unwrap_or(0.0);
+        // w transposed once: the input gradient as an nt product over [k, n].
+        let wt: Vec<f32> = (0..k * n).map(|j| w[(j % n) * k + j / n]).collect();
+        for op in ["nt", "nn", "nnT"] {
+            // nnT is the same input gradient as nn, through a transposed copy of
+            // w (what a cached transpose of a frozen weight would cost); it is
+            // compared with PyTorch's nn and left out of the totals.
+            let torch_op = if op == "nnT" { "nn" } else { op };
+            let torch_ms = torch.as_ref().and_then(|t| t["shapes"][i][format!("{torch_op}_ms")].as_f64());
+            if op != "nnT" {
+                torch_total += torch_ms.unwrap_or(0.0);
+            }
             for (b, &backend) in backends.iter().enumerate() {
                 let ms = if op == "nt" {
                     let mut y = vec![0f32; m * n];
                     median_ms(reps, || Ok(linear_on(backend, &mut y, &x, &w, (n, k), false)?))?
-                } else {
+                } else if op == "nn" {
                     let mut dx = vec![0f32; m * k];
                     median_ms(reps, || Ok(linear_backward_on(backend, &mut dx, &g, &w, (n, k), false)?))?
+                } else {
+                    let mut dx = vec![0f32; m * k];
+                    median_ms(reps, || Ok(linear_on(backend, &mut dx, &g, &wt, (k, n), false)?))?
                 };
-                totals[b] += ms;
+                if op != "nnT" {
+                    totals[b] += ms;
+                }
                 let ratio = torch_ms.map(|t| format!("{:.2}", ms / t)).unwrap_or_else(|| "-".into());
                 println!(
                     "{:<18} {op:<4} {:<9} {ms:>9.2} {:>9.1} {ratio:>8}",
@@ -111,7 +125,7 @@ fn main() -> Result<()> {
                     flop / ms / 1e6
                 );
             }
-            if let Some(t) = torch_ms {
+            if let (Some(t), false) = (torch_ms, op == "nnT") {
                 println!("{:<18} {op:<4} {:<9} {t:>9.2} {:>9.1}", format!("{m}×{n}×{k}"), "torch", flop / t / 1e6);
             }
         }
