@@ -2,9 +2,10 @@
 //!
 //!     cargo bench --bench pages -- [--packages 10000] [--connections 64] [--seconds 10]
 //!
-//! Measures (a) package-page GETs (`/prompts/NAME`, every package in turn)
-//! on a registry of `--packages` packages: requests/s and p50/p99 latency at
-//! N keep-alive connections; (b) blob download MB/s (one 32 MiB artifact, 4
+//! Measures (a) package-page GETs (`/prompts/NAME`) on a registry of
+//! `--packages` packages: requests/s and p50/p99 latency at N keep-alive
+//! connections, first each page once (nothing cached), then every package in
+//! turn for `--seconds`, then the home page; (b) blob download MB/s (one 32 MiB artifact, 4
 //! connections) with download counting on and off (`--download-flush-ms 0`),
 //! alternating five rounds each so both see the same machine load.
 //! Packages are published through the library, as `publish` would.
@@ -20,7 +21,7 @@ use attempt_pkg::registry::BlockingRegistry;
 mod http_load;
 #[path = "common/serve.rs"]
 mod serve;
-use http_load::{blob_throughput, load, report};
+use http_load::{blob_throughput, load, load_once, report};
 use serve::ServeProcess;
 
 const FINGERPRINT: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
@@ -51,11 +52,15 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
 
     let server = ServeProcess::start(&root, &[])?;
-    // One pass over a sample first, so the norm cache and SQLite's page cache
-    // are as warm as on a server that has been up a while.
-    runtime.block_on(load(&server.addr, &page_paths[..page_paths.len().min(2000)], 8, 2.0))?;
+    // First views: every package page once, so none comes from the server's
+    // page cache (src/server/pages/cache.rs) and each costs its queries and
+    // its render; SQLite's own page cache warms as it goes.
+    let first = runtime.block_on(load_once(&server.addr, &page_paths, connections))?;
+    report(&format!("package page GET, first view of each of {packages}, {connections} connections"), &first);
+    // Then every package in turn for `seconds`: a page asked again within
+    // the cache's 5 s is served from memory, one older is rendered anew.
     let pages = runtime.block_on(load(&server.addr, &page_paths, connections, seconds))?;
-    report(&format!("package page GET, {packages} packages, {connections} connections"), &pages);
+    report(&format!("package page GET, {packages} packages in turn, {connections} connections"), &pages);
     let home = runtime.block_on(load(&server.addr, &["/".to_string()], connections, seconds.min(5.0)))?;
     report(&format!("home page GET, {connections} connections"), &home);
     drop(server);

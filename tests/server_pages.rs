@@ -262,6 +262,46 @@ fn blob_downloads_are_counted_in_batches() {
 }
 
 #[test]
+fn a_write_through_the_server_shows_on_the_next_view_of_a_cached_page() {
+    let (env, server) = served_registry(&[]);
+    let token = server.token("alice", &[]);
+    let before = page(&server, "/prompts/mnli-prompt");
+    assert_eq!(page(&server, "/prompts/mnli-prompt"), before, "a second view within the cache's time is the same page");
+    assert!(!before.contains("This version is yanked"), "{before}");
+    // A yank through the API: the cached page is stale at once, not after its time.
+    let registry = server.index_url();
+    env.ok(&["yank", "mnli-prompt@1.2.0", "--registry", &registry, "--token", &token]);
+    let after = page(&server, "/prompts/mnli-prompt/1.2.0");
+    assert!(after.contains("This version is yanked"), "{after}");
+    env.ok(&["yank", "--undo", "mnli-prompt@1.2.0", "--registry", &registry, "--token", &token]);
+    assert!(!page(&server, "/prompts/mnli-prompt/1.2.0").contains("This version is yanked"));
+    // An error is never cached: a package published after a 404 is found,
+    // and the home page's totals count it.
+    assert!(page(&server, "/").contains("<strong>4</strong> packages"));
+    assert_eq!(get(&server, "/prompts/late-prompt").0, 404);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut prompt, manifest) = pages_common::packages().remove(0);
+    prompt.name = "late-prompt".into();
+    pages_common::write(&prompt, &manifest, dir.path());
+    env.ok(&["publish", dir.path().to_str().unwrap(), "--registry", &registry, "--token", &token]);
+    assert!(page(&server, "/prompts/late-prompt").contains("attempt-pkg add late-prompt@1.0.0"));
+    assert!(page(&server, "/").contains("<strong>5</strong> packages"));
+}
+
+#[test]
+fn a_cached_page_of_a_private_registry_still_needs_a_token() {
+    let (_env, server) = served_registry(&["--auth-required"]);
+    let token = server.token("reader", &[]);
+    for path in ["/", "/prompts/mnli-prompt"] {
+        let url = format!("{}{path}", server.url);
+        assert_eq!(http().get(&url).bearer_auth(&token).send().unwrap().status(), 200, "GET {path} with a token");
+        let (status, body, _) = get(&server, path);
+        assert_eq!(status, 401, "GET {path} without a token after it was rendered: {body}");
+        assert!(!body.contains("mnli-prompt</a>"), "{body}");
+    }
+}
+
+#[test]
 fn auth_required_protects_the_pages_like_the_index() {
     let (_env, server) = served_registry(&["--auth-required"]);
     let token = server.token("reader", &[]);

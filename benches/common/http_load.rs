@@ -29,8 +29,18 @@ pub fn report(label: &str, r: &LoadResult) {
 /// `connections` keep-alive connections, each GETting the paths round-robin
 /// for `seconds`; every response must be 200.
 pub async fn load(addr: &str, paths: &[String], connections: usize, seconds: f64) -> Result<LoadResult> {
+    load_until(addr, paths, connections, Some(Instant::now() + Duration::from_secs_f64(seconds))).await
+}
+
+/// As [`load`], but every path is asked for exactly once (first views).
+#[allow(dead_code)] // used by the pages bench only
+pub async fn load_once(addr: &str, paths: &[String], connections: usize) -> Result<LoadResult> {
+    load_until(addr, paths, connections, None).await
+}
+
+/// Until `deadline`, or with none, until each path was asked for once.
+async fn load_until(addr: &str, paths: &[String], connections: usize, deadline: Option<Instant>) -> Result<LoadResult> {
     let paths = Arc::new(paths.to_vec());
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..connections {
@@ -40,7 +50,7 @@ pub async fn load(addr: &str, paths: &[String], connections: usize, seconds: f64
             let mut conn = Conn::open(&addr).await?;
             let mut latencies = Vec::new();
             let mut i = c;
-            while Instant::now() < deadline {
+            while deadline.map_or(i < paths.len(), |d| Instant::now() < d) {
                 let t = Instant::now();
                 let (status, _) = conn.get(&paths[i % paths.len()]).await?;
                 if status != 200 {

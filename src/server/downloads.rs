@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use registry_index::Checksum;
 
+use super::pages::PageCache;
 use crate::registry::LocalRegistry;
 
 /// Downloads since the last write, by artifact checksum.
@@ -39,25 +40,34 @@ impl DownloadCounter {
         }
     }
 
-    /// Writes the tallies so far; on failure they stay pending.
-    pub(crate) async fn flush(&self, registry: &LocalRegistry) {
+    /// Writes the tallies so far (and so makes the cached pages, which show
+    /// the counts, stale); on failure they stay pending.
+    pub(crate) async fn flush(&self, registry: &LocalRegistry, pages: &PageCache) {
         let counts: Vec<(Checksum, u64)> = self.take().into_iter().collect();
         if counts.is_empty() {
             return;
         }
-        if let Err(e) = registry.record_downloads(&counts).await {
-            tracing::warn!("could not record {} download count(s), retrying later: {e:#}", counts.len());
-            self.restore(counts);
+        match registry.record_downloads(&counts).await {
+            Ok(()) => pages.invalidate(),
+            Err(e) => {
+                tracing::warn!("could not record {} download count(s), retrying later: {e:#}", counts.len());
+                self.restore(counts);
+            }
         }
     }
 }
 
 /// Flushes `counter` every `interval`, forever (spawned on the database runtime).
-pub(crate) async fn flush_loop(counter: Arc<DownloadCounter>, registry: LocalRegistry, interval: Duration) {
+pub(crate) async fn flush_loop(
+    counter: Arc<DownloadCounter>,
+    registry: LocalRegistry,
+    pages: Arc<PageCache>,
+    interval: Duration,
+) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        counter.flush(&registry).await;
+        counter.flush(&registry, &pages).await;
     }
 }

@@ -88,6 +88,8 @@ pub(crate) struct AppState {
     downloads: Option<Arc<downloads::DownloadCounter>>,
     /// Per-token norms for the package pages' plots.
     norms: pages::NormCache,
+    /// Rendered pages, for a few seconds or until the next write.
+    pages: Arc<pages::PageCache>,
     /// Test hook (`ATTEMPT_TEST_CUT_BLOB_AFTER=N`): whole-blob responses stop
     /// after N bytes, as if the connection dropped, to test resumption.
     cut_blob_after: Option<u64>,
@@ -167,9 +169,10 @@ pub(crate) fn router(state: SharedState) -> Router {
         .route("/api/v1/prompts/{name}/{version}/unyank", put(api::unyank))
         .route("/api/v1/prompts/{name}/similar", get(api::similar))
         .route("/api/v1/prompts/{name}/owners", get(api::owners_list).put(api::owners_add).delete(api::owners_remove))
-        .merge(pages::routes())
+        .merge(pages::routes(&state))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(SMALL_BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), pages::invalidate_after_writes))
         .with_state(state)
 }
 
@@ -194,9 +197,10 @@ pub fn serve(config: ServerConfig) -> Result<()> {
     let local = listener.local_addr()?;
     let cut_blob_after = std::env::var("ATTEMPT_TEST_CUT_BLOB_AFTER").ok().and_then(|v| v.parse().ok());
     let workers = config.workers.max(1);
+    let pages = Arc::new(pages::PageCache::default());
     let downloads = (!config.download_flush.is_zero()).then(|| {
         let counter = Arc::new(downloads::DownloadCounter::default());
-        shared.spawn(downloads::flush_loop(counter.clone(), registry.clone(), config.download_flush));
+        shared.spawn(downloads::flush_loop(counter.clone(), registry.clone(), pages.clone(), config.download_flush));
         counter
     });
     let state = Arc::new(AppState {
@@ -205,6 +209,7 @@ pub fn serve(config: ServerConfig) -> Result<()> {
         index_cache: index::IndexCache::default(),
         downloads,
         norms: pages::NormCache::default(),
+        pages,
         cut_blob_after,
         config,
     });

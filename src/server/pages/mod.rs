@@ -16,6 +16,7 @@
 //! external loads, so the pages work offline. `--auth-required` protects
 //! them like the index.
 
+mod cache;
 mod format;
 mod home;
 mod model;
@@ -24,11 +25,15 @@ mod plot;
 mod prompt;
 
 use askama::Template;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+pub(crate) use cache::PageCache;
 pub(crate) use norms::NormCache;
 
 use super::{ApiError, SharedState};
@@ -41,13 +46,58 @@ const CONTENT_SECURITY_POLICY: &str =
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 const STYLESHEET: &str = include_str!("pages.css");
 
-pub(crate) fn routes() -> Router<SharedState> {
+pub(crate) fn routes(state: &SharedState) -> Router<SharedState> {
     Router::new()
         .route("/", get(home::home))
         .route("/prompts/{name}", get(prompt::latest))
         .route("/prompts/{name}/{version}", get(prompt::version))
         .route("/models/{fingerprint}", get(model::model))
+        .layer(middleware::from_fn_with_state(state.clone(), served_from_cache))
         .route("/static/pages.css", get(stylesheet))
+}
+
+/// A page from [`PageCache`] when it holds a fresh one (after the same read
+/// check as a render), else the handler's page, kept when it is a 200.
+async fn served_from_cache(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+    if request.method() != Method::GET {
+        return next.run(request).await;
+    }
+    if let Err(e) = state.check_read(request.headers()).await {
+        return PageError(e).into_response();
+    }
+    let key = request.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let private = state.config.auth_required;
+    if let Some(body) = state.pages.get(&key) {
+        return html(StatusCode::OK, body, private);
+    }
+    let generation = state.pages.generation();
+    let response = next.run(request).await;
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => {
+            state.pages.put(key, generation, bytes.clone());
+            Response::from_parts(parts, Body::from(bytes))
+        }
+        Err(e) => PageError(ApiError::internal(anyhow::anyhow!("reading a rendered page: {e}"))).into_response(),
+    }
+}
+
+/// After every successful write through the API (any method but GET and
+/// HEAD), the cached pages are stale.
+pub(crate) async fn invalidate_after_writes(
+    State(state): State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let write = !matches!(*request.method(), Method::GET | Method::HEAD);
+    let response = next.run(request).await;
+    if write && response.status().is_success() {
+        state.pages.invalidate();
+    }
+    response
 }
 
 async fn stylesheet() -> Response {
@@ -75,8 +125,8 @@ fn page(template: &impl Template, private: bool) -> Result<Response, PageError> 
     Ok(html(StatusCode::OK, body, private))
 }
 
-fn html(status: StatusCode, body: String, private: bool) -> Response {
-    let mut response = (status, body).into_response();
+fn html(status: StatusCode, body: impl Into<Body>, private: bool) -> Response {
+    let mut response = (status, body.into()).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     // Download counts change by the minute: revalidate, and keep pages of a
