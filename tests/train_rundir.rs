@@ -239,6 +239,49 @@ fn interrupted_and_resumed_run_matches_an_uninterrupted_one_exactly() {
 }
 
 #[test]
+fn length_grouped_batches_resume_exactly_and_change_the_run() {
+    let enc = encoder();
+    let grouped = || TrainConfig { group_by_length: true, ..cfg(Method::Attempt, 2) };
+    let straight = go(&enc, grouped(), sources(), &TrainOptions::default()).unwrap();
+    assert_eq!(straight.steps, 12, "48 examples in batches of 8, two epochs: every example once an epoch");
+    let plain = go(&enc, cfg(Method::Attempt, 2), sources(), &TrainOptions::default()).unwrap();
+    assert_ne!(
+        straight.history.iter().map(|r| r.train_loss).collect::<Vec<_>>(),
+        plain.history.iter().map(|r| r.train_loss).collect::<Vec<_>>(),
+        "grouping changes which examples share a batch"
+    );
+    // Interrupted after every step for the first five (mid-epoch), resumed each time: the same run.
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let interrupt = |resume: bool| TrainOptions {
+        run_dir: Some(run.clone()),
+        interrupt: Some(Arc::new(AtomicBool::new(true))),
+        resume,
+        ..Default::default()
+    };
+    for step in 1..=5 {
+        let o = go(&enc, grouped(), sources(), &interrupt(step > 1)).unwrap();
+        assert!(o.interrupted && o.steps == step);
+    }
+    let resumed = go(
+        &enc,
+        grouped(),
+        sources(),
+        &TrainOptions { run_dir: Some(run.clone()), resume: true, ..Default::default() },
+    )
+    .unwrap();
+    assert_eq!(resumed.steps, 12);
+    let (a, b) = (straight.model.state_dict().unwrap(), resumed.model.state_dict().unwrap());
+    for (name, t) in &a {
+        let (x, y) = (
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            b[name].flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        assert!(x == y, "`{name}` differs after resuming a length-grouped run");
+    }
+}
+
+#[test]
 fn resuming_refuses_a_checkpoint_that_does_not_match_resume_json() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");

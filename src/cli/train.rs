@@ -80,6 +80,13 @@ pub struct TrainFlags {
     /// mean row norm before mixing (trained prompts: 25–45; word embeddings: 1–2).
     #[arg(long, value_name = "NORM")]
     pub prompt_row_norm: Option<f64>,
+    /// Batch inputs of similar token length together, as the Hugging Face
+    /// trainer's group_by_length: shuffled megabatches of 50 batches, each
+    /// sorted by length. Less padding, so faster steps on inputs of mixed
+    /// length; every example is still seen once per epoch, but the batches
+    /// differ from an ungrouped run's, so results do too.
+    #[arg(long)]
+    pub group_by_length: bool,
 }
 
 impl TrainFlags {
@@ -107,6 +114,7 @@ impl TrainFlags {
             learn_temperature: self.learn_temperature.then_some(true),
             standardise_attention_input: self.standardise_attention_input.then_some(true),
             prompt_row_norm: self.prompt_row_norm,
+            group_by_length: self.group_by_length.then_some(true),
         }
     }
 }

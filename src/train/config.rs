@@ -49,6 +49,10 @@ pub struct TrainConfig {
     /// epochs and after the last; few-shot epochs are a step or two long.
     pub eval_every: usize,
     pub eval_batch_size: usize,
+    /// Batch inputs of similar token length together (shuffled megabatches
+    /// sorted by length, see `train::batches`): less padding, the same
+    /// examples each epoch. Off by default, so runs stay as they were.
+    pub group_by_length: bool,
 }
 
 impl Default for TrainConfig {
@@ -74,6 +78,7 @@ impl Default for TrainConfig {
             max_eval_examples: None,
             eval_every: 1,
             eval_batch_size: 64,
+            group_by_length: false,
         }
     }
 }

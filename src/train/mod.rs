@@ -18,6 +18,7 @@
 //!
 //! Masks passed to `Encoder::encode` are f32 `[b, L]` (1.0 real, 0.0 pad).
 
+pub mod batches;
 pub mod config;
 pub mod model;
 

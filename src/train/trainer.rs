@@ -13,7 +13,6 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::data::tasks::TaskDef;
@@ -21,6 +20,7 @@ use crate::data::tokenize::{collate, TextEncoder};
 use crate::data::{Example, Label};
 use crate::model::Encoder;
 
+use super::batches::epoch_batches;
 use super::config::TrainConfig;
 use super::evaluate::{evaluate, Backbone, EvalResult};
 use super::model::{PromptModel, SourcePrompt};
@@ -91,15 +91,6 @@ impl TrainOutcome {
     pub fn mean_step_seconds(&self) -> f64 {
         self.step_seconds.iter().sum::<f64>() / self.step_seconds.len().max(1) as f64
     }
-}
-
-fn shuffle_order(tasks: &[TaskData], seed: u64, epoch: usize) -> Vec<(usize, usize)> {
-    let mut order: Vec<(usize, usize)> =
-        tasks.iter().enumerate().flat_map(|(t, d)| (0..d.train.len()).map(move |i| (t, i))).collect();
-    // One stream per epoch, so a resumed run sees the same order.
-    let mut rng = StdRng::seed_from_u64(seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(epoch as u64 + 1)));
-    order.shuffle(&mut rng);
-    order
 }
 
 fn progress_bar(enabled: bool, total: usize) -> ProgressBar {
@@ -193,16 +184,32 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
     let mut step_seconds = Vec::new();
     let mut interrupted = false;
 
+    let sizes: Vec<usize> = tasks.iter().map(|t| t.train.len()).collect();
+    // Token lengths, once per run, when batches are grouped by them.
+    let lengths = if config.group_by_length {
+        let mut lengths = Vec::with_capacity(tasks.len());
+        for t in &tasks {
+            let task_lengths: Result<Vec<usize>> = t
+                .train
+                .iter()
+                .map(|e| Ok(tokenizer.encode(&e.text_a, e.text_b.as_deref(), config.max_length)?.len()))
+                .collect();
+            lengths.push(task_lengths?);
+        }
+        Some(lengths)
+    } else {
+        None
+    };
     'epochs: for epoch in state.epochs_done..epochs {
         bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
         let started = Instant::now();
-        let order = shuffle_order(&tasks, config.seed, epoch);
+        let batches = epoch_batches(&sizes, lengths.as_deref(), config.batch_size, config.seed, epoch);
         // A run interrupted mid-epoch resumes after the batches it took.
         let done =
             if epoch == state.epochs_done { std::mem::take(&mut state.partial_epoch) } else { PartialEpoch::default() };
         let skip = done.batches;
         let (mut loss_sum, mut loss_n) = (done.loss_sum, done.examples);
-        for (batch, chunk) in order.chunks(config.batch_size).enumerate().skip(skip) {
+        for (batch, chunk) in batches.iter().enumerate().skip(skip) {
             if step >= total_steps {
                 break;
             }

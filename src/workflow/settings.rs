@@ -18,6 +18,7 @@
 //! learn-temperature = true         # train the temperature with G
 //! standardise-attention-input = true # G starts from standardised pooled inputs
 //! prompt-row-norm = 2.0            # rescale source prompts before mixing
+//! group-by-length = true           # batch inputs of similar length (less padding)
 //!
 //! [tasks.my-reviews]
 //! train = "data/train.jsonl"
@@ -68,6 +69,8 @@ pub struct TrainSection {
     pub standardise_attention_input: Option<bool>,
     /// Rescale source prompts to this mean row norm before mixing.
     pub prompt_row_norm: Option<f64>,
+    /// Batch inputs of similar length together.
+    pub group_by_length: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,7 +127,8 @@ impl TrainSection {
             attention_temperature,
             learn_temperature,
             standardise_attention_input,
-            prompt_row_norm
+            prompt_row_norm,
+            group_by_length
         )
     }
 
@@ -171,6 +175,9 @@ impl TrainSection {
             c.attention.standardise_input = v;
         }
         c.prompt_row_norm = self.prompt_row_norm.or(c.prompt_row_norm);
+        if let Some(v) = self.group_by_length {
+            c.group_by_length = v;
+        }
         c
     }
 
