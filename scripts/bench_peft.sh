@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# End to end: `attempt-pkg train --method pt` against Hugging Face PEFT prompt
+# tuning (scripts/bench_peft.py), the same task, steps, batch, length, prompt
+# length, learning rates and threads, one after the other on this machine.
+# Prints each side's mean step time, wall time and peak memory, and the ratios.
+#
+#   bash scripts/bench_peft.sh [TASK] [STEPS] [DATA_DIR]      (rte, 30, ../shared/data)
+#
+# Needs `cargo build --release`, `attempt-pkg model fetch minilm`, and a
+# Python with torch, transformers and peft (PYTHON, default .venv/bin/python:
+# `bash scripts/dev-venv.sh && .venv/bin/pip install peft`).
+set -euo pipefail
+TASK=${1:-rte} STEPS=${2:-30} DATA_DIR=$(realpath "${3:-../shared/data}")
+BIN=$(realpath "${BIN:-target/release/attempt-pkg}")
+PYTHON=${PYTHON:-.venv/bin/python}
+MODEL_DIR=${MODEL_DIR:-${ATTEMPT_HOME:-$HOME/.attempt}/models/all-MiniLM-L6-v2}
+THREADS=${THREADS:-$(nproc)}
+[[ -x "$BIN" ]] || { echo "no binary at $BIN: run \`cargo build --release\` or set BIN" >&2; exit 1; }
+[[ -f "$MODEL_DIR/config.json" ]] || { echo "no model at $MODEL_DIR: run \`attempt-pkg model fetch minilm\`" >&2; exit 1; }
+"$PYTHON" -c "import torch, transformers, peft" 2>/dev/null \
+  || { echo "$PYTHON lacks torch/transformers/peft: bash scripts/dev-venv.sh && .venv/bin/pip install peft" >&2; exit 1; }
+echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $THREADS threads"
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+
+"$BIN" --project "$W/p" init --name bench --model-path "$MODEL_DIR" >/dev/null
+# Both sides ungrouped (shuffled batches, padded to their longest input),
+# then both with batches grouped by length.
+for mode in plain grouped; do
+  ours=() peft=()
+  [[ $mode == grouped ]] && { ours=(--group-by-length); peft=(--group-by-length); }
+  /usr/bin/time -f "%e %M" -o "$W/ours-$mode.time" env RAYON_NUM_THREADS="$THREADS" "$BIN" --project "$W/p" --json train \
+    --task "$TASK" --data-dir "$DATA_DIR" --method pt --prompt-length 20 --max-length 128 --batch-size 16 \
+    --lr 0.3 --lr-other 5e-3 --max-steps "$STEPS" --epochs 1000 --eval-every 1000 --max-eval-examples 16 --seed 1 \
+    "${ours[@]}" --run-dir "$W/p/run-$mode" --quiet >"$W/ours-$mode.json" 2>"$W/ours-$mode.log" \
+    || { cat "$W/ours-$mode.log" >&2; exit 1; }
+  /usr/bin/time -f "%e %M" -o "$W/peft-$mode.time" "$PYTHON" "$(dirname "$0")/bench_peft.py" "$MODEL_DIR" "$DATA_DIR" \
+    --task "$TASK" --steps "$STEPS" --batch-size 16 --max-length 128 --virtual-tokens 20 --lr 0.3 --lr-head 5e-3 \
+    --threads "$THREADS" "${peft[@]}" >"$W/peft-$mode.json" 2>"$W/peft-$mode.log" \
+    || { cat "$W/peft-$mode.log" >&2; exit 1; }
+done
+
+python3 - "$W" <<'PY'
+import json, sys
+w = sys.argv[1]
+for mode in ("plain", "grouped"):
+    ours = json.load(open(f"{w}/ours-{mode}.json"))
+    peft = json.loads(open(f"{w}/peft-{mode}.json").read().strip().splitlines()[-1])
+    (ow, om), (pw, pm) = [map(float, open(f"{w}/{n}-{mode}.time").read().split()) for n in ("ours", "peft")]
+    rows = [("mean step, ms", ours["mean_step_seconds"] * 1e3, peft["mean_step_s"] * 1e3),
+            ("wall, s (load + steps + exit)", ow, pw), ("peak RSS, MB", om / 1024, pm / 1024)]
+    if mode == "plain":
+        print(f"PEFT: torch {peft['torch']}; {ours['steps']} steps each; trainable: attempt-pkg "
+              f"{ours['trainable_parameters']}, PEFT {peft['trainable']}")
+    print(f"{'batches ' + ('grouped by length' if mode == 'grouped' else 'not grouped'):32} "
+          f"{'attempt-pkg':>12} {'PEFT':>10} {'ratio':>7}")
+    for name, a, b in rows:
+        print(f"  {name:30} {a:12.1f} {b:10.1f} {a / b:7.2f}")
+PY
