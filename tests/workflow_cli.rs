@@ -314,6 +314,35 @@ fn train_select_chooses_sources_then_trains() {
 }
 
 #[test]
+fn a_relative_data_dir_flag_is_read_from_where_the_command_runs() {
+    let env = Env::new();
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data/SST-2");
+    fs::create_dir_all(&data).unwrap();
+    let rows: String =
+        (0..32).map(|i| if i % 2 == 0 { "good great fine\t1\n" } else { "bad awful poor\t0\n" }).collect();
+    fs::write(data.join("train.tsv"), format!("sentence\tlabel\n{rows}")).unwrap();
+    fs::write(data.join("dev.tsv"), format!("sentence\tlabel\n{rows}")).unwrap();
+    let model = fixture_model();
+    env.ok(&[
+        "--project",
+        work.path().join("proj").to_str().unwrap(),
+        "init",
+        "--name",
+        "rel",
+        "--model-path",
+        model.to_str().unwrap(),
+    ]);
+    // From the directory above the project, as `attempt-pkg --project proj … --data-dir data`.
+    let mut args = vec!["--project", "proj", "train", "--task", "sst2", "--method", "pt", "--data-dir", "data"];
+    args.extend_from_slice(&SMALL[..SMALL.len() - 5]); // not the synthetic sizes
+    args.extend(["--quiet", "--run-dir", "proj/run"]);
+    let out = env.cmd().current_dir(work.path()).args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(work.path().join("proj/run/run.json").is_file());
+}
+
+#[test]
 fn train_source_records_its_data_without_a_local_path_and_whether_it_learned() {
     let env = Env::new();
     let work = tempfile::tempdir().unwrap();

@@ -93,7 +93,10 @@ impl TrainFlags {
     pub fn section(&self) -> TrainSection {
         TrainSection {
             tasks: self.tasks.clone(),
-            data_dir: self.data_dir.clone(),
+            // A path typed on the command line is relative to where the
+            // command runs (as every path flag is), not to the project: only
+            // `[train] data-dir` in attempt.toml is relative to the project.
+            data_dir: self.data_dir.as_ref().map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone())),
             method: self.method,
             epochs: self.epochs,
             max_steps: self.max_steps,
