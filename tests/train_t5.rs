@@ -109,7 +109,7 @@ fn gradients_reach_the_prompt_and_g_through_the_decoder() {
         enc,
         &tok,
         &sources(enc.hidden_size()),
-        &[task.task.clone()],
+        std::slice::from_ref(&task.task),
         &config(Method::Attempt),
         &mut rng,
         &Device::Cpu,
@@ -119,7 +119,7 @@ fn gradients_reach_the_prompt_and_g_through_the_decoder() {
     let batch = collate(&examples, &tok, 16, &Device::Cpu).unwrap();
     let forward = prompt_model.forward(enc, 0, &batch).unwrap();
     assert_eq!(forward.outputs.dims(), [8, 2]);
-    let labels: Vec<_> = examples.iter().map(|e| e.label.clone()).collect();
+    let labels: Vec<_> = examples.iter().map(|e| e.label).collect();
     let loss = prompt_model.loss(0, &forward.outputs, &labels).unwrap();
     let grads = loss.backward().unwrap();
     for (name, var) in prompt_model.vars_for_task(0) {

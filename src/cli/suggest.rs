@@ -223,8 +223,8 @@ fn print_selection(s: &Selection, attention: Option<&BTreeMap<String, f32>>) {
         s.task, s.sample_size
     );
     println!(
-        "  {:<28} {:>8} {:>8} {:>8} {:>9} {:>7}  {}",
-        "package", "score", "± se", "LogME", "vs none", "norm", "proposal"
+        "  {:<28} {:>8} {:>8} {:>8} {:>9} {:>7}  proposal",
+        "package", "score", "± se", "LogME", "vs none", "norm"
     );
     for r in &s.ranking {
         let probe = attention.and_then(|a| a.get(&r.name)).map(|w| format!("  attention {w:.3}")).unwrap_or_default();

@@ -734,7 +734,7 @@ impl T5Model {
             for cand in candidates {
                 rows.push(row);
                 labels.extend(cand.iter().map(|&x| x as i64));
-                labels.extend(std::iter::repeat(IGNORE_INDEX).take(t - cand.len()));
+                labels.extend(std::iter::repeat_n(IGNORE_INDEX, t - cand.len()));
             }
         }
         let rows = Tensor::from_vec(rows, b * n, &self.device)?;

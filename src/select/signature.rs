@@ -20,7 +20,7 @@ pub const SIGNATURE_EXAMPLES: usize = 1000;
 
 /// `count` examples drawn without replacement, the same for a given seed
 /// (the scoring sample of `select::rank` and the signature sample alike).
-pub fn sample<'a>(examples: &'a [Example], count: usize, seed: u64) -> Vec<&'a Example> {
+pub fn sample(examples: &[Example], count: usize, seed: u64) -> Vec<&Example> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut picked: Vec<&Example> = examples.iter().collect();
     picked.shuffle(&mut rng);

@@ -55,7 +55,7 @@ pub struct TrainOptions {
     /// Where checkpoints, metrics and the run record go (none: in memory only).
     pub run_dir: Option<PathBuf>,
     /// Continue from `last.safetensors` (trainable tensors and AdamW state)
-    /// + `resume.json` in `run_dir`, mid-epoch included: the resumed run takes
+    /// and `resume.json` in `run_dir`, mid-epoch included: the resumed run takes
     /// the same steps an uninterrupted one would have.
     pub resume: bool,
     /// Show a progress bar on stderr.
