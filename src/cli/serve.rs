@@ -11,7 +11,10 @@ use crate::server::{serve, ServerConfig};
 attempt-pkg serve --root /srv/prompts --addr 0.0.0.0:8080 --auth-required --public-url https://prompts.example.org\n\n\
 Clients use it as `--registry http://HOST:PORT/index/` (or a name in $ATTEMPT_HOME/config.toml). \
 Publishing needs a token: `attempt-pkg token create --name NAME --root DIR`. \
-Several processes on one PostgreSQL database: `--database postgres://…` on each (and on `token`). See docs/server.md.")]
+Several processes on one PostgreSQL database: `--database postgres://…` on each (and on `token`). \
+The web pages (/, /prompts/NAME, /models/FINGERPRINT) are kept for 5 s once rendered; a write through this \
+server shows at once, one made elsewhere (another process, a local publish into DIR) within 5 s. \
+See docs/server.md and docs/pages.md.")]
 pub struct Args {
     /// The registry directory to serve (created if missing).
     #[arg(long, value_name = "DIR")]
