@@ -90,6 +90,14 @@ pub struct Dependent {
     pub versions: Vec<Version>,
 }
 
+/// See [`LocalRegistry::page_extras`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageExtras {
+    pub owners: Vec<String>,
+    pub dependents: Vec<Dependent>,
+    pub manifest: Option<String>,
+}
+
 /// A frozen base model as the registry knows it from its prompts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelFacts {
@@ -369,39 +377,47 @@ impl LocalRegistry {
         Ok((out, more))
     }
 
-    /// Packages with a version that depends on `name`, by name, with those versions.
-    pub async fn dependents(&self, name: &str) -> Result<Vec<Dependent>> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT p.name, v.version FROM version_dependencies vd JOIN versions v ON v.id = vd.version_id \
-             JOIN packages p ON p.id = v.package_id WHERE vd.name = $1",
+    /// What the package page shows beside the versions: `name`'s owners
+    /// (oldest first), the packages with a version that depends on it (by
+    /// name, with those versions), and the manifest JSON stored with
+    /// `name@version` (metrics, provenance) if that is published. One query
+    /// where three would do: a page not yet cached costs mostly round trips
+    /// to the database (docs/pages.md).
+    pub async fn page_extras(&self, name: &str, version: &Version) -> Result<PageExtras> {
+        // Each part of the union is tagged so one ordered pass can split them;
+        // the casts give PostgreSQL one type per column.
+        let rows: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT CAST(0 AS BIGINT) AS part, owner AS a, CAST(NULL AS TEXT) AS b, CAST(added_at AS BIGINT) AS k \
+             FROM package_owners WHERE package_name = $1 \
+             UNION ALL SELECT CAST(1 AS BIGINT), p.name, v.version, CAST(0 AS BIGINT) FROM version_dependencies vd \
+             JOIN versions v ON v.id = vd.version_id JOIN packages p ON p.id = v.package_id WHERE vd.name = $1 \
+             UNION ALL SELECT CAST(2 AS BIGINT), v.manifest, CAST(NULL AS TEXT), CAST(0 AS BIGINT) FROM versions v \
+             JOIN packages p ON p.id = v.package_id WHERE p.name = $1 AND v.version = $2 \
+             ORDER BY part, k, a",
         )
         .bind(name)
+        .bind(version.to_string())
         .fetch_all(self.pool())
         .await
-        .context("listing dependents")?;
+        .context("reading a package's owners, dependents and manifest")?;
+        let mut extras = PageExtras::default();
         let mut by_name: BTreeMap<String, Vec<Version>> = BTreeMap::new();
-        for (dependent, version) in rows {
-            by_name.entry(dependent).or_default().push(parse_db_version(&version)?);
+        for (part, a, b, _) in rows {
+            match (part, b) {
+                (0, _) => extras.owners.push(a),
+                (1, Some(version)) => by_name.entry(a).or_default().push(parse_db_version(&version)?),
+                (2, _) => extras.manifest = Some(a),
+                (part, b) => anyhow::bail!("unexpected row ({part}, {a:?}, {b:?}) reading the page of `{name}`"),
+            }
         }
-        Ok(by_name
+        extras.dependents = by_name
             .into_iter()
             .map(|(name, mut versions)| {
                 versions.sort();
                 Dependent { name, versions }
             })
-            .collect())
-    }
-
-    /// The manifest JSON stored with `name@version` (metrics, provenance), if published.
-    pub async fn manifest_json(&self, name: &str, version: &Version) -> Result<Option<String>> {
-        let row: Option<(String,)> = sqlx::query_as(
-            "SELECT v.manifest FROM versions v JOIN packages p ON p.id = v.package_id WHERE p.name = $1 AND v.version = $2",
-        )
-        .bind(name)
-        .bind(version.to_string())
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(row.map(|r| r.0))
+            .collect();
+        Ok(extras)
     }
 
     async fn package_downloads(&self, package_id: i64) -> Result<u64> {

@@ -106,10 +106,21 @@ pub async fn check_browse_queries(registry: &LocalRegistry) {
     assert_eq!(popular.len(), 1);
     assert_eq!((popular[0].summary.name.as_str(), popular[0].downloads), ("mnli-prompt", 8));
 
-    let dependents = registry.dependents("mnli-prompt").await.unwrap();
-    assert_eq!(dependents.len(), 1);
-    assert_eq!((dependents[0].name.as_str(), dependents[0].versions.clone()), ("mix-set", vec![v("0.1.0")]));
-    assert!(registry.dependents("mix-set").await.unwrap().is_empty());
+    attempt_pkg::server::owners::add(registry.pool(), "mnli-prompt", &["ada".into()]).await.unwrap();
+    attempt_pkg::server::owners::add(registry.pool(), "mnli-prompt", &["bob".into(), "ada".into()]).await.unwrap();
+    let extras = registry.page_extras("mnli-prompt", &v("1.2.0")).await.unwrap();
+    assert_eq!(extras.owners, vec!["ada", "bob"], "oldest owner first, each once");
+    assert_eq!(extras.dependents.len(), 1);
+    assert_eq!(
+        (extras.dependents[0].name.as_str(), extras.dependents[0].versions.clone()),
+        ("mix-set", vec![v("0.1.0")])
+    );
+    let manifest = extras.manifest.expect("stored manifest");
+    assert!(manifest.contains("source-attention"), "{manifest}");
+    let unpublished = registry.page_extras("mnli-prompt", &v("9.0.0")).await.unwrap();
+    assert_eq!((unpublished.manifest, unpublished.owners.len()), (None, 2), "no manifest, the same owners");
+    let set = registry.page_extras("mix-set", &v("0.1.0")).await.unwrap();
+    assert!(set.dependents.is_empty() && set.owners.is_empty() && set.manifest.is_some(), "{set:?}");
 
     assert_eq!(registry.tasks().await.unwrap(), vec!["mix", "mnli", "sst2"]);
     let models = registry.models().await.unwrap();
@@ -144,8 +155,4 @@ pub async fn check_browse_queries(registry: &LocalRegistry) {
     assert_eq!(for_model[2].downloads, 8);
     let unknown = Checksum::parse(&"3".repeat(64)).unwrap();
     assert!(registry.model_facts(&unknown).await.unwrap().is_none());
-
-    let manifest = registry.manifest_json("mnli-prompt", &v("1.2.0")).await.unwrap().expect("stored manifest");
-    assert!(manifest.contains("source-attention"), "{manifest}");
-    assert!(registry.manifest_json("mnli-prompt", &v("9.0.0")).await.unwrap().is_none());
 }

@@ -11,7 +11,8 @@ use super::plot::{self, Chart};
 use super::{format, page, PageResult};
 use crate::package::Manifest;
 use crate::registry::api::{PackageInfo, VersionInfo};
-use crate::server::{owners, ApiError, SharedState};
+use crate::registry::browse::PageExtras;
+use crate::server::{ApiError, SharedState};
 
 /// The provenance key `package --from-run` writes an ATTEMPT run's source
 /// attention under (see `plot::parse_source_attention`).
@@ -96,9 +97,8 @@ async fn render(state: &SharedState, headers: &HeaderMap, name: &str, wanted: Op
             .ok_or_else(|| ApiError::not_found(format!("{name}@{v} is not published")))?,
         None => info.latest().ok_or_else(|| ApiError::not_found(format!("`{name}` has no versions")))?,
     };
-    let owners = owners::list(registry.pool(), name).await?;
-    let dependents = registry.dependents(name).await?;
-    let manifest = match registry.manifest_json(name, &selected.version).await? {
+    let PageExtras { owners, dependents, manifest } = registry.page_extras(name, &selected.version).await?;
+    let manifest = match manifest {
         Some(text) => Manifest::from_json(&text)
             .map_err(|e| tracing::warn!("the stored manifest of {name}@{} does not parse: {e:#}", selected.version))
             .ok(),
