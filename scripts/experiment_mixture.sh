@@ -21,6 +21,11 @@
 # which centred the input without scaling it: the weights stayed as flat.)
 #   uniform         the mixture with constant weights
 # and appends a row per run to OUT/mixture-methods.jsonl (skipped when there).
+# Then, for each group in MULTI_GROUPS (e.g. "mrpc+rte"), multi-task ATTEMPT:
+# one run per seed over the group's tasks at once (a shared G, a target prompt
+# and head per task; mixed-task batches) for TARGET_STEPS × the group's size
+# steps, so it sees as many examples as the single-task runs together; a row
+# per task, method "attempt-multi", to compare with that task's "attempt".
 # Summary: python3 scripts/mixture_table.py OUT > OUT/mixture.md
 set -euo pipefail
 
@@ -31,6 +36,7 @@ MODEL=${MODEL:-all-MiniLM-L6-v2}
 : "${SOURCES:=mnli qnli qqp sst2 sst5 subj agnews wnli}" "${TARGETS:=cb cola mrpc rte stsb boolq}"
 : "${SEEDS:=1 2 3}" "${SETTINGS:=full k16 k32}" "${FEW_SHOT_TARGETS:=cb mrpc rte}"
 : "${METHODS:=pt spot-default spot-best attempt attempt-cosine attempt-norm attempt-std attempt-std-cosine uniform}"
+: "${MULTI_GROUPS:=}"
 : "${PROMPT_LEN:=20}" "${MAX_LEN:=128}" "${BATCH:=16}" "${TARGET_STEPS:=150}" "${MAX_EVAL:=1000}" "${NORM:=2}"
 [[ -x "$BIN" ]] || { echo "no binary at $BIN: run \`cargo build --release\` or set BIN" >&2; exit 1; }
 [[ -d "$OUT/registry" ]] || { echo "no registry in $OUT: run scripts/experiment_select.sh DATA_DIR $OUT sources first" >&2; exit 1; }
@@ -116,6 +122,40 @@ PY
         fi
       done
     done
+  done
+done
+for group in $MULTI_GROUPS; do
+  read -ra members <<<"${group//+/ }"
+  pool=$(tr ' ' '\n' <<<"$SOURCES" | grep -vxF -f <(printf '%s\n' "${members[@]}") | tr '\n' ' ')
+  tasks=()
+  for t in "${members[@]}"; do tasks+=(--task "$t"); done
+  for seed in $SEEDS; do
+    done_already "${members[0]}" full attempt-multi "$seed" && continue
+    proj="$OUT/mixture-methods/${group//+/-}-multi-seed$seed"
+    rm -rf "$proj"
+    "$BIN" --project "$proj" init --name exp --model-path "$MODEL" >/dev/null 2>&1
+    adds=()
+    for s in $pool; do adds+=("$s-prompt@=1.0.0"); done
+    "$BIN" --project "$proj" add "${adds[@]}" >/dev/null 2>&1
+    log "$group multi-task attempt (seed $seed; sources $pool)"
+    if "$BIN" --project "$proj" --json train "${tasks[@]}" --data-dir "$DATA_DIR" --seed "$seed" \
+      --max-length "$MAX_LEN" --batch-size "$BATCH" --max-steps "$((TARGET_STEPS * ${#members[@]}))" --epochs 100000 \
+      --eval-every 100000 --max-eval-examples "$MAX_EVAL" --method attempt --run-dir "$proj/run" --quiet \
+      >"$proj/train.json" 2>"$proj/train.log"; then
+      python3 - "$proj/train.json" "$group" "$seed" "$pool" >>"$RESULTS" <<'PY'
+import json, sys
+path, group, seed, sources = sys.argv[1:]
+r = json.load(open(path))
+for t in r["tasks"]:
+    print(json.dumps({"target": t["task"], "setting": "full", "method": "attempt-multi", "seed": int(seed),
+                      "group": group, "sources": sources.strip(), "metrics": t["metrics"], "attention": t["attention"],
+                      "attention_spread": t.get("attention_spread"), "trainable": r["trainable_parameters"],
+                      "step_s": r["mean_step_seconds"], "steps": r["steps"]}))
+PY
+    else
+      log "FAILED: see $proj/train.log"
+      tail -3 "$proj/train.log" >&2
+    fi
   done
 done
 log "done: python3 scripts/mixture_table.py $OUT"
