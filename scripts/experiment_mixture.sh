@@ -6,8 +6,9 @@
 # OUT is the directory of scripts/experiment_select.sh: its registry holds the
 # eight real source prompts, and its truth.jsonl names each target's best single
 # source (a target that is also a source, sst2, is left out of its own pool).
-# For every TARGET, SETTING (full, k16, k32) and SEED, with the same budget and
-# dev examples, it trains
+# For every TARGET, SETTING (full; k16, k32: few-shot, k examples per class, on
+# FEW_SHOT_TARGETS; steps300 etc.: the full data for 300 target steps instead of
+# TARGET_STEPS) and SEED, with the same budget and dev examples, it trains
 #   pt              plain prompt tuning
 #   spot-default    SPoT from the first source in name order (the old default init)
 #   spot-best       SPoT from the target's best single source (experiment_select's truth)
@@ -74,9 +75,15 @@ for target in $TARGETS; do
   best=$(SOURCES=$pool best_source "$target")
   first=$(tr ' ' '\n' <<<"$pool" | sort | head -1)
   for setting in $SETTINGS; do
-    [[ $setting != full && " $FEW_SHOT_TARGETS " != *" $target "* ]] && continue
+    [[ $setting == k* && " $FEW_SHOT_TARGETS " != *" $target "* ]] && continue
     few=()
-    [[ $setting == k* ]] && few=(--few-shot "${setting#k}")
+    steps=$TARGET_STEPS
+    case $setting in
+      full) ;;
+      k[0-9]*) few=(--few-shot "${setting#k}") ;;
+      steps[0-9]*) steps=${setting#steps} ;;
+      *) echo "unknown setting $setting (full, kN for N examples per class, stepsN for N steps)" >&2; exit 1 ;;
+    esac
     for seed in $SEEDS; do
       for method in $METHODS; do
         done_already "$target" "$setting" "$method" "$seed" && continue
@@ -104,7 +111,7 @@ for target in $TARGETS; do
         fi
         log "$target $setting $method (seed $seed${srcs:+; sources ${srcs[*]}})"
         if "$BIN" --project "$proj" --json train --task "$target" --data-dir "$DATA_DIR" --seed "$seed" \
-          --max-length "$MAX_LEN" --batch-size "$BATCH" --max-steps "$TARGET_STEPS" --epochs 100000 --eval-every 100000 \
+          --max-length "$MAX_LEN" --batch-size "$BATCH" --max-steps "$steps" --epochs 100000 --eval-every 100000 \
           --max-eval-examples "$MAX_EVAL" "${few[@]}" "${extra[@]}" --run-dir "$proj/run" --quiet \
           >"$proj/train.json" 2>"$proj/train.log"; then
           python3 - "$proj/train.json" "$target" "$setting" "$method" "$seed" "${srcs[*]:-}" >>"$RESULTS" <<'PY'
