@@ -156,6 +156,46 @@ fn resume_continues_where_the_run_stopped() {
 }
 
 #[test]
+fn resuming_with_other_settings_tasks_or_sources_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let enc = encoder();
+    let flag = Some(Arc::new(AtomicBool::new(true)));
+    let opts = TrainOptions { run_dir: Some(run.clone()), ..Default::default() };
+    go(&enc, cfg(Method::Attempt, 2), sources(), &TrainOptions { interrupt: flag, ..opts.clone() }).unwrap();
+    let files = |p: &std::path::Path| {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = files(&run);
+    let resume = TrainOptions { resume: true, ..opts.clone() };
+    let other_lr = TrainConfig { lr_prompt: 0.05, ..cfg(Method::Attempt, 2) };
+    let msg = format!("{:#}", go(&enc, other_lr, sources(), &resume).err().expect("another learning rate is refused"));
+    assert!(msg.contains("lr-prompt: 0.3 when started, 0.05 now") && msg.contains("drop --resume"), "{msg}");
+    let other_scores = {
+        let mut c = cfg(Method::Attempt, 2);
+        c.attention.scores = attempt_pkg::compose::AttentionScores::Cosine;
+        c
+    };
+    let msg = format!("{:#}", go(&enc, other_scores, sources(), &resume).err().expect("other attention is refused"));
+    assert!(msg.contains("attention.scores"), "{msg}");
+    let msg = format!("{:#}", go(&enc, cfg(Method::Attempt, 2), sources()[..1].to_vec(), &resume).err().unwrap());
+    assert!(msg.contains("sources: ") && msg.contains(" now"), "{msg}");
+    let msg = format!("{:#}", go(&enc, cfg(Method::Pt, 2), vec![], &resume).err().unwrap());
+    assert!(msg.contains("method") && msg.contains("sources: "), "{msg}");
+    assert_eq!(files(&run), before, "a refused resume writes nothing");
+    // The same settings with more epochs continue the run.
+    let resumed = go(&enc, cfg(Method::Attempt, 3), sources(), &resume).unwrap();
+    assert!(!resumed.interrupted);
+    assert_eq!(resumed.history.len(), 3);
+}
+
+#[test]
 fn interruption_stops_and_leaves_a_resumable_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");

@@ -134,7 +134,8 @@ pub struct Args {
     /// Where the run goes (default runs/run-NNN in the project).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
-    /// Continue an interrupted run in --run-dir.
+    /// Continue an interrupted run in --run-dir, with the settings, tasks and
+    /// sources it was started with (only --epochs and --max-steps may change).
     #[arg(long, requires = "run_dir")]
     pub resume: bool,
     /// Model directory or imported model name (default: [model] path).

@@ -105,6 +105,84 @@ pub struct ResumeState {
     /// What a run interrupted mid-epoch had done of epoch `epochs_done`.
     #[serde(default)]
     pub partial_epoch: PartialEpoch,
+    /// What the run was started with (absent in a resume state written by
+    /// an older attempt-pkg, which is then resumed unchecked).
+    #[serde(default)]
+    pub started_with: Option<RunIdentity>,
+}
+
+/// What makes a run the same run: `--resume` refuses to continue one with
+/// other settings, tasks or sources, which would silently make a run that
+/// neither command describes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunIdentity {
+    /// The training configuration, as JSON so that a resume state written by
+    /// another version still reads (and a changed field still shows).
+    pub config: serde_json::Value,
+    pub tasks: Vec<TaskIdentity>,
+    /// The source prompts, `name@version`, in mixture order.
+    pub sources: Vec<String>,
+}
+
+/// A task by name and its number of training and dev examples (a changed
+/// data file, `--max-train-examples` or `--few-shot` changes the counts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskIdentity {
+    pub name: String,
+    pub train: usize,
+    pub dev: usize,
+}
+
+impl RunIdentity {
+    /// Settings a resumed run may change: how long it goes on (a finished
+    /// run can be extended) and the evaluation batch size (speed only).
+    const MAY_CHANGE: [&'static str; 3] = ["epochs", "max-steps", "eval-batch-size"];
+
+    /// One line per difference between the run as started and `now`, each
+    /// naming the setting as `resume.json` does; empty if `now` continues it.
+    pub fn differences(&self, now: &RunIdentity) -> Vec<String> {
+        let (mut then_fields, mut now_fields) = (BTreeMap::new(), BTreeMap::new());
+        flatten("", &self.config, &mut then_fields);
+        flatten("", &now.config, &mut now_fields);
+        let keys: std::collections::BTreeSet<&String> = then_fields.keys().chain(now_fields.keys()).collect();
+        let mut lines = Vec::new();
+        for key in keys {
+            if Self::MAY_CHANGE.contains(&key.as_str()) {
+                continue;
+            }
+            let (a, b) = (then_fields.get(key), now_fields.get(key));
+            if a != b {
+                let show = |v: Option<&serde_json::Value>| v.map_or_else(|| "not set".to_string(), |v| v.to_string());
+                lines.push(format!("{key}: {} when started, {} now", show(a), show(b)));
+            }
+        }
+        let tasks = |t: &[TaskIdentity]| {
+            t.iter().map(|t| format!("{} ({} train, {} dev)", t.name, t.train, t.dev)).collect::<Vec<_>>().join(", ")
+        };
+        if self.tasks != now.tasks {
+            lines.push(format!("tasks: {} when started, {} now", tasks(&self.tasks), tasks(&now.tasks)));
+        }
+        if self.sources != now.sources {
+            let list = |s: &[String]| if s.is_empty() { "none".to_string() } else { s.join(", ") };
+            lines.push(format!("sources: {} when started, {} now", list(&self.sources), list(&now.sources)));
+        }
+        lines
+    }
+}
+
+/// `{"attention": {"scores": "dot"}}` → `attention.scores = "dot"`.
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
 }
 
 /// The mini-batches already taken in an unfinished epoch, and their summed

@@ -26,8 +26,8 @@ use super::evaluate::{evaluate, Backbone, EvalResult};
 use super::model::{PromptModel, SourcePrompt};
 use super::optim::{clip_grad_norm, linear_schedule, Optimizers};
 use super::rundir::{
-    load_tensors, save_tensors, EpochRecord, PartialEpoch, ResumeState, RunDir, RunProvenance, RunRecord, CHECKPOINT,
-    LAST_CHECKPOINT, METRICS, RESUME_STATE, RUN_RECORD,
+    load_tensors, save_tensors, EpochRecord, PartialEpoch, ResumeState, RunDir, RunIdentity, RunProvenance, RunRecord,
+    TaskIdentity, CHECKPOINT, LAST_CHECKPOINT, METRICS, RESUME_STATE, RUN_RECORD,
 };
 
 /// Train and dev examples of one task.
@@ -125,12 +125,30 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
     }
     let run_dir = options.run_dir.as_ref().map(RunDir::create).transpose()?;
 
+    let identity = RunIdentity {
+        config: serde_json::to_value(&config).context("recording the training configuration")?,
+        tasks: tasks
+            .iter()
+            .map(|t| TaskIdentity { name: t.task.name.clone(), train: t.train.len(), dev: t.dev.len() })
+            .collect(),
+        sources: sources.iter().map(|s| s.name.clone()).collect(),
+    };
     let mut state = ResumeState::default();
     let mut best_state = None;
     let mut last_checkpoint = None;
     if options.resume {
         let dir = run_dir.as_ref().context("--resume needs a run directory")?;
         state = dir.read_resume_state()?;
+        let differences = state.started_with.as_ref().map(|then| then.differences(&identity)).unwrap_or_default();
+        if !differences.is_empty() {
+            bail!(
+                "cannot resume {}: this command would continue the run with other settings than it was started with:\n  {}\n\
+                 Run it with the run's own settings (they are in {}), or start a new run: drop --resume, or pass another --run-dir",
+                dir.path.display(),
+                differences.join("\n  "),
+                dir.file(RESUME_STATE).display()
+            );
+        }
         let last = load_tensors(&dir.file(LAST_CHECKPOINT), &device)?;
         model.load_state_dict(&last)?;
         last_checkpoint = Some(last);
@@ -168,6 +186,8 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
             )),
         }
     }
+    // A resumed run may have been extended (epochs, max_steps): keep what it goes on with.
+    state.started_with = Some(identity);
     // Everything `--resume` needs, written last-checkpoint first: resume.json is the commit point.
     let save_resumable = |dir: &RunDir, state: &ResumeState, optim: &Optimizers| -> Result<()> {
         let mut tensors = model.state_dict()?;
