@@ -77,6 +77,29 @@ fn lock_checksum_is_checked_against_the_index() {
 }
 
 #[test]
+fn verify_fails_when_the_lock_cannot_be_checked_against_its_index_but_checks_the_cache() {
+    let env = Env::new();
+    let (a, _) = project_with_two(&env);
+    env.ok(&["fetch"]);
+    fs::write(env.cached_blob(&a), b"evil bytes").unwrap();
+    // Another registry than the one the lock came from: nothing to check the checksums against.
+    let err = env.fails(&["--registry", "no-such-registry", "verify"]);
+    assert!(err.contains("mnli@1.0.0") && err.contains("deleted"), "the cache was still checked: {err}");
+    assert!(
+        err.contains("sst2@1.0.0: locked from registry+file://") && err.contains("not checked against an index"),
+        "{err}"
+    );
+    assert!(err.contains("3 problem(s)"), "{err}");
+    // --offline asks for no index check: the blobs alone decide.
+    env.ok(&["fetch"]);
+    env.ok(&["--registry", "no-such-registry", "verify", "--offline"]);
+    // A config.toml that does not parse: the cache is checked, the index cannot be.
+    fs::write(env.home.join("config.toml"), "[registries\nbroken").unwrap();
+    let err = env.fails(&["verify"]);
+    assert!(err.contains("not checked against the registry index") && err.contains("1 problem(s)"), "{err}");
+}
+
+#[test]
 fn offline_uses_only_lock_and_cache() {
     let env = Env::new();
     let (a, _) = project_with_two(&env);

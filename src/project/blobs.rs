@@ -88,6 +88,9 @@ pub enum Problem {
     IndexMismatch { package: String, version: String, locked: Checksum, index: Checksum, registry: String },
     /// The registry no longer lists the locked version.
     NotInIndex { package: String, version: String, registry: String },
+    /// The package was locked from a registry none of `registries` is, so
+    /// its checksum could not be checked against an index.
+    OtherRegistry { package: String, version: String, locked_from: String, reading: Vec<String> },
 }
 
 impl std::fmt::Display for Problem {
@@ -108,6 +111,12 @@ impl std::fmt::Display for Problem {
             Problem::NotInIndex { package, version, registry } => {
                 write!(f, "{package}@{version}: registry {registry} does not list this version")
             }
+            Problem::OtherRegistry { package, version, locked_from, reading } => write!(
+                f,
+                "{package}@{version}: locked from {locked_from}, not the registry this command reads ({}), so not \
+                 checked against an index; pass --registry for the registry it came from, or --offline to check the cache only",
+                reading.join(", ")
+            ),
         }
     }
 }
@@ -121,7 +130,8 @@ pub struct VerifyReport {
 }
 
 /// Re-hashes every cached blob the lock names, and (given registries) checks
-/// the lock's checksums against the index.
+/// the lock's checksums against the index of the registry each was locked
+/// from (one not among `registries` is a problem: the check was asked for).
 pub fn verify(lock: &Lockfile, registries: &[Box<dyn RegistrySource>], cache: &Cache) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     for p in &lock.packages {
@@ -139,7 +149,18 @@ pub fn verify(lock: &Lockfile, registries: &[Box<dyn RegistrySource>], cache: &C
                 actual,
             }),
         }
-        if let Some(reg) = registries.iter().find(|r| r.source_id() == p.source) {
+        let Some(reg) = registries.iter().find(|r| r.source_id() == p.source) else {
+            if !registries.is_empty() {
+                report.problems.push(Problem::OtherRegistry {
+                    package: p.name.clone(),
+                    version: p.version.to_string(),
+                    locked_from: p.source.clone(),
+                    reading: registries.iter().map(|r| r.source_id()).collect(),
+                });
+            }
+            continue;
+        };
+        {
             let entries = reg.versions(&p.name)?;
             match entries.iter().find(|e| e.vers == p.version) {
                 None => report.problems.push(Problem::NotInIndex {
