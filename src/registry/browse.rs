@@ -16,8 +16,8 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, Row};
 
-use super::api::{PackageInfo, PackageSummary, VersionInfo, YankEvent};
-use super::local::{parse_db_version, summarize, version_from_row, VERSION_COLUMNS};
+use super::api::{PackageInfo, PackageSummary, VersionInfo};
+use super::local::{parse_db_version, summarize, version_from_row, yank_event_from_row, VERSION_COLUMNS};
 use super::LocalRegistry;
 
 /// Narrows a listing or a search to packages with at least one version
@@ -185,14 +185,7 @@ impl LocalRegistry {
             .fetch_all(self.pool())
             .await
             .context("reading a yank history")?;
-            for row in rows {
-                yank_history.push(YankEvent {
-                    version: parse_db_version(row.get("version"))?,
-                    yanked: row.get::<i64, _>("yanked") != 0,
-                    at: row.get("at"),
-                    reason: row.get("reason"),
-                });
-            }
+            yank_history = rows.iter().map(yank_event_from_row).collect::<Result<_>>()?;
         }
         Ok(Some((PackageInfo { name: name.to_string(), versions, yank_history }, downloads)))
     }

@@ -376,15 +376,7 @@ impl LocalRegistry {
         .bind(package_id)
         .fetch_all(&self.pool)
         .await?;
-        let mut yank_history = Vec::with_capacity(rows.len());
-        for row in rows {
-            yank_history.push(YankEvent {
-                version: parse_db_version(row.get("version"))?,
-                yanked: row.get::<i64, _>("yanked") != 0,
-                at: row.get("at"),
-                reason: row.get("reason"),
-            });
-        }
+        let yank_history = rows.iter().map(yank_event_from_row).collect::<Result<_>>()?;
         Ok(Some(PackageInfo { name: name.to_string(), versions, yank_history }))
     }
 
@@ -761,6 +753,16 @@ fn entry_of(name: &str, v: &VersionInfo) -> IndexEntry {
         v: FORMAT_VERSION,
         sig: v.signature.clone(),
     }
+}
+
+/// A `yank_history` row selected as `version, yanked, at, reason`.
+pub(super) fn yank_event_from_row(row: &AnyRow) -> Result<YankEvent> {
+    Ok(YankEvent {
+        version: parse_db_version(row.get("version"))?,
+        yanked: row.get::<i64, _>("yanked") != 0,
+        at: row.get("at"),
+        reason: row.get("reason"),
+    })
 }
 
 pub(super) fn version_from_row(row: &AnyRow) -> Result<VersionInfo> {
