@@ -7,7 +7,7 @@ use attempt_pkg::data::synthetic::{generate, synthetic_task, synthetic_vocabular
 use attempt_pkg::data::{Example, TextEncoder, WordTokenizer};
 use attempt_pkg::select::{rank, Candidate, SelectConfig, Selection};
 use attempt_pkg::train::testing::TinyEncoder;
-use attempt_pkg::train::{train, TaskData, TrainConfig, TrainOptions, TrainRequest};
+use attempt_pkg::train::{train, Backbone, TaskData, TrainConfig, TrainOptions, TrainRequest};
 use candle_core::{Device, Tensor};
 
 const D: usize = 16;
@@ -85,7 +85,15 @@ fn select(
     config: &SelectConfig,
 ) -> anyhow::Result<Selection> {
     let train = examples(task, 300, 11);
-    rank(enc, tok, &Device::Cpu, &synthetic_task(task).unwrap(), &train, candidates, config, None, &|_| {})
+    rank(
+        Backbone { encoder: enc, tokenizer: tok, device: &Device::Cpu },
+        &synthetic_task(task).unwrap(),
+        &train,
+        candidates,
+        config,
+        None,
+        &|_| {},
+    )
 }
 
 #[test]
@@ -157,9 +165,17 @@ fn refuses_what_it_cannot_score() {
     // Three classes, two examples.
     let task = synthetic_task("mood").unwrap();
     let few = examples("mood", 2, 1);
-    let err = rank(&enc, &tok, &Device::Cpu, &task, &few, &[candidate("x", junk(1, 1.0))], &config(), None, &|_| {})
-        .unwrap_err()
-        .to_string();
+    let err = rank(
+        Backbone { encoder: &enc, tokenizer: &tok, device: &Device::Cpu },
+        &task,
+        &few,
+        &[candidate("x", junk(1, 1.0))],
+        &config(),
+        None,
+        &|_| {},
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("2 training example(s) for 3 classes"), "{err}");
 }
 
@@ -214,7 +230,16 @@ fn cached_features_give_the_same_selection_and_bad_entries_are_recomputed() {
     let task = synthetic_task("sentiment").unwrap();
     let cache = CountingCache::default();
     let run = |cache: &CountingCache| {
-        rank(&enc, &tok, &Device::Cpu, &task, &train, &pool, &config(), Some(cache), &|_| {}).unwrap()
+        rank(
+            Backbone { encoder: &enc, tokenizer: &tok, device: &Device::Cpu },
+            &task,
+            &train,
+            &pool,
+            &config(),
+            Some(cache),
+            &|_| {},
+        )
+        .unwrap()
     };
     let untimed = |mut s: Selection| {
         s.ranking.iter_mut().for_each(|r| r.seconds = 0.0);

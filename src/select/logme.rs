@@ -111,6 +111,9 @@ const EPSILON: f64 = 1e-5;
 /// Stop when α/β changes by less than this, relatively.
 const TOLERANCE: f64 = 1e-10;
 
+/// z = (the eigenvectors)ᵀ Fᵀ y for a target column y.
+type Projection<'a> = Box<dyn Fn(&DVector<f64>) -> DVector<f64> + 'a>;
+
 /// LogME of `features` (n × d) for `targets`: the maximum log evidence per
 /// example, averaged over the target columns.
 pub fn logme(features: &DMatrix<f64>, targets: &Targets) -> Result<f64> {
@@ -120,7 +123,7 @@ pub fn logme(features: &DMatrix<f64>, targets: &Targets) -> Result<f64> {
     // projections z = Vᵀ Fᵀ y carry everything the evidence needs; with
     // F Fᵀ = U Σ² Uᵀ (n < d) they are z_i = σ_i (Uᵀ y)_i. The d − rank
     // directions with σ = 0 still count in the log-determinant below.
-    let (sigma2, projections): (Vec<f64>, Box<dyn Fn(&DVector<f64>) -> DVector<f64>>) = if n >= d {
+    let (sigma2, projections): (Vec<f64>, Projection<'_>) = if n >= d {
         let eig = SymmetricEigen::new(features.tr_mul(features));
         let v = eig.eigenvectors;
         let s: Vec<f64> = eig.eigenvalues.iter().map(|&e| e.max(0.0)).collect();

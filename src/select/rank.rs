@@ -47,10 +47,9 @@ use super::logme::{feature_matrix, h_score, logme, Targets};
 use super::signature::{mean_row, sample};
 use crate::data::baseline::OwnTaskCheck;
 use crate::data::tasks::{TaskDef, TaskKind};
-use crate::data::tokenize::TextEncoder;
 use crate::data::{Example, Label};
-use crate::model::Encoder;
 use crate::train::model::mean_row_norm;
+use crate::train::Backbone;
 
 /// Version of the scoring recipe, recorded with every selection so a later
 /// change of the recipe is visible in old records.
@@ -185,9 +184,7 @@ struct Scored {
 
 /// Score `candidates` for `task` on `train` examples.
 pub fn rank(
-    encoder: &dyn Encoder,
-    tokenizer: &dyn TextEncoder,
-    device: &Device,
+    backbone: Backbone<'_>,
     task: &TaskDef,
     train: &[Example],
     candidates: &[Candidate],
@@ -195,6 +192,7 @@ pub fn rank(
     cache: Option<&dyn FeatureCache>,
     progress: &dyn Fn(&str),
 ) -> Result<Selection> {
+    let Backbone { encoder, tokenizer, device } = backbone;
     if candidates.is_empty() {
         bail!("no candidate prompts to rank");
     }

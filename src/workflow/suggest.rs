@@ -226,17 +226,12 @@ pub fn select_for_task(
     }
     let tasks = project.tasks(section)?;
     let task = &tasks[0];
-    rank(
-        project.backbone.encoder(),
-        &project.backbone.tokenizer,
-        &project.device,
-        &task.task,
-        &task.train,
-        candidates,
-        config,
-        cache,
-        progress,
-    )
+    let backbone = crate::train::Backbone {
+        encoder: project.backbone.encoder(),
+        tokenizer: &project.backbone.tokenizer,
+        device: &project.device,
+    };
+    rank(backbone, &task.task, &task.train, candidates, config, cache, progress)
 }
 
 /// Where a project keeps its selection record.
