@@ -231,6 +231,42 @@ fn suggest_ranks_the_registry_and_apply_edits_as_add_and_remove_would() {
     assert_eq!(extra["init-source"].as_str(), Some("topic-prompt@0.1.0"), "{run_record}");
     assert!(extra["selection"].as_str().is_some_and(|t| t.contains("signal_version")), "{run_record}");
     assert_eq!(run_record["config"]["target-init"]["index"], 1, "{run_record}");
+    // --init-source names the source instead, over the record's choice.
+    let chosen = proj.join("runs/chosen");
+    let chosen_arg = chosen.to_str().unwrap();
+    env.ok(&[
+        "--project",
+        p,
+        "train",
+        "--method",
+        "spot",
+        "--init-source",
+        "sentiment-prompt",
+        "--run-dir",
+        chosen_arg,
+    ]);
+    let chosen_record: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(chosen.join("run.json")).unwrap()).unwrap();
+    assert_eq!(chosen_record["provenance"]["extra"]["init-source"].as_str(), Some("sentiment-prompt@0.1.0"));
+    assert_eq!(chosen_record["config"]["target-init"]["index"], 0, "{chosen_record}");
+    let refused = proj.join("runs/refused");
+    let refused_arg = refused.to_str().unwrap();
+    let err =
+        env.fails(&["--project", p, "train", "--method", "spot", "--init-source", "qqp", "--run-dir", refused_arg]);
+    assert!(err.contains("`qqp` is not one of the project's sources") && err.contains("topic-prompt@0.1.0"), "{err}");
+    let err = env.fails(&[
+        "--project",
+        p,
+        "train",
+        "--method",
+        "pt",
+        "--init-source",
+        "topic-prompt",
+        "--run-dir",
+        refused_arg,
+    ]);
+    assert!(err.contains("plain prompt tuning"), "{err}");
+    assert!(!refused.exists(), "a refused run writes nothing");
     fs::remove_file(proj.join("attempt.selection.json")).unwrap();
 
     // The same edits by hand, on a copy of the project.

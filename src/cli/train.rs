@@ -118,6 +118,7 @@ impl TrainFlags {
             standardise_attention_input: self.standardise_attention_input.then_some(true),
             prompt_row_norm: self.prompt_row_norm,
             group_by_length: self.group_by_length.then_some(true),
+            init_source: None,
         }
     }
 }
@@ -147,9 +148,20 @@ pub struct Args {
     /// runs plain prompt tuning.
     #[arg(long, value_name = "K", conflicts_with = "resume")]
     pub select: Option<usize>,
+    /// Start ATTEMPT's or SPoT's target prompt from this source (a locked
+    /// package name) instead of the best-ranked one `suggest --apply` kept,
+    /// or without a selection the first in the lock ([train] init-source).
+    #[arg(long, value_name = "NAME")]
+    pub init_source: Option<String>,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+impl Args {
+    fn section(&self) -> TrainSection {
+        TrainSection { init_source: self.init_source.clone(), ..self.flags.section() }
+    }
 }
 
 pub(super) fn open_project(ctx: &Context, model: Option<&str>) -> Result<PreparedProject> {
@@ -172,7 +184,7 @@ pub fn run(mut args: Args, ctx: &Context) -> Result<()> {
     }
     let project = open_project(ctx, args.model.as_deref())?;
     if args.select.is_some() && project.sources.sources.is_empty() {
-        let method = project.section.overridden_by(&args.flags.section()).config().method;
+        let method = project.section.overridden_by(&args.section()).config().method;
         if method != Method::Pt {
             eprintln!("No source was selected: training plain prompt tuning instead of {method}");
             args.flags.method = Some(Method::Pt);
@@ -186,13 +198,13 @@ pub fn run(mut args: Args, ctx: &Context) -> Result<()> {
     let names: Vec<String> = project.sources.sources.iter().map(|s| s.name.clone()).collect();
     eprintln!(
         "Training with {} on model {} ({}), {} source prompt(s){}",
-        project.section.overridden_by(&args.flags.section()).config().method,
+        project.section.overridden_by(&args.section()).config().method,
         project.backbone.name,
         project.backbone.fingerprint,
         names.len(),
         if names.is_empty() { String::new() } else { format!(": {}", names.join(", ")) }
     );
-    let outcome = project.train(&args.flags.section(), &run_dir, !args.quiet && !ctx.global.json, args.resume)?;
+    let outcome = project.train(&args.section(), &run_dir, !args.quiet && !ctx.global.json, args.resume)?;
     for note in &outcome.notes {
         eprintln!("note: {note}");
     }

@@ -142,6 +142,16 @@ impl PreparedProject {
         // Start ATTEMPT/SPoT from the best-ranked source `suggest --apply`
         // kept (else the first in lock order), and record what chose it.
         let names: Vec<String> = self.sources.sources.iter().map(|s| s.name.clone()).collect();
+        if let Some(wanted) = &section.init_source {
+            if config.method == crate::compose::Method::Pt {
+                anyhow::bail!(
+                    "init-source `{wanted}`: plain prompt tuning starts its prompt from the vocabulary; \
+                     an init source is for --method attempt, spot or uniform"
+                );
+            }
+            let index = source_index(&names, wanted)?;
+            config.target_init = Some(crate::compose::TargetInit::Source { index });
+        }
         if let Some(selection) = load_selection(&self.ws.dir)?.filter(|s| section.tasks.contains(&s.task)) {
             if config.target_init.is_none() && config.method != crate::compose::Method::Pt {
                 if let Some(index) = init_source_index(&selection, &names) {
@@ -196,4 +206,18 @@ pub fn recorded_section(record: &crate::train::rundir::RunRecord) -> Result<Trai
             Ok(TrainSection { tasks: record.tasks.clone(), seed: Some(record.config.seed), ..TrainSection::default() })
         }
     }
+}
+
+/// The position of `wanted` (`name` or `name@version`) among the locked
+/// sources `names` (`name@version` each).
+fn source_index(names: &[String], wanted: &str) -> Result<usize> {
+    names.iter().position(|n| n == wanted || n.split_once('@').is_some_and(|(name, _)| name == wanted)).ok_or_else(
+        || {
+            let list = if names.is_empty() { "it has none".to_string() } else { names.join(", ") };
+            anyhow::anyhow!(
+                "init-source `{wanted}` is not one of the project's sources ({list}); \
+                 pass one of them, or `attempt-pkg add {wanted}` first"
+            )
+        },
+    )
 }

@@ -71,6 +71,10 @@ pub struct TrainSection {
     pub prompt_row_norm: Option<f64>,
     /// Batch inputs of similar length together.
     pub group_by_length: Option<bool>,
+    /// The source ATTEMPT's or SPoT's target prompt starts from (a locked
+    /// package name); default: the best-ranked kept by `suggest --apply`,
+    /// else the first in the lock.
+    pub init_source: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,7 +132,8 @@ impl TrainSection {
             learn_temperature,
             standardise_attention_input,
             prompt_row_norm,
-            group_by_length
+            group_by_length,
+            init_source
         )
     }
 
