@@ -18,6 +18,9 @@
 #   attempt-std     ATTEMPT with G's pooled input standardised with the training
 #                   set's per-feature mean and spread (--standardise-attention-input)
 #   attempt-std-cosine  the same with cosine scores and a learned temperature
+#   attempt-best-init, attempt-std-cosine-best-init  those two with the target
+#                   prompt started from spot-best's source (--init-source)
+#                   instead of the first in name order
 # (Rows named attempt-centred / attempt-centred-cosine are from commit 285f79b,
 # which centred the input without scaling it: the weights stayed as flat.)
 #   uniform         the mixture with constant weights
@@ -101,6 +104,10 @@ for target in $TARGETS; do
           attempt-std) srcs=($pool) ; extra=(--method attempt --standardise-attention-input) ;;
           attempt-std-cosine) srcs=($pool)
             extra=(--method attempt --standardise-attention-input --attention-scores cosine --learn-temperature) ;;
+          attempt-best-init) srcs=($pool) ; extra=(--method attempt --init-source "$best-prompt") ;;
+          attempt-std-cosine-best-init) srcs=($pool)
+            extra=(--method attempt --standardise-attention-input --attention-scores cosine --learn-temperature
+              --init-source "$best-prompt") ;;
           uniform) srcs=($pool) ; extra=(--method uniform) ;;
           *) echo "unknown method $method" >&2; exit 1 ;;
         esac
