@@ -314,7 +314,13 @@ fn auth_required_protects_the_pages_like_the_index() {
         let response = http().get(format!("{}{path}", server.url)).bearer_auth(&token).send().unwrap();
         assert_eq!(response.status(), 200, "GET {path} with a token");
         assert_eq!(response.headers()["cache-control"], "private, no-cache");
+        // HEAD answers as GET does: no token, no page (not even whether it exists).
+        assert_eq!(http().head(format!("{}{path}", server.url)).send().unwrap().status(), 401, "HEAD {path}");
+        let head = http().head(format!("{}{path}", server.url)).bearer_auth(&token).send().unwrap();
+        assert_eq!(head.status(), 200, "HEAD {path} with a token");
     }
+    let missing = http().head(format!("{}/prompts/no-such-prompt", server.url)).send().unwrap();
+    assert_eq!(missing.status(), 401, "a HEAD without a token does not tell which packages exist");
 }
 
 #[test]

@@ -3,7 +3,6 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use registry_index::Checksum;
 use serde::Deserialize;
 
@@ -62,12 +61,7 @@ impl ModelOption {
     }
 }
 
-pub(crate) async fn home(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    Query(query): Query<HomeQuery>,
-) -> PageResult {
-    state.check_read(&headers).await?;
+pub(crate) async fn home(State(state): State<SharedState>, Query(query): Query<HomeQuery>) -> PageResult {
     let registry = &state.registry;
     let q = query.q.trim().to_string();
     let filters = Filters {

@@ -56,14 +56,21 @@ pub(crate) fn routes(state: &SharedState) -> Router<SharedState> {
         .route("/static/pages.css", get(stylesheet))
 }
 
-/// A page from [`PageCache`] when it holds a fresh one (after the same read
-/// check as a render), else the handler's page, kept when it is a 200.
+/// The read check of every page (GET and HEAD; the router answers other
+/// methods with 405), then a page from [`PageCache`] when it holds a fresh
+/// one, else the handler's page, kept when it is a 200 to a GET. The
+/// handlers do not check again: a token is looked up (and rate-limited) once
+/// per view.
 async fn served_from_cache(State(state): State<SharedState>, request: Request, next: Next) -> Response {
-    if request.method() != Method::GET {
+    let method = request.method().clone();
+    if method != Method::GET && method != Method::HEAD {
         return next.run(request).await;
     }
     if let Err(e) = state.check_read(request.headers()).await {
         return PageError(e).into_response();
+    }
+    if method == Method::HEAD {
+        return next.run(request).await;
     }
     let key = request.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
     let private = state.config.auth_required;

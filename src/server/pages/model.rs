@@ -3,7 +3,6 @@
 
 use askama::Template;
 use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::HeaderMap;
 use registry_index::Checksum;
 use serde::Deserialize;
 
@@ -33,11 +32,9 @@ struct ModelPage {
 
 pub(crate) async fn model(
     State(state): State<SharedState>,
-    headers: HeaderMap,
     UrlPath(fingerprint): UrlPath<String>,
     Query(query): Query<ModelQuery>,
 ) -> PageResult {
-    state.check_read(&headers).await?;
     let fingerprint = Checksum::parse(&fingerprint).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let registry = &state.registry;
     let facts = registry

@@ -3,7 +3,6 @@
 
 use askama::Template;
 use axum::extract::{Path as UrlPath, State};
-use axum::http::HeaderMap;
 use registry_index::validate_name;
 use semver::Version;
 
@@ -63,26 +62,20 @@ struct VersionRow {
     selected: bool,
 }
 
-pub(crate) async fn latest(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    UrlPath(name): UrlPath<String>,
-) -> PageResult {
-    render(&state, &headers, &name, None).await
+pub(crate) async fn latest(State(state): State<SharedState>, UrlPath(name): UrlPath<String>) -> PageResult {
+    render(&state, &name, None).await
 }
 
 pub(crate) async fn version(
     State(state): State<SharedState>,
-    headers: HeaderMap,
     UrlPath((name, version)): UrlPath<(String, String)>,
 ) -> PageResult {
     let version = Version::parse(&version)
         .map_err(|e| ApiError::bad_request(format!("`{version}` is not a semver version: {e}")))?;
-    render(&state, &headers, &name, Some(version)).await
+    render(&state, &name, Some(version)).await
 }
 
-async fn render(state: &SharedState, headers: &HeaderMap, name: &str, wanted: Option<Version>) -> PageResult {
-    state.check_read(headers).await?;
+async fn render(state: &SharedState, name: &str, wanted: Option<Version>) -> PageResult {
     validate_name(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let registry = &state.registry;
     let (info, downloads) = registry
