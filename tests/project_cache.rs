@@ -89,6 +89,8 @@ fn verify_fails_when_the_lock_cannot_be_checked_against_its_index_but_checks_the
         err.contains("sst2@1.0.0: locked from registry+file://") && err.contains("not checked against an index"),
         "{err}"
     );
+    let typed = std::path::absolute(env.project.join("no-such-registry")).unwrap();
+    assert!(err.contains(&format!("reads (registry+file://{})", typed.display())), "an absolute id: {err}");
     assert!(err.contains("3 problem(s)"), "{err}");
     // --offline asks for no index check: the blobs alone decide.
     env.ok(&["fetch"]);

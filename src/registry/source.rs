@@ -51,7 +51,11 @@ impl DirSource {
 
 impl RegistrySource for DirSource {
     fn source_id(&self) -> String {
-        let abs = fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
+        // A directory not made yet still gets an absolute id, as it will be
+        // recorded from wherever the command runs.
+        let abs = fs::canonicalize(&self.root)
+            .or_else(|_| std::path::absolute(&self.root))
+            .unwrap_or_else(|_| self.root.clone());
         format!("registry+file://{}", abs.display())
     }
 
