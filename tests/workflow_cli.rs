@@ -267,7 +267,18 @@ fn suggest_ranks_the_registry_and_apply_edits_as_add_and_remove_would() {
     ]);
     assert!(err.contains("plain prompt tuning"), "{err}");
     assert!(!refused.exists(), "a refused run writes nothing");
+    // A chosen start says nothing more; without a selection the run says
+    // it started from the first source, and how to start from the best one.
+    let quiet_about_init =
+        |out: &std::process::Output| !String::from_utf8_lossy(&out.stderr).contains("the first locked source");
+    let again = proj.join("runs/selected-again");
+    let out = env.run(&["--project", p, "train", "--method", "spot", "--run-dir", again.to_str().unwrap()]);
+    assert!(out.status.success() && quiet_about_init(&out), "{}", String::from_utf8_lossy(&out.stderr));
     fs::remove_file(proj.join("attempt.selection.json")).unwrap();
+    let plain = proj.join("runs/first-source");
+    let out = env.run(&["--project", p, "train", "--method", "spot", "--run-dir", plain.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !quiet_about_init(&out) && stderr.contains("--init-source"), "{stderr}");
 
     // The same edits by hand, on a copy of the project.
     let manual = work.path().join("manual");

@@ -160,9 +160,20 @@ impl PreparedProject {
             }
             provenance.extra.insert(SELECTION_KEY.to_string(), serde_json::to_string(&selection)?);
         }
+        // Measured: the first source by name is a poor start, the best-ranked
+        // one is worth more than the mixture (docs/experiments/mixture-2026-12-02.md).
+        let mut init_note = None;
         if let crate::compose::TargetInit::Source { index } = config.effective_target_init(!names.is_empty()) {
             if let Some(name) = names.get(index) {
                 provenance.extra.insert(INIT_SOURCE_KEY.to_string(), name.clone());
+                if config.target_init.is_none() && names.len() > 1 {
+                    init_note = Some(format!(
+                        "the target prompt started from {name}, the first locked source (the paper's default); \
+                         start it from the best-ranked one instead with `attempt-pkg suggest --task T --apply`, \
+                         `train --select K` or `--init-source NAME`: measured on TREC, SST-2 and SUBJ, that \
+                         scored 1.4-1.8 points higher (docs/experiments/mixture-2026-12-02.md)"
+                    ));
+                }
             }
         }
         let request = TrainRequest {
@@ -184,7 +195,9 @@ impl PreparedProject {
             provenance,
             interrupt: Some(interrupt::ctrl_c_flag()),
         };
-        train(request, &options)
+        let mut outcome = train(request, &options)?;
+        outcome.notes.extend(init_note);
+        Ok(outcome)
     }
 
     pub fn parameter_summary(&self, trainable: usize) -> String {
