@@ -160,23 +160,21 @@ pub fn verify(lock: &Lockfile, registries: &[Box<dyn RegistrySource>], cache: &C
             }
             continue;
         };
-        {
-            let entries = reg.versions(&p.name)?;
-            match entries.iter().find(|e| e.vers == p.version) {
-                None => report.problems.push(Problem::NotInIndex {
-                    package: p.name.clone(),
-                    version: p.version.to_string(),
-                    registry: p.source.clone(),
-                }),
-                Some(e) if e.cksum != p.checksum => report.problems.push(Problem::IndexMismatch {
-                    package: p.name.clone(),
-                    version: p.version.to_string(),
-                    locked: p.checksum.clone(),
-                    index: e.cksum.clone(),
-                    registry: p.source.clone(),
-                }),
-                Some(_) => {}
-            }
+        let entries = reg.versions(&p.name)?;
+        match entries.iter().find(|e| e.vers == p.version) {
+            None => report.problems.push(Problem::NotInIndex {
+                package: p.name.clone(),
+                version: p.version.to_string(),
+                registry: p.source.clone(),
+            }),
+            Some(e) if e.cksum != p.checksum => report.problems.push(Problem::IndexMismatch {
+                package: p.name.clone(),
+                version: p.version.to_string(),
+                locked: p.checksum.clone(),
+                index: e.cksum.clone(),
+                registry: p.source.clone(),
+            }),
+            Some(_) => {}
         }
     }
     Ok(report)

@@ -10,7 +10,7 @@ use candle_core::Device;
 use super::backbone::{self, Backbone};
 use super::settings::{load_tasks, read_sections, TaskSelection, TrainSection};
 use super::sources::{verified_sources, VerifiedSources};
-use super::suggest::{init_source_index, load_selection};
+use super::suggest::{init_source_index, load_selection, source_position};
 use crate::cache::Cache;
 use crate::data::TaskSpec;
 use crate::home::Home;
@@ -221,16 +221,13 @@ pub fn recorded_section(record: &crate::train::rundir::RunRecord) -> Result<Trai
     }
 }
 
-/// The position of `wanted` (`name` or `name@version`) among the locked
-/// sources `names` (`name@version` each).
+/// [`source_position`], or an error that names the project's sources.
 fn source_index(names: &[String], wanted: &str) -> Result<usize> {
-    names.iter().position(|n| n == wanted || n.split_once('@').is_some_and(|(name, _)| name == wanted)).ok_or_else(
-        || {
-            let list = if names.is_empty() { "it has none".to_string() } else { names.join(", ") };
-            anyhow::anyhow!(
-                "init-source `{wanted}` is not one of the project's sources ({list}); \
-                 pass one of them, or `attempt-pkg add {wanted}` first"
-            )
-        },
-    )
+    source_position(names, wanted).ok_or_else(|| {
+        let list = if names.is_empty() { "it has none".to_string() } else { names.join(", ") };
+        anyhow::anyhow!(
+            "init-source `{wanted}` is not one of the project's sources ({list}); \
+             pass one of them, or `attempt-pkg add {wanted}` first"
+        )
+    })
 }

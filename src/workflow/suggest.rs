@@ -265,7 +265,13 @@ pub fn load_selection(project_dir: &Path) -> Result<Option<Selection>> {
 /// Among `source_names` (`name@version`, the run's sources in lock order),
 /// the index of the best-ranked one the selection kept.
 pub fn init_source_index(selection: &Selection, source_names: &[String]) -> Option<usize> {
-    selection.keep.iter().find_map(|kept| source_names.iter().position(|s| s.split('@').next() == Some(kept.as_str())))
+    selection.keep.iter().find_map(|kept| source_position(source_names, kept))
+}
+
+/// The position of `wanted` (`name` or `name@version`) among the locked
+/// sources `source_names` (`name@version` each).
+pub fn source_position(source_names: &[String], wanted: &str) -> Option<usize> {
+    source_names.iter().position(|s| s == wanted || s.split('@').next() == Some(wanted))
 }
 
 #[cfg(test)]
