@@ -24,6 +24,9 @@
 # (Rows named attempt-centred / attempt-centred-cosine are from commit 285f79b,
 # which centred the input without scaling it: the weights stayed as flat.)
 #   uniform         the mixture with constant weights
+# A method may end in -glrX (attempt-std-cosine-glr5e-2, say): the same method
+# with G's (and the head's) learning rate X instead of the default 5e-3
+# (--lr-other; the prompts keep theirs), the optimisation question.
 # and appends a row per run to OUT/mixture-methods.jsonl (skipped when there).
 # Then, for each group in MULTI_GROUPS (e.g. "mrpc+rte"), multi-task ATTEMPT:
 # one run per seed over the group's tasks at once (a shared G, a target prompt
@@ -94,7 +97,9 @@ for target in $TARGETS; do
         rm -rf "$proj"
         "$BIN" --project "$proj" init --name exp --model-path "$MODEL" >/dev/null 2>&1
         extra=()
-        case $method in
+        base=$method g_lr=()
+        if [[ $method == *-glr* ]]; then base=${method%-glr*} g_lr=(--lr-other "${method##*-glr}"); fi
+        case $base in
           pt) srcs=() ; extra=(--method pt --prompt-length "$PROMPT_LEN") ;;
           spot-default) srcs=("$first") ; extra=(--method spot) ;;
           spot-best) srcs=("$best") ; extra=(--method spot) ;;
@@ -119,7 +124,7 @@ for target in $TARGETS; do
         log "$target $setting $method (seed $seed${srcs:+; sources ${srcs[*]}})"
         if "$BIN" --project "$proj" --json train --task "$target" --data-dir "$DATA_DIR" --seed "$seed" \
           --max-length "$MAX_LEN" --batch-size "$BATCH" --max-steps "$steps" --epochs 100000 --eval-every 100000 \
-          --max-eval-examples "$MAX_EVAL" "${few[@]}" "${extra[@]}" --run-dir "$proj/run" --quiet \
+          --max-eval-examples "$MAX_EVAL" "${few[@]}" "${extra[@]}" "${g_lr[@]}" --run-dir "$proj/run" --quiet \
           >"$proj/train.json" 2>"$proj/train.log"; then
           python3 - "$proj/train.json" "$target" "$setting" "$method" "$seed" "${srcs[*]:-}" >>"$RESULTS" <<'PY'
 import json, sys

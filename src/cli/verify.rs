@@ -2,13 +2,14 @@ use anyhow::{anyhow, bail, Result};
 
 use super::Context;
 use crate::cache::Cache;
-use crate::project::{verify, LOCK_FILE};
+use crate::project::{verify, Lockfile, LOCK_FILE};
+use crate::registry::RegistrySource;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Re-hashes every cached blob attempt.lock names (a corrupt one is deleted) \
 and, unless --offline, checks the lock's checksums against the index of the registry each package was \
-locked from; a package locked from another registry than the one this command reads (--registry, \
-config.toml), or a registry that cannot be opened, is a problem, since the check could not be made. \
+locked from (the one this command reads, --registry or config.toml, and any other the lock names); a \
+registry whose index cannot be read is a problem, since the check could not be made. \
 Packages not yet cached are listed, not counted as errors (`fetch` gets them). Exits non-zero on any problem.\n\n\
 Examples:\n  attempt-pkg verify\n  attempt-pkg verify --offline")]
 pub struct Args {}
@@ -24,7 +25,12 @@ pub fn run(_args: Args, ctx: &Context) -> Result<()> {
     // not checked against the index as asked.
     let mut problems = Vec::new();
     let registries = match ctx.registries() {
-        Ok(r) => r,
+        Ok(mut r) => {
+            if !ctx.global.offline() {
+                open_lock_sources(lock, &mut r, ctx, &mut problems);
+            }
+            r
+        }
         Err(e) if ctx.global.offline() => {
             eprintln!("warning: {e:#}");
             Vec::new()
@@ -50,4 +56,30 @@ pub fn run(_args: Args, ctx: &Context) -> Result<()> {
     }
     eprintln!("Verified {} cached package(s); {} not cached", report.verified.len(), report.missing.len());
     Ok(())
+}
+
+/// Adds, beside the registry this command reads, the registry each locked
+/// package came from (its `source` in the lock), as Cargo reads a package's
+/// source from Cargo.lock: a lock made against two registries, or verified
+/// under another `--registry`, is still checked against the index each
+/// package came from. The registry this command reads comes first, so a
+/// `replace-with` mirror in config.toml still stands in for its origin.
+fn open_lock_sources(
+    lock: &Lockfile,
+    registries: &mut Vec<Box<dyn RegistrySource>>,
+    ctx: &Context,
+    problems: &mut Vec<String>,
+) {
+    for source in lock.packages.iter().map(|p| &p.source) {
+        if registries.iter().any(|r| &r.source_id() == source) {
+            continue;
+        }
+        // Another kind of id stays unmatched: verify() reports its packages.
+        let Some(location) = source.strip_prefix("registry+") else { continue };
+        match crate::registry::open(Some(location), &ctx.home, false, None) {
+            Ok(registry) if &registry.source_id() == source => registries.push(Box::new(registry)),
+            Ok(_) => {}
+            Err(e) => problems.push(format!("could not open {source}, which the lock names: {e:#}")),
+        }
+    }
 }

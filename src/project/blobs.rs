@@ -91,6 +91,8 @@ pub enum Problem {
     /// The package was locked from a registry none of `registries` is, so
     /// its checksum could not be checked against an index.
     OtherRegistry { package: String, version: String, locked_from: String, reading: Vec<String> },
+    /// The index of the registry it was locked from could not be read.
+    IndexUnreadable { package: String, version: String, registry: String, error: String },
 }
 
 impl std::fmt::Display for Problem {
@@ -117,6 +119,12 @@ impl std::fmt::Display for Problem {
                  checked against an index; pass --registry for the registry it came from, or --offline to check the cache only",
                 reading.join(", ")
             ),
+            Problem::IndexUnreadable { package, version, registry, error } => write!(
+                f,
+                "{package}@{version}: could not read the index of {registry}, which it was locked from, so not checked \
+                 against it ({error}); make that registry reachable, run `attempt-pkg update {package}` to lock it from \
+                 another, or pass --offline to check the cache only"
+            ),
         }
     }
 }
@@ -131,7 +139,8 @@ pub struct VerifyReport {
 
 /// Re-hashes every cached blob the lock names, and (given registries) checks
 /// the lock's checksums against the index of the registry each was locked
-/// from (one not among `registries` is a problem: the check was asked for).
+/// from (one not among `registries`, or one whose index cannot be read, is a
+/// problem: the check was asked for).
 pub fn verify(lock: &Lockfile, registries: &[Box<dyn RegistrySource>], cache: &Cache) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     for p in &lock.packages {
@@ -160,7 +169,18 @@ pub fn verify(lock: &Lockfile, registries: &[Box<dyn RegistrySource>], cache: &C
             }
             continue;
         };
-        let entries = reg.versions(&p.name)?;
+        let entries = match reg.versions(&p.name) {
+            Ok(entries) => entries,
+            Err(e) => {
+                report.problems.push(Problem::IndexUnreadable {
+                    package: p.name.clone(),
+                    version: p.version.to_string(),
+                    registry: p.source.clone(),
+                    error: format!("{e:#}"),
+                });
+                continue;
+            }
+        };
         match entries.iter().find(|e| e.vers == p.version) {
             None => report.problems.push(Problem::NotInIndex {
                 package: p.name.clone(),

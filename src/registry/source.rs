@@ -147,7 +147,14 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
-    use super::concurrently;
+    use super::{concurrently, DirSource, RegistrySource};
+
+    #[test]
+    fn a_directory_not_made_yet_gets_an_absolute_id() {
+        let id = DirSource::new("no-such-registry").source_id();
+        let expected = std::path::absolute("no-such-registry").unwrap();
+        assert_eq!(id, format!("registry+file://{}", expected.display()));
+    }
 
     #[test]
     fn concurrently_keeps_order_and_bounds_the_workers() {
