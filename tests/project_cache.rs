@@ -105,7 +105,8 @@ fn verify_fails_when_the_lock_cannot_be_checked_against_its_index_but_checks_the
     let err = env.fails(&["verify"]);
     assert!(err.contains("mnli@1.0.0") && err.contains("deleted"), "the cache was still checked: {err}");
     assert!(
-        err.contains("sst2@1.0.0: could not read the index of registry+file://") && err.contains("not checked against it"),
+        err.contains("sst2@1.0.0: could not read the index of registry+file://")
+            && err.contains("not checked against it"),
         "{err}"
     );
     assert!(err.contains("3 problem(s)"), "{err}");

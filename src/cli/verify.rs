@@ -70,16 +70,18 @@ fn open_lock_sources(
     ctx: &Context,
     problems: &mut Vec<String>,
 ) {
-    for source in lock.packages.iter().map(|p| &p.source) {
-        if registries.iter().any(|r| &r.source_id() == source) {
-            continue;
-        }
+    // Each distinct source once: a registry that cannot be opened is one problem, not one per package.
+    let sources: std::collections::BTreeSet<&String> = lock.packages.iter().map(|p| &p.source).collect();
+    let reading: Vec<String> = registries.iter().map(|r| r.source_id()).collect();
+    for source in sources.into_iter().filter(|s| !reading.contains(s)) {
         // Another kind of id stays unmatched: verify() reports its packages.
         let Some(location) = source.strip_prefix("registry+") else { continue };
         match crate::registry::open(Some(location), &ctx.home, false, None) {
             Ok(registry) if &registry.source_id() == source => registries.push(Box::new(registry)),
             Ok(_) => {}
-            Err(e) => problems.push(format!("could not open {source}, which the lock names: {e:#}")),
+            Err(e) => problems.push(format!(
+                "could not open {source}, which the lock names: {e:#}; fix config.toml, or pass --offline to check the cache only"
+            )),
         }
     }
 }
