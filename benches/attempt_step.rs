@@ -9,6 +9,8 @@
 //! runs both and prints the ratio (model: $ATTEMPT_BENCH_MODEL, else
 //! $ATTEMPT_HOME/models/all-MiniLM-L6-v2; `attempt-pkg model fetch minilm`).
 
+#[path = "common/cpu.rs"]
+mod cpu;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -66,6 +68,7 @@ fn main() -> Result<()> {
         eprintln!("attempt_step: no model at {} (set ATTEMPT_BENCH_MODEL); skipped", dir.display());
         return Ok(());
     }
+    println!("CPU: {}", cpu::describe(candle_core::utils::get_num_threads()));
     let steps: usize = std::env::var("BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let device = Device::Cpu;
     let model = load_model(&dir, &device)?;

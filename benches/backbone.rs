@@ -9,6 +9,8 @@
 //! candle is measured), ATTEMPT_BENCH_CASES (comma list, default all).
 //! Random weights: timing does not depend on their values.
 
+#[path = "common/cpu.rs"]
+mod cpu;
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Instant;
@@ -201,6 +203,7 @@ fn main() {
     let python = std::env::var("ATTEMPT_BENCH_PYTHON").ok().filter(|p| !p.is_empty());
     let wanted: Option<Vec<String>> =
         std::env::var("ATTEMPT_BENCH_CASES").ok().map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
+    println!("CPU: {}", cpu::describe(threads));
     println!("batch {BATCH} x ({PROMPT} prompt + {TEXT} text) tokens, f32, {threads} threads, median of {steps} steps");
     for case in Case::all() {
         if wanted.as_ref().is_some_and(|w| !w.iter().any(|n| n == case.name())) {

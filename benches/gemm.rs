@@ -12,22 +12,13 @@
 //! backend's time over PyTorch's. The figures choose `blas::auto_backend`.
 
 use anyhow::Result;
+
+#[path = "common/cpu.rs"]
+mod cpu;
 use attempt_pkg::model::ops::blas::{available_backends, gemm_backend, GemmBackend};
 use attempt_pkg::model::ops::{linear_backward_on, linear_on};
 
 const SHAPES: [(usize, usize, usize); 3] = [(2624, 384, 384), (2624, 1536, 384), (2624, 384, 1536)];
-
-fn cpu() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let name = info.lines().find_map(|l| l.strip_prefix("model name")).map(|l| l.trim_start_matches([' ', '\t', ':']));
-    let flags: Vec<&str> = info
-        .lines()
-        .find_map(|l| l.strip_prefix("flags"))
-        .map(|l| l.split_whitespace().filter(|f| f.starts_with("avx") || f.starts_with("amx") || *f == "fma").collect())
-        .unwrap_or_default();
-    let threads = candle_core::utils::get_num_threads();
-    format!("{} ({threads} threads; {})", name.unwrap_or("unknown CPU"), flags.join(" "))
-}
 
 fn median_ms(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     f()?;
@@ -54,7 +45,7 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
 
 fn main() -> Result<()> {
     let reps: usize = std::env::var("BENCH_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
-    println!("CPU: {}", cpu());
+    println!("CPU: {}", cpu::describe(candle_core::utils::get_num_threads()));
     println!("default backend here: {}", gemm_backend().as_str());
     let backends = available_backends();
     let missing: Vec<&str> = GemmBackend::ALL.iter().filter(|b| !backends.contains(b)).map(|b| b.as_str()).collect();

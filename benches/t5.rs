@@ -7,6 +7,8 @@
 //!
 //! Env: ATTEMPT_BENCH_THREADS (default 2), ATTEMPT_BENCH_STEPS (default 5).
 
+#[path = "common/cpu.rs"]
+mod cpu;
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Instant;
@@ -156,6 +158,7 @@ fn main() -> Result<()> {
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     attempt_pkg::model::alloc::tune_allocator();
 
+    println!("CPU: {}", cpu::describe(threads));
     println!(
         "T5-small shapes (random weights), batch {BATCH} x ({PROMPT} prompt + {TEXT} text), \
          target {TARGET}, f32, {threads} threads, {steps} steps"
