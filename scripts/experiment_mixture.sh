@@ -24,6 +24,9 @@
 # (Rows named attempt-centred / attempt-centred-cosine are from commit 285f79b,
 # which centred the input without scaling it: the weights stayed as flat.)
 #   uniform         the mixture with constant weights
+#   attempt-without-A+B  the paper's ATTEMPT over the pool less sources A and B:
+#                   the single-task baseline for a multi-task group whose pool
+#                   leaves out the group's own prompts (sst2+subj, say)
 # A method may end in -glrX (attempt-std-cosine-glr5e-2, say): the same method
 # with G's (and the head's) learning rate X instead of the default 5e-3
 # (--lr-other; the prompts keep theirs), the optimisation question.
@@ -114,6 +117,9 @@ for target in $TARGETS; do
             extra=(--method attempt --standardise-attention-input --attention-scores cosine --learn-temperature
               --init-source "$best-prompt") ;;
           uniform) srcs=($pool) ; extra=(--method uniform) ;;
+          attempt-without-*) # the paper's ATTEMPT over the pool less the named sources
+            srcs=($(tr ' ' '\n' <<<"$pool" | grep -vxF -f <(tr '+' '\n' <<<"${base#attempt-without-}") | tr '\n' ' '))
+            extra=(--method attempt) ;;
           *) echo "unknown method $method" >&2; exit 1 ;;
         esac
         if ((${#srcs[@]})); then

@@ -14,7 +14,7 @@ from collections import defaultdict
 METRIC = {"cola": "matthews", "stsb": "pearson"}
 ORDER = ["pt", "spot-default", "spot-best", "attempt", "attempt-cosine", "attempt-norm", "attempt-centred",
          "attempt-centred-cosine", "attempt-std", "attempt-std-cosine", "attempt-best-init", "attempt-std-cosine-best-init", "uniform",
-         "attempt-multi"]
+         "attempt-without-sst2", "attempt-without-subj", "attempt-multi"]
 
 
 def ms(xs):
