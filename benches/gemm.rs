@@ -121,6 +121,30 @@ fn main() -> Result<()> {
             }
         }
     }
+    // bf16 frozen weights (issue 17: an option only if it wins): candle's own
+    // BF16 matmul beside PyTorch's, the forward only, against the fp32 rows above.
+    println!("bf16 forward (nt), against fp32 on the default backend:");
+    for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+        let flop = 2.0 * (m * n * k) as f64;
+        let dev = candle_core::Device::Cpu;
+        let x = candle_core::Tensor::from_vec(values(m * k, 1), (m, k), &dev)?.to_dtype(candle_core::DType::BF16)?;
+        let w = candle_core::Tensor::from_vec(values(n * k, 2), (n, k), &dev)?.to_dtype(candle_core::DType::BF16)?;
+        let wt = w.t()?;
+        let ms = median_ms(reps, || Ok(drop(x.matmul(&wt)?)))?;
+        let mut y = vec![0f32; m * n];
+        let (xf, wf) = (values(m * k, 1), values(n * k, 2));
+        let f32_ms = median_ms(reps, || Ok(linear_on(gemm_backend(), &mut y, &xf, &wf, (n, k), false)?))?;
+        let torch_ms = torch.as_ref().and_then(|t| t["shapes"][i]["bf16_nt_ms"].as_f64());
+        let torch_txt = torch_ms
+            .map(|t| format!("; torch bf16 {t:.2} ms ({:.1} GFLOP/s)", flop / t / 1e6))
+            .unwrap_or_default();
+        println!(
+            "{:<18} candle bf16 {ms:.2} ms ({:.1} GFLOP/s), {:.2}× its fp32{torch_txt}",
+            format!("{m}×{n}×{k}"),
+            flop / ms / 1e6,
+            ms / f32_ms
+        );
+    }
     for (b, backend) in backends.iter().enumerate() {
         let ratio =
             if torch_total > 0.0 { format!(", {:.2}× PyTorch", totals[b] / torch_total) } else { String::new() };

@@ -3,7 +3,10 @@
 
 For each shape M,N,K times y = x @ w.T (x [M, K], w [N, K], the forward of a
 frozen linear layer) and dx = g @ w (g [M, N], its input gradient) and prints
-one JSON line: {"torch": VERSION, "shapes": [{"m", "n", "k", "nt_ms", "nn_ms"}]}.
+one JSON line: {"torch": VERSION, "shapes": [{"m", "n", "k", "nt_ms", "nn_ms",
+"bf16_nt_ms"}]}; bf16_nt_ms is the forward with x and w in bfloat16 (what bf16
+frozen weights would run on; oneDNN's AVX512-BF16/AMX kernels where the CPU
+has them).
 
     python scripts/bench_gemm_torch.py --threads 2 --reps 20 2624,384,384 2624,1536,384
 """
@@ -41,7 +44,9 @@ def main():
         with torch.no_grad():
             nt = best_ms(lambda: torch.matmul(x, w.t()), args.reps)
             nn = best_ms(lambda: torch.matmul(g, w), args.reps)
-        out.append({"m": m, "n": n, "k": k, "nt_ms": nt, "nn_ms": nn})
+            xb, wb = x.bfloat16(), w.bfloat16()
+            bf16_nt = best_ms(lambda: torch.matmul(xb, wb.t()), args.reps)
+        out.append({"m": m, "n": n, "k": k, "nt_ms": nt, "nn_ms": nn, "bf16_nt_ms": bf16_nt})
     print(json.dumps({"torch": torch.__version__, "shapes": out}))
 
 
