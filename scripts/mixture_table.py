@@ -53,6 +53,24 @@ def main():
     print("|---|" + "---|" * len(methods))
     for s, by in means.items():
         print(f"| {s} | " + " | ".join(f"{statistics.fmean(by[m]):.1f} ({len(by[m])})" if by.get(m) else "n/a" for m in methods) + " |")
+    # The means above are over different targets when a method has not run on
+    # all of them; differences of per-target means over the targets both
+    # methods have are comparable.
+    print("\n## Mean difference of per-target means, over the targets both methods have\n")
+    print("| setting | method | − pt (targets) | − spot-best (targets) | − attempt (targets) |")
+    print("|---|---|---|---|---|")
+    for s in means:
+        for m in methods:
+            mine = {t: statistics.fmean(v.values()) for (t, s2, m2), v in cell.items() if s2 == s and m2 == m}
+            if not mine:
+                continue
+            cols = []
+            for other in ("pt", "spot-best", "attempt"):
+                theirs = {t: statistics.fmean(v.values()) for (t, s2, m2), v in cell.items() if s2 == s and m2 == other}
+                both = sorted(set(mine) & set(theirs))
+                cols.append("" if m == other or not both else
+                            f"{statistics.fmean(mine[t] - theirs[t] for t in both):+.1f} ({len(both)})")
+            print(f"| {s} | {m} | " + " | ".join(cols) + " |")
 
 
 if __name__ == "__main__":
