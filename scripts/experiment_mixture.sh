@@ -29,7 +29,9 @@
 #                   leaves out the group's own prompts (sst2+subj, say)
 # A method may end in -glrX (attempt-std-cosine-glr5e-2, say): the same method
 # with G's (and the head's) learning rate X instead of the default 5e-3
-# (--lr-other; the prompts keep theirs), the optimisation question.
+# (--lr-other; the prompts keep theirs), the optimisation question; before
+# that, -tempX starts G's softmax temperature at X (--attention-temperature;
+# with --learn-temperature it is then trained): attempt-std-cosine-temp0.02.
 # and appends a row per run to OUT/mixture-methods.jsonl (skipped when there).
 # Then, for each group in MULTI_GROUPS (e.g. "mrpc+rte"), multi-task ATTEMPT:
 # one run per seed over the group's tasks at once (a shared G, a target prompt
@@ -102,6 +104,7 @@ for target in $TARGETS; do
         extra=()
         base=$method g_lr=()
         if [[ $method == *-glr* ]]; then base=${method%-glr*} g_lr=(--lr-other "${method##*-glr}"); fi
+        if [[ $base == *-temp* ]]; then g_lr+=(--attention-temperature "${base##*-temp}"); base=${base%-temp*}; fi
         case $base in
           pt) srcs=() ; extra=(--method pt --prompt-length "$PROMPT_LEN") ;;
           spot-default) srcs=("$first") ; extra=(--method spot) ;;
