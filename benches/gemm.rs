@@ -135,9 +135,8 @@ fn main() -> Result<()> {
         let (xf, wf) = (values(m * k, 1), values(n * k, 2));
         let f32_ms = median_ms(reps, || Ok(linear_on(gemm_backend(), &mut y, &xf, &wf, (n, k), false)?))?;
         let torch_ms = torch.as_ref().and_then(|t| t["shapes"][i]["bf16_nt_ms"].as_f64());
-        let torch_txt = torch_ms
-            .map(|t| format!("; torch bf16 {t:.2} ms ({:.1} GFLOP/s)", flop / t / 1e6))
-            .unwrap_or_default();
+        let torch_txt =
+            torch_ms.map(|t| format!("; torch bf16 {t:.2} ms ({:.1} GFLOP/s)", flop / t / 1e6)).unwrap_or_default();
         println!(
             "{:<18} candle bf16 {ms:.2} ms ({:.1} GFLOP/s), {:.2}× its fp32{torch_txt}",
             format!("{m}×{n}×{k}"),
