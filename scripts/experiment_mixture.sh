@@ -84,7 +84,7 @@ for target in $TARGETS; do
   # A target that is also a source (sst2) is left out of its own pool.
   pool=$(tr ' ' '\n' <<<"$SOURCES" | grep -vx "$target" | tr '\n' ' ')
   best=$(SOURCES=$pool best_source "$target")
-  first=$(tr ' ' '\n' <<<"$pool" | sort | head -1)
+  first=$(tr ' ' '\n' <<<"$pool" | grep . | sort | head -1)  # (the pool ends in a space: no empty name)
   for setting in $SETTINGS; do
     [[ $setting == k* && " $FEW_SHOT_TARGETS " != *" $target "* ]] && continue
     few=()
@@ -128,7 +128,8 @@ for target in $TARGETS; do
         if ((${#srcs[@]})); then
           adds=()
           for s in "${srcs[@]}"; do adds+=("$s-prompt@=1.0.0"); done
-          "$BIN" --project "$proj" add "${adds[@]}" >/dev/null 2>&1
+          "$BIN" --project "$proj" add "${adds[@]}" >"$proj/add.log" 2>&1 ||
+            { log "FAILED: add ${adds[*]} (see $proj/add.log)"; exit 1; }
         fi
         log "$target $setting $method (seed $seed${srcs:+; sources ${srcs[*]}})"
         if "$BIN" --project "$proj" --json train --task "$target" --data-dir "$DATA_DIR" --seed "$seed" \
