@@ -57,6 +57,9 @@ export ATTEMPT_REGISTRY="$OUT/registry"
 RESULTS="$OUT/mixture-methods.jsonl"
 touch "$RESULTS"
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+without() { # LIST NAME...: the words of LIST other than the NAMEs, in order
+  printf '%s\n' $1 | grep -vxF -f <(printf '%s\n' "${@:2}") | tr '\n' ' '
+}
 done_already() { grep -qF "\"target\": \"$1\", \"setting\": \"$2\", \"method\": \"$3\", \"seed\": $4," "$RESULTS"; }
 best_source() { # the real source with the highest mean SPoT gain in truth.jsonl
   python3 - "$OUT/truth.jsonl" "$1" "$SOURCES" <<'PY'
@@ -82,9 +85,9 @@ PY
 
 for target in $TARGETS; do
   # A target that is also a source (sst2) is left out of its own pool.
-  pool=$(tr ' ' '\n' <<<"$SOURCES" | grep -vx "$target" | tr '\n' ' ')
+  pool=$(without "$SOURCES" "$target")
   best=$(SOURCES=$pool best_source "$target")
-  first=$(tr ' ' '\n' <<<"$pool" | grep . | sort | head -1)  # (the pool ends in a space: no empty name)
+  first=$(printf '%s\n' $pool | sort | head -1)
   for setting in $SETTINGS; do
     [[ $setting == k* && " $FEW_SHOT_TARGETS " != *" $target "* ]] && continue
     few=()
@@ -121,7 +124,8 @@ for target in $TARGETS; do
               --init-source "$best-prompt") ;;
           uniform) srcs=($pool) ; extra=(--method uniform) ;;
           attempt-without-*) # the paper's ATTEMPT over the pool less the named sources
-            srcs=($(tr ' ' '\n' <<<"$pool" | grep -vxF -f <(tr '+' '\n' <<<"${base#attempt-without-}") | tr '\n' ' '))
+            rest=${base#attempt-without-}
+            srcs=($(without "$pool" ${rest//+/ }))
             extra=(--method attempt) ;;
           *) echo "unknown method $method" >&2; exit 1 ;;
         esac
@@ -155,7 +159,7 @@ PY
 done
 for group in $MULTI_GROUPS; do
   read -ra members <<<"${group//+/ }"
-  pool=$(tr ' ' '\n' <<<"$SOURCES" | grep -vxF -f <(printf '%s\n' "${members[@]}") | tr '\n' ' ')
+  pool=$(without "$SOURCES" "${members[@]}")
   tasks=()
   for t in "${members[@]}"; do tasks+=(--task "$t"); done
   for seed in $SEEDS; do
