@@ -70,6 +70,18 @@ for lib in openblas:libopenblas.so.0 blis:libblis.so.4; do
     echo "skipped: gemm backend ${lib%%:*} (${lib#*:} is not installed and could not be)"
   fi
 done
+# Intel's oneMKL (PyPI's `mkl`, into a venv under .cache/ kept between runs;
+# attempt-pkg finds it through VIRTUAL_ENV): the same tests on it.
+mkl_venv="$PWD/.cache/mkl-venv"
+if [[ ! -e "$mkl_venv/.ready" && $(uname -m) == x86_64 ]]; then
+  { python3 -m venv "$mkl_venv" && "$mkl_venv/bin/pip" install -q mkl && touch "$mkl_venv/.ready"; } >/dev/null 2>&1
+fi
+if [[ -e "$mkl_venv/.ready" ]]; then
+  echo "== gemm backend mkl: the products and the fixtures"
+  VIRTUAL_ENV="$mkl_venv" ATTEMPT_GEMM=mkl cargo test --locked --no-fail-fast "${blas_tests[@]}" 2>&1 | tee "$log_dir/blas-mkl.log" || status=1
+else
+  echo "skipped: gemm backend mkl (PyPI's mkl could not be installed into $mkl_venv)"
+fi
 # The registry's web pages in headless Chromium (skips, counted, where it cannot be installed).
 echo "== the registry pages in a browser"
 bash scripts/browser_check.sh 2>&1 | tee "$log_dir/browser.log" || status=1

@@ -1,10 +1,11 @@
 //! The matrix-product backend of the frozen-linear kernels, chosen at run time:
 //! the gemm crate (built in; it dispatches AVX-512 / AVX2 / scalar itself) or a
 //! system BLAS loaded with `dlopen` when present (OpenBLAS or BLIS, Debian's
-//! `libopenblas0-pthread` / `libblis4-pthread`), to measure their hand-tuned
-//! kernels against the gemm crate's on each CPU kind (`cargo bench --bench
-//! gemm`) and to run on them (`ATTEMPT_GEMM`). Nothing links against a BLAS at
-//! build time, so a machine without one runs exactly as before.
+//! `libopenblas0-pthread` / `libblis4-pthread`; Intel's oneMKL, PyPI's `mkl`),
+//! to measure their hand-tuned kernels against the gemm crate's on each CPU
+//! kind (`cargo bench --bench gemm`) and to run on them (`ATTEMPT_GEMM`).
+//! Nothing links against a BLAS at build time, so a machine without one runs
+//! exactly as before.
 //!
 //! The bindings are written here rather than taken from a `-sys` crate: those
 //! link the library at build time (or build it from source), which would make
@@ -14,8 +15,8 @@
 use std::ffi::{c_float, c_int};
 use std::sync::OnceLock;
 
-/// Environment variable that forces a backend: `gemm`, `openblas` or `blis`
-/// (unset or `auto`: [`auto_backend`], the one measured fastest).
+/// Environment variable that forces a backend: `gemm`, `openblas`, `blis` or `mkl`
+/// (unset or `auto`: [`auto_backend`], the one measured fastest on this CPU kind).
 pub const GEMM_BACKEND_VAR: &str = "ATTEMPT_GEMM";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,29 +25,75 @@ pub enum GemmBackend {
     Gemm,
     OpenBlas,
     Blis,
+    /// Intel oneMKL, single-threaded inside, run on candle's threads by rows.
+    Mkl,
 }
 
 impl GemmBackend {
-    pub const ALL: [GemmBackend; 3] = [GemmBackend::Gemm, GemmBackend::OpenBlas, GemmBackend::Blis];
+    pub const ALL: [GemmBackend; 4] = [GemmBackend::Gemm, GemmBackend::OpenBlas, GemmBackend::Blis, GemmBackend::Mkl];
 
     pub fn as_str(self) -> &'static str {
         match self {
             GemmBackend::Gemm => "gemm",
             GemmBackend::OpenBlas => "openblas",
             GemmBackend::Blis => "blis",
+            GemmBackend::Mkl => "mkl",
         }
     }
 
-    /// The shared library a system backend is loaded from, and the Debian
-    /// package that provides it.
-    fn library(self) -> Option<(&'static str, &'static str)> {
+    /// The shared libraries a system backend may be loaded from (tried in
+    /// order), and how to install one.
+    fn library(self) -> Option<(&'static [&'static str], &'static str)> {
         match self {
             GemmBackend::Gemm => None,
-            GemmBackend::OpenBlas => Some(("libopenblas.so.0", "libopenblas0-pthread")),
-            GemmBackend::Blis => Some(("libblis.so.4", "libblis4-pthread")),
+            GemmBackend::OpenBlas => Some((&["libopenblas.so.0"], "install Debian's libopenblas0-pthread")),
+            GemmBackend::Blis => Some((&["libblis.so.4"], "install Debian's libblis4-pthread")),
+            GemmBackend::Mkl => Some((
+                &["libmkl_rt.so.3", "libmkl_rt.so.2", "libmkl_rt.so"],
+                "`pip install mkl` into the active virtual environment (or put the lib folder of one that has it on LD_LIBRARY_PATH)",
+            )),
         }
     }
 }
+
+/// Where a library that pip or conda installed lives: the `lib` folder of the
+/// active virtual environment or conda environment, which the dynamic loader
+/// does not search by itself.
+fn environment_lib_dirs() -> Vec<std::path::PathBuf> {
+    ["VIRTUAL_ENV", "CONDA_PREFIX"]
+        .iter()
+        .filter_map(|var| std::env::var_os(var).filter(|v| !v.is_empty()))
+        .map(|prefix| std::path::PathBuf::from(prefix).join("lib"))
+        .collect()
+}
+
+/// The first of `files` that loads: by name (the loader's own search path),
+/// then from [`environment_lib_dirs`].
+fn open_library(files: &[&str], install: &str) -> Result<libloading::Library, String> {
+    let mut candidates: Vec<std::ffi::OsString> = files.iter().map(|f| f.into()).collect();
+    for dir in environment_lib_dirs() {
+        candidates.extend(files.iter().map(|f| dir.join(f).into_os_string()));
+    }
+    let mut first_error = None;
+    for candidate in &candidates {
+        // SAFETY: loading runs the library's initialisers; OpenBLAS, BLIS and
+        // oneMKL have no initialisers with preconditions on the caller.
+        match unsafe { libloading::Library::new(candidate) } {
+            Ok(library) => return Ok(library),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let why = first_error.map(|e| e.to_string()).unwrap_or_default();
+    Err(format!("cannot load {} ({why}); {install}", files.join(" or ")))
+}
+
+/// oneMKL's `MKL_Set_Threading_Layer` value for its sequential layer.
+const MKL_THREADING_SEQUENTIAL: c_int = 1;
+
+/// The fewest rows a thread's share of a product gets when it is split.
+const MIN_ROWS_PER_THREAD: usize = 64;
 
 const ROW_MAJOR: c_int = 101;
 const NO_TRANS: c_int = 111;
@@ -75,22 +122,41 @@ type CblasSgemm = unsafe extern "C" fn(
 /// process (the function pointer points into it).
 pub struct SystemBlas {
     sgemm: CblasSgemm,
+    /// Threads to split the rows of a product over (1: the library threads
+    /// itself, or the machine has one).
+    row_threads: usize,
     _library: libloading::Library,
 }
 
 impl SystemBlas {
     fn load(backend: GemmBackend, threads: usize) -> Result<SystemBlas, String> {
-        let Some((file, package)) = backend.library() else {
+        let Some((files, install)) = backend.library() else {
             return Err(format!("{} is built in, not a system library", backend.as_str()));
         };
-        // SAFETY: loading runs the library's initialisers; OpenBLAS and BLIS
-        // have no initialisers with preconditions on the caller.
-        let library = unsafe { libloading::Library::new(file) }
-            .map_err(|e| format!("cannot load {file} ({e}); install Debian's {package}"))?;
+        let library = open_library(files, install)?;
+        let file = files[0];
         // SAFETY: the symbol has the CBLAS signature of `CblasSgemm`.
         let sgemm = unsafe { library.get::<CblasSgemm>(b"cblas_sgemm\0") }
             .map(|f| *f)
             .map_err(|e| format!("{file} has no cblas_sgemm ({e})"))?;
+        let mut row_threads = 1;
+        if backend == GemmBackend::Mkl {
+            // oneMKL's own threads are OpenMP ones, which spin between calls
+            // and fight candle's rayon threads for the cores; its sequential
+            // layer run by rows on candle's threads measured 58-62 ms for the
+            // step's products against 66 ms threaded (Xeon, 2 cores; README).
+            // It must be chosen before the first call.
+            // SAFETY: takes one int, returns the layer chosen.
+            let set_layer =
+                unsafe { library.get::<unsafe extern "C" fn(c_int) -> c_int>(b"MKL_Set_Threading_Layer\0") }
+                    .map_err(|e| format!("{file} has no MKL_Set_Threading_Layer ({e})"))?;
+            // SAFETY: as above; nothing of the library has run yet.
+            let layer = unsafe { set_layer(MKL_THREADING_SEQUENTIAL) };
+            if layer != MKL_THREADING_SEQUENTIAL {
+                return Err(format!("{file} would not take its sequential threading layer (it answered {layer})"));
+            }
+            row_threads = threads.max(1);
+        }
         let threads = c_int::try_from(threads.max(1)).unwrap_or(1);
         // SAFETY: both setters take one int and only change the library's
         // thread count; a library without one keeps its default.
@@ -106,10 +172,10 @@ impl SystemBlas {
                         set(i64::from(threads));
                     }
                 }
-                GemmBackend::Gemm => {}
+                GemmBackend::Gemm | GemmBackend::Mkl => {}
             }
         }
-        Ok(SystemBlas { sgemm, _library: library })
+        Ok(SystemBlas { sgemm, row_threads, _library: library })
     }
 
     /// c[m, n] = a[m, k] · b (+ c when `accumulate`), row-major with the
@@ -128,7 +194,6 @@ impl SystemBlas {
         ldc: usize,
         accumulate: bool,
     ) -> Result<(), String> {
-        let int = |v: usize| c_int::try_from(v).map_err(|_| format!("{v} exceeds the BLAS's 32-bit sizes"));
         let (b_rows, b_cols) = if b_transposed { (n, k) } else { (k, n) };
         // Checked again here, not only by the caller: past this point the
         // extents go to C unchecked.
@@ -138,6 +203,65 @@ impl SystemBlas {
         }
         if m == 0 || n == 0 {
             return Ok(());
+        }
+        let threads = self.row_threads.min(m / MIN_ROWS_PER_THREAD).max(1);
+        if threads > 1 {
+            // Row blocks of a and c, one per thread; b is shared (read only).
+            // Block i of c is rows [r0, r1), inside c[r0·ldc .. r1·ldc] (ldc ≥ n).
+            let rows = m.div_ceil(threads);
+            let mut results = vec![Ok(()); threads];
+            rayon::scope(|scope| {
+                let mut c_rest = c;
+                for (i, result) in results.iter_mut().enumerate() {
+                    let (r0, r1) = (i * rows, ((i + 1) * rows).min(m));
+                    if r0 >= r1 {
+                        break;
+                    }
+                    let taken = std::mem::take(&mut c_rest);
+                    let (c_block, rest) =
+                        if r1 < m { taken.split_at_mut((r1 - r0) * ldc) } else { (taken, &mut [][..]) };
+                    c_rest = rest;
+                    let a_block = &a[r0 * lda..];
+                    scope.spawn(move |_| {
+                        *result = self.sgemm_serial(
+                            (r1 - r0, n, k),
+                            a_block,
+                            lda,
+                            b,
+                            ldb,
+                            b_transposed,
+                            c_block,
+                            ldc,
+                            accumulate,
+                        );
+                    });
+                }
+            });
+            return results.into_iter().collect();
+        }
+        self.sgemm_serial((m, n, k), a, lda, b, ldb, b_transposed, c, ldc, accumulate)
+    }
+
+    /// [`Self::sgemm`] in one call to the library.
+    #[allow(clippy::too_many_arguments)]
+    fn sgemm_serial(
+        &self,
+        (m, n, k): (usize, usize, usize),
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        ldb: usize,
+        b_transposed: bool,
+        c: &mut [f32],
+        ldc: usize,
+        accumulate: bool,
+    ) -> Result<(), String> {
+        let int = |v: usize| c_int::try_from(v).map_err(|_| format!("{v} exceeds the BLAS's 32-bit sizes"));
+        let (b_rows, b_cols) = if b_transposed { (n, k) } else { (k, n) };
+        // Checked for each block, too: past this point the extents go to C.
+        let fits = super::linear::rows_fit;
+        if !fits(a.len(), m, lda, k) || !fits(b.len(), b_rows, ldb, b_cols) || !fits(c.len(), m, ldc, n) {
+            return Err(format!("sgemm: [{m}, {k}] · [{k}, {n}] does not fit the given buffers"));
         }
         let (mi, ni, ki, lda, ldb, ldc) =
             (int(m)?, int(n)?, int(k)?, int(lda.max(1))?, int(ldb.max(1))?, int(ldc.max(1))?);
@@ -167,15 +291,71 @@ impl SystemBlas {
     }
 }
 
+impl SystemBlas {
+    /// Whether the library runs each call on the calling thread only, so
+    /// that callers already spread over candle's threads (one attention head
+    /// per task) may call it from each of them.
+    pub(super) fn is_sequential(&self) -> bool {
+        self.row_threads > 1 || candle_core::utils::get_num_threads() == 1
+    }
+
+    /// c[m, n] = a · b on the calling thread, for the per-head attention
+    /// products: row-major with leading dimensions, `a` [m, k] (or, with
+    /// `a_transposed`, a [k, m] matrix read as its transpose), `b` [k, n]
+    /// (or, `b_transposed`, [n, k]); c is overwritten.
+    ///
+    /// # Safety
+    /// The pointers must hold those matrices at those leading dimensions
+    /// (each at least the row width it leads), c must not overlap a or b,
+    /// and no other thread may write c meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn sgemm_unchecked(
+        &self,
+        (m, n, k): (usize, usize, usize),
+        a: *const f32,
+        lda: usize,
+        a_transposed: bool,
+        b: *const f32,
+        ldb: usize,
+        b_transposed: bool,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let int = |v: usize| c_int::try_from(v).unwrap_or(c_int::MAX);
+        let trans = |t: bool| if t { TRANS } else { NO_TRANS };
+        // SAFETY: the caller's contract; sizes of these products are a few hundred.
+        unsafe {
+            (self.sgemm)(
+                ROW_MAJOR,
+                trans(a_transposed),
+                trans(b_transposed),
+                int(m),
+                int(n),
+                int(k),
+                1.0,
+                a,
+                int(lda),
+                b,
+                int(ldb),
+                0.0,
+                c,
+                int(ldc),
+            )
+        }
+    }
+}
+
 /// The loaded system library for `backend`, loaded once per process (and
 /// the reason when it cannot be).
 pub fn system_blas(backend: GemmBackend) -> Result<&'static SystemBlas, String> {
     static OPENBLAS: OnceLock<Result<SystemBlas, String>> = OnceLock::new();
     static BLIS: OnceLock<Result<SystemBlas, String>> = OnceLock::new();
+    static MKL: OnceLock<Result<SystemBlas, String>> = OnceLock::new();
     let slot = match backend {
         GemmBackend::Gemm => return Err("gemm is built in, not a system library".into()),
         GemmBackend::OpenBlas => &OPENBLAS,
         GemmBackend::Blis => &BLIS,
+        GemmBackend::Mkl => &MKL,
     };
     slot.get_or_init(|| SystemBlas::load(backend, candle_core::utils::get_num_threads())).as_ref().map_err(Clone::clone)
 }
@@ -186,14 +366,40 @@ pub fn available_backends() -> Vec<GemmBackend> {
     GemmBackend::ALL.into_iter().filter(|b| *b == GemmBackend::Gemm || system_blas(*b).is_ok()).collect()
 }
 
-/// The default: the gemm crate, on every CPU kind measured so far
-/// (`cargo bench --bench gemm`, figures in README). On a Xeon with AVX-512
-/// and AMX it ran the step's products 1.07× PyTorch's (MKL) time against
-/// OpenBLAS 0.3.21's 1.14× and BLIS 0.9's 1.70×, and a whole ATTEMPT step was
-/// the same with OpenBLAS as with gemm (707 vs 712 ms). A CPU kind where a
-/// system BLAS measures faster gets its case here.
+/// The default: oneMKL on an Intel CPU when it loads (from the loader's path
+/// or the active virtual / conda environment), else the gemm crate.
+/// Measured (`cargo bench --bench gemm`, `--bench attempt_step`; README): on
+/// a Xeon with AVX-512 (2 cores) oneMKL ran the step's products at 0.89-0.95×
+/// the gemm crate's time (PyTorch uses the same library: 1.0×), OpenBLAS
+/// 0.3.21 took 6-8× (it does not know that CPU model) and BLIS 0.9 2×. On AMD
+/// CPUs oneMKL does not take its fast paths (PyTorch's MKL products ran at
+/// half the gemm crate's speed on a Zen 5), and on an EPYC Milan the system
+/// BLAS libraries were within noise of the gemm crate, so AMD keeps it.
 pub fn auto_backend() -> GemmBackend {
-    GemmBackend::Gemm
+    static AUTO: OnceLock<GemmBackend> = OnceLock::new();
+    *AUTO.get_or_init(|| {
+        if cpu_is_intel() && system_blas(GemmBackend::Mkl).is_ok() {
+            GemmBackend::Mkl
+        } else {
+            GemmBackend::Gemm
+        }
+    })
+}
+
+/// Whether the CPU's vendor string (CPUID leaf 0) is Intel's.
+fn cpu_is_intel() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[allow(unused_unsafe)]
+        // SAFETY: CPUID leaf 0 exists on every x86-64 CPU.
+        let id = unsafe { std::arch::x86_64::__cpuid(0) };
+        let vendor: Vec<u8> = [id.ebx, id.edx, id.ecx].iter().flat_map(|r| r.to_le_bytes()).collect();
+        vendor == b"GenuineIntel"
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// The backend the frozen-linear products run on: the one `ATTEMPT_GEMM`
@@ -209,7 +415,7 @@ pub fn gemm_backend() -> GemmBackend {
                 Ok(_) => b,
                 Err(why) => panic!("{GEMM_BACKEND_VAR}={v}: {why}; or unset {GEMM_BACKEND_VAR}"),
             },
-            None => panic!("{GEMM_BACKEND_VAR}={v}: name one of gemm, openblas, blis, auto"),
+            None => panic!("{GEMM_BACKEND_VAR}={v}: name one of gemm, openblas, blis, mkl, auto"),
         },
         _ => auto_backend(),
     })
