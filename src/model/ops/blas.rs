@@ -369,9 +369,10 @@ pub fn available_backends() -> Vec<GemmBackend> {
 /// The default: oneMKL on an Intel CPU when it loads (from the loader's path
 /// or the active virtual / conda environment), else the gemm crate.
 /// Measured (`cargo bench --bench gemm`, `--bench attempt_step`; README): on
-/// a Xeon with AVX-512 (2 cores) oneMKL ran the step's products at 0.89-0.95×
-/// the gemm crate's time (PyTorch uses the same library: 1.0×), OpenBLAS
-/// 0.3.21 took 6-8× (it does not know that CPU model) and BLIS 0.9 2×. On AMD
+/// a Xeon with AVX-512 (2 cores) oneMKL ran the step's products at 0.89-1.03×
+/// the gemm crate's time in three runs (PyTorch uses the same library), and
+/// whole steps 1.4 % faster on the mean; OpenBLAS 0.3.21 took 6-8× (it does
+/// not know that CPU model) and BLIS 0.9 2×. On AMD
 /// CPUs oneMKL does not take its fast paths (PyTorch's MKL products ran at
 /// half the gemm crate's speed on a Zen 5), and on an EPYC Milan the system
 /// BLAS libraries were within noise of the gemm crate, so AMD keeps it.
