@@ -54,7 +54,9 @@ done
 # Debian's libraries, installed when missing and possible): the products and
 # the fixtures against Hugging Face once per library. The default stays gemm.
 blas_tests=(--test model_bert_ops --test model_bert --test model_bert_minilm --test model_t5 --test model_t5_rms_norm)
-have_lib() { ldconfig -p 2>/dev/null | grep -q "$1"; }
+# grep reads the whole list (no -q): quitting at the first match would kill
+# ldconfig with SIGPIPE, which pipefail turns into "not installed".
+have_lib() { ldconfig -p 2>/dev/null | grep "$1" >/dev/null; }
 if ! have_lib libopenblas.so.0 || ! have_lib libblis.so.4; then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q libopenblas0-pthread libblis4-pthread >/dev/null 2>&1 ||

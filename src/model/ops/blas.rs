@@ -194,13 +194,9 @@ impl SystemBlas {
         ldc: usize,
         accumulate: bool,
     ) -> Result<(), String> {
-        let (b_rows, b_cols) = if b_transposed { (n, k) } else { (k, n) };
-        // Checked again here, not only by the caller: past this point the
-        // extents go to C unchecked.
-        let fits = super::linear::rows_fit;
-        if !fits(a.len(), m, lda, k) || !fits(b.len(), b_rows, ldb, b_cols) || !fits(c.len(), m, ldc, n) {
-            return Err(format!("sgemm: [{m}, {k}] · [{k}, {n}] does not fit the given buffers"));
-        }
+        // Checked again here, not only by the caller: the blocks below are
+        // sliced from these extents.
+        check_extents((m, n, k), a.len(), lda, b.len(), ldb, b_transposed, c.len(), ldc)?;
         if m == 0 || n == 0 {
             return Ok(());
         }
@@ -257,12 +253,8 @@ impl SystemBlas {
         accumulate: bool,
     ) -> Result<(), String> {
         let int = |v: usize| c_int::try_from(v).map_err(|_| format!("{v} exceeds the BLAS's 32-bit sizes"));
-        let (b_rows, b_cols) = if b_transposed { (n, k) } else { (k, n) };
         // Checked for each block, too: past this point the extents go to C.
-        let fits = super::linear::rows_fit;
-        if !fits(a.len(), m, lda, k) || !fits(b.len(), b_rows, ldb, b_cols) || !fits(c.len(), m, ldc, n) {
-            return Err(format!("sgemm: [{m}, {k}] · [{k}, {n}] does not fit the given buffers"));
-        }
+        check_extents((m, n, k), a.len(), lda, b.len(), ldb, b_transposed, c.len(), ldc)?;
         let (mi, ni, ki, lda, ldb, ldc) =
             (int(m)?, int(n)?, int(k)?, int(lda.max(1))?, int(ldb.max(1))?, int(ldc.max(1))?);
         let beta = if accumulate { 1.0 } else { 0.0 };
@@ -343,6 +335,27 @@ impl SystemBlas {
             )
         }
     }
+}
+
+/// Whether a [m, k], b ([k, n], or [n, k] when `b_transposed`) and c [m, n]
+/// fit slices of these lengths at these leading dimensions.
+#[allow(clippy::too_many_arguments)]
+fn check_extents(
+    (m, n, k): (usize, usize, usize),
+    a_len: usize,
+    lda: usize,
+    b_len: usize,
+    ldb: usize,
+    b_transposed: bool,
+    c_len: usize,
+    ldc: usize,
+) -> Result<(), String> {
+    let (b_rows, b_cols) = if b_transposed { (n, k) } else { (k, n) };
+    let fits = super::linear::rows_fit;
+    if !fits(a_len, m, lda, k) || !fits(b_len, b_rows, ldb, b_cols) || !fits(c_len, m, ldc, n) {
+        return Err(format!("sgemm: [{m}, {k}] · [{k}, {n}] does not fit the given buffers"));
+    }
+    Ok(())
 }
 
 /// The loaded system library for `backend`, loaded once per process (and
