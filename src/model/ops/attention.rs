@@ -98,13 +98,8 @@ impl SendPtr {
 /// calling thread, looked up once.
 fn sequential_blas() -> Option<&'static super::blas::SystemBlas> {
     static BLAS: std::sync::OnceLock<Option<&'static super::blas::SystemBlas>> = std::sync::OnceLock::new();
-    *BLAS.get_or_init(|| {
-        let backend = super::blas::gemm_backend();
-        if backend == super::blas::GemmBackend::Gemm {
-            return None;
-        }
-        super::blas::system_blas(backend).ok().filter(|blas| blas.is_sequential())
-    })
+    // The built-in gemm crate is no system library: `system_blas` says so.
+    *BLAS.get_or_init(|| super::blas::system_blas(super::blas::gemm_backend()).ok().filter(|blas| blas.is_sequential()))
 }
 
 /// dst (m×n, strides rs/cs) = lhs (m×k) · rhs (k×n), overwritten.
@@ -137,7 +132,7 @@ unsafe fn mm(
             (major(lhs_rs, lhs_cs), major(rhs_rs, rhs_cs), (dst_rs, dst_cs))
         {
             // SAFETY: the caller's contract (the same extents as below).
-            unsafe { blas.sgemm_unchecked((m, n, k), lhs, lda, at, rhs, ldb, bt, dst, ldc) };
+            unsafe { blas.sgemm_unchecked((m, n, k), lhs, lda, at, rhs, ldb, bt, dst, ldc, false) };
             return;
         }
     }

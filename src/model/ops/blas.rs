@@ -255,35 +255,30 @@ impl SystemBlas {
         let int = |v: usize| c_int::try_from(v).map_err(|_| format!("{v} exceeds the BLAS's 32-bit sizes"));
         // Checked for each block, too: past this point the extents go to C.
         check_extents((m, n, k), a.len(), lda, b.len(), ldb, b_transposed, c.len(), ldc)?;
-        let (mi, ni, ki, lda, ldb, ldc) =
-            (int(m)?, int(n)?, int(k)?, int(lda.max(1))?, int(ldb.max(1))?, int(ldc.max(1))?);
-        let beta = if accumulate { 1.0 } else { 0.0 };
-        let trans_b = if b_transposed { TRANS } else { NO_TRANS };
+        // The sizes must fit C's int; checked here, the call converts them.
+        for v in [m, n, k, lda, ldb, ldc] {
+            int(v)?;
+        }
         // SAFETY: the extents of a, b and c for these sizes and leading
-        // dimensions are checked above; with beta = 0 the BLAS does not read c.
+        // dimensions are checked above, and `c` is borrowed mutably, so no
+        // one else reads or writes it; with beta = 0 the BLAS does not read c.
         unsafe {
-            (self.sgemm)(
-                ROW_MAJOR,
-                NO_TRANS,
-                trans_b,
-                mi,
-                ni,
-                ki,
-                1.0,
+            self.sgemm_unchecked(
+                (m, n, k),
                 a.as_ptr(),
-                lda,
+                lda.max(1),
+                false,
                 b.as_ptr(),
-                ldb,
-                beta,
+                ldb.max(1),
+                b_transposed,
                 c.as_mut_ptr(),
-                ldc,
+                ldc.max(1),
+                accumulate,
             )
         };
         Ok(())
     }
-}
 
-impl SystemBlas {
     /// Whether the library runs each call on the calling thread only, so
     /// that callers already spread over candle's threads (one attention head
     /// per task) may call it from each of them.
@@ -291,15 +286,16 @@ impl SystemBlas {
         self.row_threads > 1 || candle_core::utils::get_num_threads() == 1
     }
 
-    /// c[m, n] = a · b on the calling thread, for the per-head attention
-    /// products: row-major with leading dimensions, `a` [m, k] (or, with
+    /// c[m, n] = a · b (+ c when `accumulate`), the one call into the
+    /// library: row-major with leading dimensions, `a` [m, k] (or, with
     /// `a_transposed`, a [k, m] matrix read as its transpose), `b` [k, n]
-    /// (or, `b_transposed`, [n, k]); c is overwritten.
+    /// (or, `b_transposed`, [n, k]). The per-head attention products call it
+    /// directly, from each of candle's threads when [`Self::is_sequential`].
     ///
     /// # Safety
     /// The pointers must hold those matrices at those leading dimensions
-    /// (each at least the row width it leads), c must not overlap a or b,
-    /// and no other thread may write c meanwhile.
+    /// (each at least the row width it leads), every size must fit a C int,
+    /// c must not overlap a or b, and no other thread may touch c meanwhile.
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn sgemm_unchecked(
         &self,
@@ -312,10 +308,13 @@ impl SystemBlas {
         b_transposed: bool,
         c: *mut f32,
         ldc: usize,
+        accumulate: bool,
     ) {
-        let int = |v: usize| c_int::try_from(v).unwrap_or(c_int::MAX);
+        // In range by the caller's contract.
+        let int = |v: usize| v as c_int;
         let trans = |t: bool| if t { TRANS } else { NO_TRANS };
-        // SAFETY: the caller's contract; sizes of these products are a few hundred.
+        let beta = if accumulate { 1.0 } else { 0.0 };
+        // SAFETY: the caller's contract.
         unsafe {
             (self.sgemm)(
                 ROW_MAJOR,
@@ -329,7 +328,7 @@ impl SystemBlas {
                 int(lda),
                 b,
                 int(ldb),
-                0.0,
+                beta,
                 c,
                 int(ldc),
             )
@@ -383,21 +382,18 @@ pub fn available_backends() -> Vec<GemmBackend> {
 /// or the active virtual / conda environment), else the gemm crate.
 /// Measured (`cargo bench --bench gemm`, `--bench attempt_step`; README): on
 /// a Xeon with AVX-512 (2 cores) oneMKL ran the step's products at 0.89-1.03×
-/// the gemm crate's time in three runs (PyTorch uses the same library), and
+/// the gemm crate's time in four runs (PyTorch uses the same library), and
 /// whole steps 1.4 % faster on the mean; OpenBLAS 0.3.21 took 6-8× (it does
 /// not know that CPU model) and BLIS 0.9 2×. On AMD
 /// CPUs oneMKL does not take its fast paths (PyTorch's MKL products ran at
 /// half the gemm crate's speed on a Zen 5), and on an EPYC Milan the system
 /// BLAS libraries were within noise of the gemm crate, so AMD keeps it.
 pub fn auto_backend() -> GemmBackend {
-    static AUTO: OnceLock<GemmBackend> = OnceLock::new();
-    *AUTO.get_or_init(|| {
-        if cpu_is_intel() && system_blas(GemmBackend::Mkl).is_ok() {
-            GemmBackend::Mkl
-        } else {
-            GemmBackend::Gemm
-        }
-    })
+    if cpu_is_intel() && system_blas(GemmBackend::Mkl).is_ok() {
+        GemmBackend::Mkl
+    } else {
+        GemmBackend::Gemm
+    }
 }
 
 /// Whether the CPU's vendor string (CPUID leaf 0) is Intel's.
