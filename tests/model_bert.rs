@@ -83,6 +83,33 @@ fn prompt_gradient_matches_reference() {
     assert!(err < 1e-4 * scale.max(1.0), "prompt gradient max abs error {err} (scale {scale})");
 }
 
+/// Training encodes with `encode_prompted`, which skips the input gradient
+/// of the text rows in the first layer: the same hidden states, and the same
+/// prompt gradient, against the reference and against `encode`.
+#[test]
+fn prompt_gradient_is_unchanged_when_text_rows_get_none() {
+    let model = load_bert(DType::F32);
+    let r = reference();
+    let ids = r["ids"].to_dtype(DType::U32).unwrap();
+    let prompt = Var::from_tensor(&r["prompt"]).unwrap();
+    let p = prompt.as_tensor().dim(0).unwrap();
+    let (embeds, mask) = prompted_inputs(&model, prompt.as_tensor(), &ids, &r["mask"]);
+    let full = model.encode(&embeds, &mask).unwrap();
+    let prompted = model.encode_prompted(&embeds, &mask, p).unwrap();
+    assert_eq!(max_abs_diff(&full, &prompted), 0.0, "encode_prompted changed the hidden states");
+    let grad_of = |out: &Tensor| {
+        let loss = (out * &r["loss_weights"]).unwrap().sum_all().unwrap();
+        loss.backward().unwrap().get(prompt.as_tensor()).expect("the prompt must receive a gradient").clone()
+    };
+    let (want, got) = (grad_of(&full), grad_of(&prompted));
+    let scale = r["prompt_grad"].abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    assert!(scale > 1e-2, "reference gradient is degenerate");
+    let err = max_abs_diff(&got, &r["prompt_grad"]);
+    assert!(err < 1e-4 * scale.max(1.0), "prompt gradient max abs error {err} against the reference (scale {scale})");
+    let err = max_abs_diff(&got, &want);
+    assert!(err < 1e-6 * scale.max(1.0), "prompt gradient differs from encode's by {err} (scale {scale})");
+}
+
 /// Central finite differences in f64 (composed reference ops) against the
 /// fused f32 analytic gradient.
 #[test]

@@ -240,6 +240,35 @@ fn fused_post_ln_layer_backward() {
 }
 
 #[test]
+fn a_prompted_layer_gives_the_prompt_positions_their_gradient_and_the_text_none() {
+    let layer = small_post_ln_layer();
+    let mask = Tensor::new(&[[1f32, 1., 1., 1., 1.], [1., 1., 1., 0., 0.]], &Device::Cpu).unwrap();
+    let x = Var::from_tensor(&randn(&[2, 5, 8], 13)).unwrap();
+    let w = randn(&[2, 5, 8], 17);
+    let grad_of = |y: &Tensor| {
+        let loss = (y * &w).unwrap().sum_all().unwrap();
+        loss.backward().unwrap().get(x.as_tensor()).expect("no input gradient").clone()
+    };
+    let full_y = layer.forward(x.as_tensor(), &mask).unwrap();
+    let full = grad_of(&full_y);
+    for p in [0, 2, 5] {
+        let y = layer.forward_prompted(x.as_tensor(), &mask, p).unwrap();
+        assert_eq!(max_abs_diff(&y, &full_y), 0.0, "prompt of {p}: the output changed");
+        let g = grad_of(&y);
+        if p > 0 {
+            let lead = |t: &Tensor| t.narrow(1, 0, p).unwrap();
+            let err = max_abs_diff(&lead(&g), &lead(&full));
+            assert!(err < 1e-6, "prompt of {p}: prompt positions' gradient differs by {err}");
+        }
+        let rest = g.narrow(1, p, 5 - p).unwrap().abs().unwrap().flatten_all().unwrap();
+        let rest = rest.to_vec1::<f32>().unwrap();
+        assert!(rest.iter().all(|&v| v == 0.0), "prompt of {p}: text positions got a gradient");
+    }
+    let err = layer.forward_prompted(x.as_tensor(), &mask, 6).unwrap_err().to_string();
+    assert!(err.contains("does not fit"), "{err}");
+}
+
+#[test]
 fn fused_post_ln_layer_without_gradient_tracking_and_twice_backward() {
     let layer = small_post_ln_layer();
     let mask = Tensor::ones((2, 5), DType::F32, &Device::Cpu).unwrap();

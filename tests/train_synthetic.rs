@@ -187,3 +187,61 @@ fn the_prompt_alone_learns_when_heads_are_frozen() {
     // random 1-layer encoder reach ~0.83 here (the heads-on tests reach ≥ 0.9).
     assert!(accuracy(&o, 0) >= 0.75, "accuracy {}", accuracy(&o, 0));
 }
+
+/// Counts how often each text is tokenised.
+struct CountingTokenizer {
+    inner: WordTokenizer,
+    calls: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+impl attempt_pkg::data::TextEncoder for CountingTokenizer {
+    fn encode(&self, text_a: &str, text_b: Option<&str>, max_len: usize) -> anyhow::Result<Vec<u32>> {
+        *self.calls.lock().unwrap().entry(text_a.to_string()).or_default() += 1;
+        self.inner.encode(text_a, text_b, max_len)
+    }
+    fn pad_id(&self) -> u32 {
+        self.inner.pad_id()
+    }
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+}
+
+#[test]
+fn every_training_example_is_tokenised_once_per_run() {
+    use attempt_pkg::data::TextEncoder;
+    let device = Device::Cpu;
+    for group_by_length in [false, true] {
+        let mut data = task("sentiment", 60, 9);
+        // Texts that occur once in the whole task, so that each count is one example's.
+        let mut seen = std::collections::HashMap::<String, usize>::new();
+        for e in data.train.iter().chain(&data.dev) {
+            *seen.entry(e.text_a.clone()).or_default() += 1;
+        }
+        data.train.retain(|e| seen[&e.text_a] == 1);
+        let n = data.train.len();
+        assert!(n > 30, "too few distinct training texts ({n})");
+        let train_texts: Vec<String> = data.train.iter().map(|e| e.text_a.clone()).collect();
+        let tok = CountingTokenizer { inner: WordTokenizer::new(synthetic_vocabulary()), calls: Default::default() };
+        let enc = TinyEncoder::new(tok.vocab_size(), D, 7, &device).expect("encoder");
+        let cfg = TrainConfig { epochs: 3, group_by_length, ..config(Method::Pt, 1) };
+        let request = TrainRequest {
+            encoder: &enc,
+            tokenizer: &tok,
+            sources: Vec::new(),
+            tasks: vec![data],
+            config: cfg,
+            device: device.clone(),
+        };
+        let outcome = train(request, &TrainOptions::default()).expect("training runs");
+        assert!(outcome.steps >= 3 * n.div_ceil(16), "three epochs ran ({} steps)", outcome.steps);
+        let calls = tok.calls.lock().unwrap();
+        for text in &train_texts {
+            assert_eq!(
+                calls.get(text),
+                Some(&1),
+                "group_by_length {group_by_length}: `{text}` tokenised other than once"
+            );
+        }
+    }
+}

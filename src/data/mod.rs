@@ -34,7 +34,7 @@ pub use fewshot::{few_shot, split_off};
 pub use loaders::{load_split, load_task, TaskSplits};
 pub use metrics::{Metric, Predictions};
 pub use tasks::{builtin_task, builtin_task_names, Column, FieldMap, FileFormat, TaskDef, TaskKind, TaskSpec};
-pub use tokenize::{collate, Batch, TextEncoder, WordTokenizer};
+pub use tokenize::{collate, Batch, TextEncoder, TokenCache, WordTokenizer};
 
 use std::collections::BTreeMap;
 use std::path::Path;

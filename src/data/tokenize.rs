@@ -135,6 +135,48 @@ pub fn collate(examples: &[&Example], tokenizer: &dyn TextEncoder, max_len: usiz
     collate_ids(&seqs, tokenizer.pad_id(), device)
 }
 
+/// The token ids of one fixed list of examples (a task's training set),
+/// each tokenised the first time it is asked for and kept: later epochs, and
+/// the lengths that `group_by_length` sorts by, reuse them, so a run
+/// tokenises every example once. Nothing is tokenised up front, so a short
+/// run over a large set pays only for the examples it takes.
+pub struct TokenCache {
+    ids: Vec<Option<Vec<u32>>>,
+    max_len: usize,
+}
+
+impl TokenCache {
+    /// For `examples` examples, truncated to `max_len` ids.
+    pub fn new(examples: usize, max_len: usize) -> Self {
+        TokenCache { ids: vec![None; examples], max_len }
+    }
+
+    /// The ids of example number `index`, which is `example`.
+    pub fn ids(&mut self, index: usize, example: &Example, tokenizer: &dyn TextEncoder) -> Result<&[u32]> {
+        let (max_len, size) = (self.max_len, self.ids.len());
+        let slot = self
+            .ids
+            .get_mut(index)
+            .ok_or_else(|| anyhow!("example {index} is outside a token cache of {size} examples"))?;
+        if slot.is_none() {
+            *slot = Some(tokenizer.encode(&example.text_a, example.text_b.as_deref(), max_len)?);
+        }
+        Ok(slot.as_deref().unwrap_or_default())
+    }
+
+    /// [`collate`] through the cache: `examples` are (index, example) pairs.
+    pub fn collate(
+        &mut self,
+        examples: &[(usize, &Example)],
+        tokenizer: &dyn TextEncoder,
+        device: &Device,
+    ) -> Result<Batch> {
+        let seqs: Vec<Vec<u32>> =
+            examples.iter().map(|&(i, e)| Ok(self.ids(i, e, tokenizer)?.to_vec())).collect::<Result<_>>()?;
+        collate_ids(&seqs, tokenizer.pad_id(), device)
+    }
+}
+
 /// Right-pad token id sequences.
 pub fn collate_ids(seqs: &[Vec<u32>], pad_id: u32, device: &Device) -> Result<Batch> {
     let b = seqs.len();

@@ -132,6 +132,10 @@ impl Encoder for Bert {
     }
 
     fn encode(&self, input_embeds: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        self.encode_prompted(input_embeds, mask, input_embeds.dim(1)?)
+    }
+
+    fn encode_prompted(&self, input_embeds: &Tensor, mask: &Tensor, prompt_len: usize) -> candle_core::Result<Tensor> {
         let (b, l, d) = input_embeds.dims3()?;
         if d != self.cfg.hidden_size {
             candle_core::bail!("input embeddings have width {d}, the model {}", self.cfg.hidden_size);
@@ -147,8 +151,9 @@ impl Encoder for Bert {
         }
         let x = input_embeds.broadcast_add(&self.position_and_type.narrow(0, 0, l)?)?;
         let mut x = self.embeddings_ln.forward(&x)?;
-        for layer in &self.layers {
-            x = layer.forward(&x, mask)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            // Past the first layer every position depends on the prompt.
+            x = if i == 0 { layer.forward_prompted(&x, mask, prompt_len)? } else { layer.forward(&x, mask)? };
         }
         Ok(x)
     }

@@ -29,6 +29,15 @@ pub trait Encoder {
     fn embed_tokens(&self, ids: &Tensor) -> candle_core::Result<Tensor>;
     /// input embeddings [b, L, d] + attention mask [b, L] (1 = attend, 0 = pad; f32 or u32) -> last hidden states [b, L, d]
     fn encode(&self, input_embeds: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor>;
+    /// [`encode`](Self::encode) for input embeddings whose first
+    /// `prompt_len` positions are a soft prompt and whose other positions are
+    /// frozen text: the same hidden states, but backward may leave the text
+    /// positions' gradient zero (nothing trainable reads it), which saves
+    /// work in the first layer. By default it is `encode`.
+    fn encode_prompted(&self, input_embeds: &Tensor, mask: &Tensor, prompt_len: usize) -> candle_core::Result<Tensor> {
+        let _ = prompt_len;
+        self.encode(input_embeds, mask)
+    }
     fn hidden_size(&self) -> usize;
     /// The decoder of a text-to-text backbone (T5), which scores label
     /// strings; `None` for encoder-only models (they get a classifier head).

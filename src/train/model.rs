@@ -292,7 +292,8 @@ impl PromptModel {
         let embeds = encoder.embed_tokens(&batch.ids)?;
         let composed = self.mixture.compose(state.target.as_tensor(), self.attention.as_ref(), &embeds, &batch.mask)?;
         let (x, mask) = prepend_prompt(&composed.prompt, &embeds, &batch.mask)?;
-        let hidden = encoder.encode(&x, &mask)?;
+        // The text after the prompt is frozen: no input gradient for it.
+        let hidden = encoder.encode_prompted(&x, &mask, composed.prompt.dim(1)?)?;
         let mask = mask.to_dtype(hidden.dtype())?;
         let outputs = match &state.head {
             Head::Linear { weight, bias } => {

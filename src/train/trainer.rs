@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::data::tasks::TaskDef;
-use crate::data::tokenize::{collate, TextEncoder};
+use crate::data::tokenize::{collate, TextEncoder, TokenCache};
 use crate::data::{Example, Label};
 use crate::model::Encoder;
 
@@ -205,15 +205,15 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
     let mut interrupted = false;
 
     let sizes: Vec<usize> = tasks.iter().map(|t| t.train.len()).collect();
-    // Token lengths, once per run, when batches are grouped by them.
+    // Every training example is tokenised once per run, when first needed.
+    let mut token_caches: Vec<TokenCache> =
+        tasks.iter().map(|t| TokenCache::new(t.train.len(), config.max_length)).collect();
+    // Token lengths, when batches are grouped by them (this fills the caches).
     let lengths = if config.group_by_length {
         let mut lengths = Vec::with_capacity(tasks.len());
-        for t in &tasks {
-            let task_lengths: Result<Vec<usize>> = t
-                .train
-                .iter()
-                .map(|e| Ok(tokenizer.encode(&e.text_a, e.text_b.as_deref(), config.max_length)?.len()))
-                .collect();
+        for (t, cache) in tasks.iter().zip(&mut token_caches) {
+            let task_lengths: Result<Vec<usize>> =
+                t.train.iter().enumerate().map(|(i, e)| Ok(cache.ids(i, e, tokenizer)?.len())).collect();
             lengths.push(task_lengths?);
         }
         Some(lengths)
@@ -234,7 +234,7 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
                 break;
             }
             let t0 = Instant::now();
-            let loss = batch_loss(&model, encoder, tokenizer, &tasks, chunk, config.max_length, &device)?;
+            let loss = batch_loss(&model, encoder, tokenizer, &tasks, &mut token_caches, chunk, &device)?;
             let mut grads = loss.backward()?;
             // A detaching op anywhere in the path leaves a Var without a
             // gradient and no error: refuse to train silently broken.
@@ -425,19 +425,19 @@ fn batch_loss(
     encoder: &dyn Encoder,
     tokenizer: &dyn TextEncoder,
     tasks: &[TaskData],
+    token_caches: &mut [TokenCache],
     chunk: &[(usize, usize)],
-    max_length: usize,
     device: &Device,
 ) -> Result<Tensor> {
-    let mut by_task: BTreeMap<usize, Vec<&Example>> = BTreeMap::new();
+    let mut by_task: BTreeMap<usize, Vec<(usize, &Example)>> = BTreeMap::new();
     for &(t, i) in chunk {
-        by_task.entry(t).or_default().push(&tasks[t].train[i]);
+        by_task.entry(t).or_default().push((i, &tasks[t].train[i]));
     }
     let mut total: Option<Tensor> = None;
     for (t, examples) in by_task {
-        let batch = collate(&examples, tokenizer, max_length, device)?;
+        let batch = token_caches[t].collate(&examples, tokenizer, device)?;
         let fwd = model.forward(encoder, t, &batch)?;
-        let labels: Vec<Label> = examples.iter().map(|e| e.label).collect();
+        let labels: Vec<Label> = examples.iter().map(|(_, e)| e.label).collect();
         let loss = (model.loss(t, &fwd.outputs, &labels)? * (examples.len() as f64 / chunk.len() as f64))?;
         total = Some(match total {
             Some(acc) => (acc + loss)?,

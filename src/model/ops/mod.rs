@@ -20,6 +20,7 @@ mod linear;
 mod post_ln_layer;
 mod pre_rms_layer;
 pub mod rms_norm;
+mod scratch;
 mod softmax;
 
 pub use activation::{gelu_erf, gelu_tanh, relu};

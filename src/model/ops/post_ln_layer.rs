@@ -17,6 +17,7 @@ use super::attention::{self, attended_keys, Dims};
 use super::cpu::{f32_slice, with_cpu_slices, SavedForward};
 use super::layer_norm::{normalize_rows, normalize_rows_backward};
 use super::linear::{linear_backward_into, linear_into};
+use super::scratch::Scratch;
 
 /// The frozen weights of one layer; linear weights are [out, in].
 #[derive(Clone)]
@@ -44,6 +45,17 @@ impl PostLnLayer {
     /// x [b, L, d] with `mask` [b, L] (1 = attend) → [b, L, d]:
     /// y = LN(x + attention(x)); LN(y + FFN(y)), FFN = GELU(y Wᵢ + bᵢ) Wₒ + bₒ.
     pub fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let l = x.dims3()?.1;
+        self.forward_prompted(x, mask, l)
+    }
+
+    /// [`forward`](Self::forward) for an input whose first `prompt_len`
+    /// positions are a soft prompt and whose other positions are frozen text:
+    /// the same output, but backward computes the input gradient of the
+    /// prompt positions only and leaves the text positions' gradient zero.
+    /// Nothing trainable lies upstream of frozen text, so nobody reads it,
+    /// and the first layer skips the [3d, d] product for every text row.
+    pub fn forward_prompted(&self, x: &Tensor, mask: &Tensor, prompt_len: usize) -> Result<Tensor> {
         let (b, l, d) = x.dims3()?;
         if mask.dims() != [b, l] {
             bail!("attention mask has shape {:?}, expected [{b}, {l}]", mask.dims());
@@ -51,10 +63,20 @@ impl PostLnLayer {
         if self.qkv_w.dims() != [3 * d, d] {
             bail!("layer of width {} got input of width {d}", self.qkv_w.dim(1)?);
         }
+        if prompt_len > l {
+            bail!("a prompt of {prompt_len} positions does not fit an input of {l}");
+        }
         if !super::use_fused(x) || self.weights().iter().any(|w| !super::use_fused(w)) {
+            // The single ops give every position its gradient, which is
+            // right, only not as cheap.
             return self.forward_unfused(x, mask);
         }
-        let op = FusedLayer { layer: self.clone(), keep: attended_keys(mask)?, saved: SavedForward::new(x.track_op()) };
+        let op = FusedLayer {
+            layer: self.clone(),
+            keep: attended_keys(mask)?,
+            grad_positions: prompt_len,
+            saved: SavedForward::new(x.track_op()),
+        };
         x.contiguous()?.apply_op1(op)
     }
 
@@ -135,7 +157,7 @@ fn with_weights<R>(layer: &PostLnLayer, f: impl FnOnce(&WeightSlices) -> Result<
 struct Saved {
     dims: Dims,
     qkv: Vec<f32>,
-    probs: Vec<f32>,
+    probs: Scratch,
     /// The FFN's pre-activation [m, i].
     intermediate: Vec<f32>,
     /// Normalised residual sums [m, d] and their 1/std [m].
@@ -148,6 +170,9 @@ struct Saved {
 struct FusedLayer {
     layer: PostLnLayer,
     keep: Vec<bool>,
+    /// Backward computes the input gradient of positions 0..grad_positions
+    /// of each sequence (all of them unless a prompt precedes frozen text).
+    grad_positions: usize,
     saved: SavedForward<Saved>,
 }
 
@@ -185,8 +210,9 @@ impl CustomOp1 for FusedLayer {
         let (y, saved) = with_weights(&self.layer, |w| {
             let mut qkv = repeat_rows(w.qkv_b, m);
             linear_into(&mut qkv, x, w.qkv_w, 3 * d, d, true)?;
-            let mut ctx = vec![0f32; m * d];
-            let mut probs = vec![0f32; b * dims.heads * l * l];
+            // Scratch: attention writes every element of both.
+            let mut ctx = Scratch::take(m * d);
+            let mut probs = Scratch::take(b * dims.heads * l * l);
             attention::forward_into(&qkv, &self.keep, None, dims.default_scale(), dims, &mut ctx, &mut probs);
             // Residual and bias go in first; the gemm adds the projection.
             let mut attn_xhat = add_row(x, w.attn_out_b);
@@ -198,7 +224,7 @@ impl CustomOp1 for FusedLayer {
 
             let mut intermediate = repeat_rows(w.intermediate_b, m);
             linear_into(&mut intermediate, &hidden, w.intermediate_w, i, d, true)?;
-            let mut activated = vec![0f32; m * i];
+            let mut activated = Scratch::take(m * i);
             gelu_into(&mut activated, &intermediate);
             let mut output_xhat = add_row(&hidden, w.output_b);
             linear_into(&mut output_xhat, &activated, w.output_w, d, i, true)?;
@@ -227,7 +253,8 @@ impl CustomOp1 for FusedLayer {
                 // Second block: y = LN(h + FFN(h)).
                 let mut dsum = g.to_vec();
                 normalize_rows_backward(&mut dsum, &s.output_xhat, &s.output_rstd, w.output_ln_w);
-                let mut dact = vec![0f32; m * i];
+                // Scratch: the products below overwrite them (β = 0).
+                let mut dact = Scratch::take(m * i);
                 linear_backward_into(&mut dact, &dsum, w.output_w, d, i, false)?;
                 gelu_backward_in_place(&mut dact, &s.intermediate);
                 // dh = dsum (residual) + dact · Wᵢ, accumulated in place.
@@ -235,16 +262,43 @@ impl CustomOp1 for FusedLayer {
                 drop(dact);
                 // First block: h = LN(x + attention(x)).
                 normalize_rows_backward(&mut dsum, &s.attn_xhat, &s.attn_rstd, w.attn_ln_w);
-                let mut dctx = vec![0f32; m * d];
+                let mut dctx = Scratch::take(m * d);
                 linear_backward_into(&mut dctx, &dsum, w.attn_out_w, d, d, false)?;
-                let mut dqkv = vec![0f32; m * 3 * d];
+                let mut dqkv = Scratch::take(m * 3 * d);
                 attention::backward_into(&s.qkv, &s.probs, &dctx, s.dims.default_scale(), s.dims, &mut dqkv)?;
                 drop(dctx);
                 // dx = dsum (residual) + dqkv · W_qkv.
-                linear_backward_into(&mut dsum, &dqkv, w.qkv_w, 3 * d, d, true)?;
+                if self.grad_positions < l {
+                    leading_positions_backward(&mut dsum, &dqkv, w.qkv_w, s.dims, self.grad_positions)?;
+                } else {
+                    linear_backward_into(&mut dsum, &dqkv, w.qkv_w, 3 * d, d, true)?;
+                }
                 Ok(dsum)
             })
         })?;
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
+}
+
+/// dx = dsum + dqkv · W_qkv on positions 0..p of each sequence, and zero on
+/// the others, in place of `dsum`. The rows are gathered so that the product
+/// is one gemm over b·p rows rather than b small ones.
+fn leading_positions_backward(dsum: &mut [f32], dqkv: &[f32], qkv_w: &[f32], dims: Dims, p: usize) -> Result<()> {
+    let Dims { b, l, d, .. } = dims;
+    if p == 0 || d == 0 {
+        dsum.fill(0.0);
+        return Ok(());
+    }
+    let mut g = Vec::with_capacity(b * p * 3 * d);
+    let mut dx = Vec::with_capacity(b * p * d);
+    for seq in 0..b {
+        g.extend_from_slice(&dqkv[seq * l * 3 * d..][..p * 3 * d]);
+        dx.extend_from_slice(&dsum[seq * l * d..][..p * d]);
+    }
+    linear_backward_into(&mut dx, &g, qkv_w, 3 * d, d, true)?;
+    dsum.fill(0.0);
+    for (seq, rows) in dx.chunks_exact(p * d).enumerate() {
+        dsum[seq * l * d..][..p * d].copy_from_slice(rows);
+    }
+    Ok(())
 }

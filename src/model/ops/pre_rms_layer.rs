@@ -16,6 +16,7 @@ use super::attention::{self, attended_keys, Dims};
 use super::cpu::{f32_slice, vectorized, with_cpu_slices, SavedForward};
 use super::linear::{linear_backward_into, linear_backward_strided, linear_into, linear_strided, Rows};
 use super::rms_norm::{rms_rows, rms_rows_backward_add};
+use super::scratch::Scratch;
 
 /// The feed-forward shapes the fused block runs (the others — exact GELU,
 /// SiLU — take the single-op path).
@@ -92,13 +93,13 @@ impl PreRmsLayer {
 struct Saved {
     dims: Dims,
     attn_rstd: Vec<f32>,
-    qkv: Vec<f32>,
-    probs: Vec<f32>,
+    qkv: Scratch,
+    probs: Scratch,
     /// x + attention output [m, d], the FFN norm's input.
     mid: Vec<f32>,
     ffn_rstd: Vec<f32>,
     /// FFN pre-activation [m, ff] (gated: W₀ then W₁, [m, 2·ff]).
-    pre: Vec<f32>,
+    pre: Scratch,
 }
 
 struct FusedBlock {
@@ -112,8 +113,9 @@ const CHUNK: usize = 4096;
 
 impl FusedBlock {
     /// The FFN's activation [m, ff] from its pre-activation.
-    fn activate(&self, pre: &[f32], ff: usize) -> Vec<f32> {
-        let mut act = vec![0f32; pre.len() / self.width_factor()];
+    fn activate(&self, pre: &[f32], ff: usize) -> Scratch {
+        // Scratch: every element is written below.
+        let mut act = Scratch::take(pre.len() / self.width_factor());
         match self.layer.ffn {
             PreRmsFeedForward::Relu { .. } => {
                 act.par_chunks_mut(CHUNK).zip(pre.par_chunks(CHUNK)).for_each(|(a, u)| {
@@ -140,7 +142,7 @@ impl FusedBlock {
     }
 
     /// From the activation's gradient `da` [m, ff] to the pre-activation's.
-    fn activation_backward(&self, mut da: Vec<f32>, pre: &[f32], ff: usize) -> Vec<f32> {
+    fn activation_backward(&self, mut da: Scratch, pre: &[f32], ff: usize) -> Scratch {
         match self.layer.ffn {
             PreRmsFeedForward::Relu { .. } => {
                 da.par_chunks_mut(CHUNK).zip(pre.par_chunks(CHUNK)).for_each(|(g, u)| {
@@ -156,7 +158,7 @@ impl FusedBlock {
                 da
             }
             PreRmsFeedForward::GatedGeluTanh { .. } => {
-                let mut dpre = vec![0f32; pre.len()];
+                let mut dpre = Scratch::take(pre.len());
                 dpre.par_chunks_mut(2 * ff).zip(pre.par_chunks(2 * ff).zip(da.par_chunks(ff))).for_each(
                     |(dp, (u, g))| {
                         let (d0, d1) = dp.split_at_mut(ff);
@@ -197,16 +199,17 @@ impl CustomOp1 for FusedBlock {
         let (y, saved) = with_cpu_slices(self.name(), &self.layer.tensors(), |w| {
             let (attn_norm, wq, wk, wv, wo_attn, ffn_norm, wo, wi) =
                 (w[0], w[1], w[2], w[3], w[4], w[5], w[6], &w[7..]);
-            let mut normed = vec![0f32; m * d];
+            // Scratch buffers: each kernel below writes every element of its own.
+            let mut normed = Scratch::take(m * d);
             let mut attn_rstd = vec![0f32; m];
             rms_rows(x, attn_norm, eps, &mut attn_rstd, &mut normed);
-            let mut qkv = vec![0f32; m * 3 * inner];
+            let mut qkv = Scratch::take(m * 3 * inner);
             let input = Rows { data: &normed, row_stride: d };
             for (i, wp) in [wq, wk, wv].into_iter().enumerate() {
                 linear_strided(&mut qkv[i * inner..], 3 * inner, input, wp, (m, inner, d), false)?;
             }
-            let mut ctx = vec![0f32; m * inner];
-            let mut probs = vec![0f32; b * dims.heads * l * l];
+            let mut ctx = Scratch::take(m * inner);
+            let mut probs = Scratch::take(b * dims.heads * l * l);
             // T5 folds 1/√d_kv into its initialisation: scores are unscaled.
             attention::forward_into(&qkv, &self.keep, Some(&self.bias), 1.0, dims, &mut ctx, &mut probs);
             let mut mid = x.to_vec();
@@ -215,7 +218,7 @@ impl CustomOp1 for FusedBlock {
 
             let mut ffn_rstd = vec![0f32; m];
             rms_rows(&mid, ffn_norm, eps, &mut ffn_rstd, &mut normed);
-            let mut pre = vec![0f32; m * ff * wi.len()];
+            let mut pre = Scratch::take(m * ff * wi.len());
             let input = Rows { data: &normed, row_stride: d };
             for (i, wp) in wi.iter().enumerate() {
                 linear_strided(&mut pre[i * ff..], wi.len() * ff, input, wp, (m, ff, d), false)?;
@@ -246,10 +249,10 @@ impl CustomOp1 for FusedBlock {
                     (w[0], w[1], w[2], w[3], w[4], w[5], w[6], &w[7..]);
                 // y = mid + FFN(rms(mid)).
                 let mut dmid = g.to_vec();
-                let mut dact = vec![0f32; m * ff];
+                let mut dact = Scratch::take(m * ff);
                 linear_backward_into(&mut dact, g, wo, d, ff, false)?;
                 let dpre = self.activation_backward(dact, &s.pre, ff);
-                let mut dnormed = vec![0f32; m * d];
+                let mut dnormed = Scratch::take(m * d);
                 for (i, wp) in wi.iter().enumerate() {
                     let rows = Rows { data: &dpre[i * ff..], row_stride: wi.len() * ff };
                     linear_backward_strided(&mut dnormed, rows, wp, (m, ff, d), i > 0)?;
@@ -257,9 +260,9 @@ impl CustomOp1 for FusedBlock {
                 drop(dpre);
                 rms_rows_backward_add(&mut dmid, &mut dnormed, &s.mid, ffn_norm, &s.ffn_rstd);
                 // mid = x + attention(rms(x)) Woᵀ.
-                let mut dctx = vec![0f32; m * inner];
+                let mut dctx = Scratch::take(m * inner);
                 linear_backward_into(&mut dctx, &dmid, wo_attn, d, inner, false)?;
-                let mut dqkv = vec![0f32; m * 3 * inner];
+                let mut dqkv = Scratch::take(m * 3 * inner);
                 attention::backward_into(&s.qkv, &s.probs, &dctx, 1.0, s.dims, &mut dqkv)?;
                 drop(dctx);
                 for (i, wp) in [wq, wk, wv].into_iter().enumerate() {
