@@ -269,6 +269,49 @@ fn a_prompted_layer_gives_the_prompt_positions_their_gradient_and_the_text_none(
 }
 
 #[test]
+fn a_packed_layer_computes_what_the_padded_one_does_at_real_positions() {
+    let layer = small_post_ln_layer();
+    let lengths = [5usize, 3, 1];
+    let (b, l, d) = (3, 5, 8);
+    let mask: Vec<f32> = lengths.iter().flat_map(|&n| (0..l).map(move |i| if i < n { 1.0 } else { 0.0 })).collect();
+    let mask = Tensor::from_vec(mask, (b, l), &Device::Cpu).unwrap();
+    let x = Var::from_tensor(&randn(&[b, l, d], 23)).unwrap();
+    let w = randn(&[b, l, d], 29);
+    let real: Vec<u32> =
+        lengths.iter().enumerate().flat_map(|(s, &n)| (0..n).map(move |i| (s * l + i) as u32)).collect();
+    let real = Tensor::new(real.as_slice(), &Device::Cpu).unwrap();
+    let rows = |t: &Tensor| t.reshape((b * l, d)).unwrap().index_select(&real, 0).unwrap();
+    // Two stacked layers: the second one's backward feeds the first's.
+    let padded = layer.forward(&layer.forward(x.as_tensor(), &mask).unwrap(), &mask).unwrap();
+    let packed_in = rows(x.as_tensor());
+    let packed = layer.forward_packed(&layer.forward_packed(&packed_in, &lengths, 2).unwrap(), &lengths, l).unwrap();
+    let err = max_abs_diff(&packed, &rows(&padded));
+    assert!(err < 1e-5, "packed output differs by {err}");
+    // A loss on real positions only: the same gradient, for the first two
+    // positions of each sequence (the "prompt"); none for the others.
+    let grad_of = |loss: Tensor| loss.backward().unwrap().get(x.as_tensor()).expect("no input gradient").clone();
+    let real_w = w.broadcast_mul(&mask.unsqueeze(2).unwrap()).unwrap();
+    let want = rows(&grad_of((&padded * &real_w).unwrap().sum_all().unwrap()));
+    let got = rows(&grad_of((&packed * &rows(&w)).unwrap().sum_all().unwrap()));
+    let (want, got) = (want.to_vec2::<f32>().unwrap(), got.to_vec2::<f32>().unwrap());
+    let mut row = 0;
+    for &n in &lengths {
+        for pos in 0..n {
+            for (a, e) in got[row].iter().zip(&want[row]) {
+                if pos < 2 {
+                    assert!((a - e).abs() < 1e-5, "position {pos}: gradient {a}, padded layer's {e}");
+                } else {
+                    assert_eq!(*a, 0.0, "position {pos} is text: no gradient");
+                }
+            }
+            row += 1;
+        }
+    }
+    let err = layer.forward_packed(&packed_in, &[5, 3], 2).unwrap_err().to_string();
+    assert!(err.contains("do not fit"), "{err}");
+}
+
+#[test]
 fn fused_post_ln_layer_without_gradient_tracking_and_twice_backward() {
     let layer = small_post_ln_layer();
     let mask = Tensor::ones((2, 5), DType::F32, &Device::Cpu).unwrap();

@@ -132,10 +132,24 @@ impl Encoder for Bert {
     }
 
     fn encode(&self, input_embeds: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-        self.encode_prompted(input_embeds, mask, input_embeds.dim(1)?)
+        // Every position, padded ones too, as Hugging Face computes them.
+        self.run(input_embeds, mask, input_embeds.dim(1)?, false)
     }
 
     fn encode_prompted(&self, input_embeds: &Tensor, mask: &Tensor, prompt_len: usize) -> candle_core::Result<Tensor> {
+        self.run(input_embeds, mask, prompt_len, true)
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.cfg.hidden_size
+    }
+}
+
+impl Bert {
+    /// The encoder; input gradient for positions below `prompt_len` only
+    /// (after the first layer, for all); `pack`: padded positions are
+    /// skipped and come out zero.
+    fn run(&self, input_embeds: &Tensor, mask: &Tensor, prompt_len: usize, pack: bool) -> candle_core::Result<Tensor> {
         let (b, l, d) = input_embeds.dims3()?;
         if d != self.cfg.hidden_size {
             candle_core::bail!("input embeddings have width {d}, the model {}", self.cfg.hidden_size);
@@ -149,17 +163,85 @@ impl Encoder for Bert {
         if mask.dims() != [b, l] {
             candle_core::bail!("attention mask has shape {:?}, expected [{b}, {l}]", mask.dims());
         }
+        if prompt_len > l {
+            candle_core::bail!("a prompt of {prompt_len} positions does not fit an input of {l}");
+        }
         let x = input_embeds.broadcast_add(&self.position_and_type.narrow(0, 0, l)?)?;
         let mut x = self.embeddings_ln.forward(&x)?;
+        if let Some(packing) = if pack { Packing::of(&x, mask)? } else { None } {
+            return packing.run(&x, |rows| {
+                let mut rows = rows.clone();
+                for (i, layer) in self.layers.iter().enumerate() {
+                    // Past the first layer every position depends on the prompt.
+                    rows = layer.forward_packed(&rows, &packing.lengths, if i == 0 { prompt_len } else { l })?;
+                }
+                Ok(rows)
+            });
+        }
         for (i, layer) in self.layers.iter().enumerate() {
-            // Past the first layer every position depends on the prompt.
             x = if i == 0 { layer.forward_prompted(&x, mask, prompt_len)? } else { layer.forward(&x, mask)? };
         }
         Ok(x)
     }
+}
 
-    fn hidden_size(&self) -> usize {
-        self.cfg.hidden_size
+/// A right-padded batch as packed rows: every sequence's real positions one
+/// after the other, no padding, for the fused layers' `forward_packed`.
+struct Packing {
+    /// Real positions of each sequence.
+    lengths: Vec<usize>,
+    /// For each packed row, its row in the padded [b·L] layout.
+    gather: Tensor,
+    /// For each padded row, its packed row, or the zero row after them.
+    scatter: Tensor,
+}
+
+impl Packing {
+    /// `None` when packing does not pay or does not apply: no padding, not
+    /// the fused CPU f32 path, or a mask that is not ones then zeros in
+    /// every row (left padding, holes), which the padded path handles.
+    fn of(x: &Tensor, mask: &Tensor) -> candle_core::Result<Option<Packing>> {
+        if !x.device().is_cpu() || x.dtype() != DType::F32 {
+            return Ok(None);
+        }
+        let (b, l) = mask.dims2()?;
+        let flags = mask.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let mut lengths = Vec::with_capacity(b);
+        for row in &flags {
+            let len = row.iter().take_while(|&&m| m != 0.0).count();
+            if row[len..].iter().any(|&m| m != 0.0) {
+                return Ok(None);
+            }
+            lengths.push(len);
+        }
+        let rows: usize = lengths.iter().sum();
+        if rows == b * l {
+            return Ok(None);
+        }
+        let mut gather = Vec::with_capacity(rows);
+        let mut scatter = vec![rows as u32; b * l];
+        for (seq, &len) in lengths.iter().enumerate() {
+            for pos in 0..len {
+                scatter[seq * l + pos] = gather.len() as u32;
+                gather.push((seq * l + pos) as u32);
+            }
+        }
+        let gather = Tensor::from_vec(gather, rows, x.device())?;
+        let scatter = Tensor::from_vec(scatter, b * l, x.device())?;
+        Ok(Some(Packing { lengths, gather, scatter }))
+    }
+
+    /// `layers` over the packed rows of x [b, L, d]; the result back in the
+    /// padded layout, zero at padded positions.
+    fn run(
+        &self,
+        x: &Tensor,
+        layers: impl FnOnce(&Tensor) -> candle_core::Result<Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        let (b, l, d) = x.dims3()?;
+        let rows = layers(&x.reshape((b * l, d))?.index_select(&self.gather, 0)?)?;
+        let zero = Tensor::zeros((1, d), rows.dtype(), rows.device())?;
+        Tensor::cat(&[&rows, &zero], 0)?.index_select(&self.scatter, 0)?.reshape((b, l, d))
     }
 }
 

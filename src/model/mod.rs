@@ -31,9 +31,12 @@ pub trait Encoder {
     fn encode(&self, input_embeds: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor>;
     /// [`encode`](Self::encode) for input embeddings whose first
     /// `prompt_len` positions are a soft prompt and whose other positions are
-    /// frozen text: the same hidden states, but backward may leave the text
-    /// positions' gradient zero (nothing trainable reads it), which saves
-    /// work in the first layer. By default it is `encode`.
+    /// frozen text, as training and evaluation run it: the same hidden
+    /// states at every attended position, but padded positions may come out
+    /// zero (nothing reads them: pooling and decoders mask them) and
+    /// backward may leave the text positions' gradient zero (nothing
+    /// trainable lies upstream of them). Both save work. By default it is
+    /// `encode`.
     fn encode_prompted(&self, input_embeds: &Tensor, mask: &Tensor, prompt_len: usize) -> candle_core::Result<Tensor> {
         let _ = prompt_len;
         self.encode(input_embeds, mask)

@@ -81,6 +81,71 @@ impl Dims {
     }
 }
 
+/// Where the sequences of a batch lie in a buffer of rows: sequence `i` is
+/// rows `starts[i]..starts[i + 1]`. A padded [b, L] batch is `b` sequences of
+/// `L` rows each (padded keys masked); a packed batch keeps only the real
+/// rows of each sequence, so the row-wise products skip the padding.
+#[derive(Clone, Debug)]
+pub(super) struct Seqs {
+    starts: Vec<usize>,
+    /// Where each sequence's [heads, len, len] probabilities start, and the total.
+    probs_at: Vec<usize>,
+    heads: usize,
+}
+
+impl Seqs {
+    /// `b` sequences of `l` rows.
+    pub(super) fn uniform(b: usize, l: usize, heads: usize) -> Seqs {
+        Seqs::packed(&vec![l; b], heads)
+    }
+
+    /// Sequences of the given lengths, one after the other.
+    pub(super) fn packed(lens: &[usize], heads: usize) -> Seqs {
+        let (mut starts, mut probs_at) = (vec![0], vec![0]);
+        for &len in lens {
+            starts.push(starts[starts.len() - 1] + len);
+            probs_at.push(probs_at[probs_at.len() - 1] + heads * len * len);
+        }
+        Seqs { starts, probs_at, heads }
+    }
+
+    pub(super) fn count(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// The rows of sequence `i`.
+    pub(super) fn rows_of(&self, i: usize) -> std::ops::Range<usize> {
+        self.starts[i]..self.starts[i + 1]
+    }
+
+    /// Rows in all.
+    pub(super) fn rows(&self) -> usize {
+        self.starts[self.starts.len() - 1]
+    }
+
+    /// Probabilities kept in all: heads × Σ len².
+    pub(super) fn probs_len(&self) -> usize {
+        self.probs_at[self.probs_at.len() - 1]
+    }
+
+    /// (sequence, head, first row, length, that pair's probabilities) for
+    /// every pair, the probabilities cut from `probs` (probs_len long).
+    fn pairs<'a>(&self, probs: &'a mut [f32]) -> Vec<(usize, usize, usize, usize, &'a mut [f32])> {
+        let mut out = Vec::with_capacity(self.count() * self.heads);
+        let mut rest = probs;
+        for i in 0..self.count() {
+            let rows = self.rows_of(i);
+            let len = rows.len();
+            for h in 0..self.heads {
+                let (block, tail) = std::mem::take(&mut rest).split_at_mut(len * len);
+                out.push((i, h, rows.start, len, block));
+                rest = tail;
+            }
+        }
+        out
+    }
+}
+
 /// A raw pointer that may cross threads: each task writes a disjoint region.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
@@ -220,43 +285,67 @@ pub(super) fn forward_into(
     ctx: &mut [f32],
     probs: &mut [f32],
 ) {
-    let Dims { b, l, d, heads, dh } = dims;
-    debug_assert!(qkv.len() == b * l * 3 * d && ctx.len() == b * l * d && probs.len() == b * heads * l * l);
+    let Dims { b, l, d, heads, .. } = dims;
     debug_assert!(bias.is_none_or(|bias| bias.len() == heads * l * l));
+    let seqs = Seqs::uniform(b, l, heads);
+    forward_seqs(qkv, Some(keep), bias.map(|bias| (bias, l)), scale, d, &seqs, ctx, probs);
+}
+
+/// [`forward_into`] over the sequences `seqs` lays out in `qkv` [rows, 3d]
+/// (`keep` [rows], `None`: every key attended); `bias` is [h, Lb, Lb] with
+/// its row length Lb, for sequences of length Lb. `probs` is
+/// `seqs.probs_len()` long.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward_seqs(
+    qkv: &[f32],
+    keep: Option<&[bool]>,
+    bias: Option<(&[f32], usize)>,
+    scale: f32,
+    d: usize,
+    seqs: &Seqs,
+    ctx: &mut [f32],
+    probs: &mut [f32],
+) {
+    let (heads, rows) = (seqs.heads, seqs.rows());
+    let dh = d / heads;
+    debug_assert!(qkv.len() == rows * 3 * d && ctx.len() == rows * d && probs.len() == seqs.probs_len());
+    debug_assert!(keep.is_none_or(|keep| keep.len() == rows));
     let ctx_ptr = SendPtr(ctx.as_mut_ptr());
     let d3 = 3 * d;
-    probs.par_chunks_mut(l * l).enumerate().for_each(|(bh, p)| {
-        let (bi, h) = (bh / heads, bh % heads);
-        let base = bi * l * d3 + h * dh;
-        let keep = &keep[bi * l..(bi + 1) * l];
+    seqs.pairs(probs).into_par_iter().for_each(|(_, h, start, l, p)| {
+        if l == 0 {
+            return;
+        }
+        let base = start * d3 + h * dh;
+        let keep = keep.map(|keep| &keep[start..start + l]);
         // SAFETY: q, k, v are strided views inside `qkv` (row stride 3d);
-        // `p` is this task's own L×L block; the context columns
-        // h*dh..(h+1)*dh of batch bi are written by this task only.
+        // `p` is this pair's own L×L block; the context columns
+        // h*dh..(h+1)*dh of this sequence's rows are written by this task only.
         unsafe {
             let q = qkv.as_ptr().add(base);
             let k = q.add(d);
             let v = q.add(2 * d);
             mm(l, l, dh, p.as_mut_ptr(), l, 1, q, d3, 1, k, 1, d3);
-            let head_bias = bias.map(|bias| &bias[h * l * l..(h + 1) * l * l]);
             vectorized(
                 #[inline(always)]
-                || match head_bias {
+                || match bias {
                     None => {
                         for row in p.chunks_mut(l) {
-                            softmax_in_place(row, scale, Some(keep));
+                            softmax_in_place(row, scale, keep);
                         }
                     }
-                    Some(bias) => {
-                        for (row, bias) in p.chunks_mut(l).zip(bias.chunks(l)) {
+                    Some((bias, bl)) => {
+                        let head_bias = &bias[h * bl * bl..(h + 1) * bl * bl];
+                        for (row, bias) in p.chunks_mut(l).zip(head_bias.chunks(bl)) {
                             for (v, &b) in row.iter_mut().zip(bias) {
                                 *v = *v * scale + b;
                             }
-                            softmax_in_place(row, 1.0, Some(keep));
+                            softmax_in_place(row, 1.0, keep);
                         }
                     }
                 },
             );
-            let c = ctx_ptr.get().add(bi * l * d + h * dh);
+            let c = ctx_ptr.get().add(start * d + h * dh);
             mm(l, dh, l, c, d, 1, p.as_ptr(), l, 1, v, d3, 1);
         }
     });
@@ -273,45 +362,65 @@ pub(super) fn backward_into(
     dims: Dims,
     dqkv: &mut [f32],
 ) -> Result<()> {
-    let Dims { b, l, d, heads, dh } = dims;
-    if g.len() != b * l * d || probs.len() != b * heads * l * l || qkv.len() != b * l * 3 * d || dqkv.len() != qkv.len()
-    {
+    let Dims { b, l, d, heads, .. } = dims;
+    backward_seqs(qkv, probs, g, scale, d, &Seqs::uniform(b, l, heads), dqkv)
+}
+
+/// [`backward_into`] over the sequences `seqs` lays out, as [`forward_seqs`].
+pub(super) fn backward_seqs(
+    qkv: &[f32],
+    probs: &[f32],
+    g: &[f32],
+    scale: f32,
+    d: usize,
+    seqs: &Seqs,
+    dqkv: &mut [f32],
+) -> Result<()> {
+    let (heads, rows) = (seqs.heads, seqs.rows());
+    let dh = d / heads;
+    if g.len() != rows * d || probs.len() != seqs.probs_len() || qkv.len() != rows * 3 * d || dqkv.len() != qkv.len() {
         bail!("attention backward: gradient or saved probabilities have the wrong size");
     }
     let d3 = 3 * d;
     let out = SendPtr(dqkv.as_mut_ptr());
-    (0..b * heads).into_par_iter().for_each_init(
-        || vec![0f32; l * l],
-        |ds, bh| {
-            let (bi, h) = (bh / heads, bh % heads);
-            let p = &probs[bh * l * l..(bh + 1) * l * l];
-            // SAFETY: reads strided views of qkv, g and this pair's
-            // probabilities; writes only columns h*dh..(h+1)*dh of each of
-            // the q, k and v thirds of batch bi in dqkv, which no other task touches.
-            unsafe {
-                let q = qkv.as_ptr().add(bi * l * d3 + h * dh);
-                let k = q.add(d);
-                let v = q.add(2 * d);
-                let gc = g.as_ptr().add(bi * l * d + h * dh);
-                // dP = dC · vᵀ
-                mm(l, l, dh, ds.as_mut_ptr(), l, 1, gc, d, 1, v, 1, d3);
-                // dS = scale · P ⊙ (dP − rowsum(dP ⊙ P))
-                vectorized(
-                    #[inline(always)]
-                    || {
-                        for (dr, pr) in ds.chunks_mut(l).zip(p.chunks(l)) {
-                            softmax_backward_in_place(dr, pr, scale);
-                        }
-                    },
-                );
-                let dq = out.get().add(bi * l * d3 + h * dh);
-                let dk = dq.add(d);
-                let dv = dq.add(2 * d);
-                mm(l, dh, l, dq, d3, 1, ds.as_ptr(), l, 1, k, d3, 1); // dQ = dS · K
-                mm(l, dh, l, dk, d3, 1, ds.as_ptr(), 1, l, q, d3, 1); // dK = dSᵀ · Q
-                mm(l, dh, l, dv, d3, 1, p.as_ptr(), 1, l, gc, d, 1); // dV = Pᵀ · dC
-            }
-        },
-    );
+    let pairs: Vec<(usize, usize, usize)> = (0..seqs.count())
+        .flat_map(|i| (0..heads).map(move |h| (i, h)))
+        .map(|(i, h)| (h, seqs.rows_of(i).start, seqs.rows_of(i).len()))
+        .collect();
+    pairs.into_par_iter().enumerate().for_each_init(Vec::new, |ds, (pair, (h, start, l))| {
+        if l == 0 {
+            return;
+        }
+        let at = seqs.probs_at[pair / heads] + h * l * l;
+        let p = &probs[at..at + l * l];
+        ds.resize(l * l, 0.0);
+        // SAFETY: reads strided views of qkv, g and this pair's
+        // probabilities; writes only columns h*dh..(h+1)*dh of each of
+        // the q, k and v thirds of this sequence's rows in dqkv, which no
+        // other task touches.
+        unsafe {
+            let q = qkv.as_ptr().add(start * d3 + h * dh);
+            let k = q.add(d);
+            let v = q.add(2 * d);
+            let gc = g.as_ptr().add(start * d + h * dh);
+            // dP = dC · vᵀ
+            mm(l, l, dh, ds.as_mut_ptr(), l, 1, gc, d, 1, v, 1, d3);
+            // dS = scale · P ⊙ (dP − rowsum(dP ⊙ P))
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (dr, pr) in ds[..l * l].chunks_mut(l).zip(p.chunks(l)) {
+                        softmax_backward_in_place(dr, pr, scale);
+                    }
+                },
+            );
+            let dq = out.get().add(start * d3 + h * dh);
+            let dk = dq.add(d);
+            let dv = dq.add(2 * d);
+            mm(l, dh, l, dq, d3, 1, ds.as_ptr(), l, 1, k, d3, 1); // dQ = dS · K
+            mm(l, dh, l, dk, d3, 1, ds.as_ptr(), 1, l, q, d3, 1); // dK = dSᵀ · Q
+            mm(l, dh, l, dv, d3, 1, p.as_ptr(), 1, l, gc, d, 1); // dV = Pᵀ · dC
+        }
+    });
     Ok(())
 }

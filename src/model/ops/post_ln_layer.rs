@@ -13,7 +13,7 @@
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
 use super::activation::{gelu_backward_in_place, gelu_into};
-use super::attention::{self, attended_keys, Dims};
+use super::attention::{self, attended_keys, Seqs};
 use super::cpu::{f32_slice, with_cpu_slices, SavedForward};
 use super::layer_norm::{normalize_rows, normalize_rows_backward};
 use super::linear::{linear_backward_into, linear_into};
@@ -73,7 +73,36 @@ impl PostLnLayer {
         }
         let op = FusedLayer {
             layer: self.clone(),
-            keep: attended_keys(mask)?,
+            seqs: Seqs::uniform(b, l, self.heads),
+            keep: Some(attended_keys(mask)?),
+            grad_positions: prompt_len,
+            saved: SavedForward::new(x.track_op()),
+        };
+        x.contiguous()?.apply_op1(op)
+    }
+
+    /// The layer over a packed batch: x [rows, d] holds sequences of the
+    /// given `lengths` one after the other, with no padding, every position
+    /// attended; backward gives input gradient to each sequence's first
+    /// `prompt_len` positions only, as [`forward_prompted`](Self::forward_prompted)
+    /// (a `prompt_len` as long as the longest sequence: to all). The row-wise
+    /// products (¾ of a step) then run on real tokens only, where a padded
+    /// batch spends them on padding too.
+    pub fn forward_packed(&self, x: &Tensor, lengths: &[usize], prompt_len: usize) -> Result<Tensor> {
+        let (rows, d) = x.dims2()?;
+        if lengths.iter().sum::<usize>() != rows {
+            bail!("sequences of {} rows in all do not fit a packed input of {rows}", lengths.iter().sum::<usize>());
+        }
+        if self.qkv_w.dims() != [3 * d, d] {
+            bail!("layer of width {} got input of width {d}", self.qkv_w.dim(1)?);
+        }
+        if !super::use_fused(x) || self.weights().iter().any(|w| !super::use_fused(w)) {
+            bail!("packed sequences need the fused CPU layer (f32 on the CPU); pad the batch and use forward");
+        }
+        let op = FusedLayer {
+            layer: self.clone(),
+            seqs: Seqs::packed(lengths, self.heads),
+            keep: None,
             grad_positions: prompt_len,
             saved: SavedForward::new(x.track_op()),
         };
@@ -155,7 +184,6 @@ fn with_weights<R>(layer: &PostLnLayer, f: impl FnOnce(&WeightSlices) -> Result<
 
 /// What backward reads, from one forward pass.
 struct Saved {
-    dims: Dims,
     qkv: Vec<f32>,
     probs: Scratch,
     /// The FFN's pre-activation [m, i].
@@ -169,7 +197,10 @@ struct Saved {
 
 struct FusedLayer {
     layer: PostLnLayer,
-    keep: Vec<bool>,
+    /// Where the sequences lie in the input's rows.
+    seqs: Seqs,
+    /// Per row: whether its key is attended (`None`: all are).
+    keep: Option<Vec<bool>>,
     /// Backward computes the input gradient of positions 0..grad_positions
     /// of each sequence (all of them unless a prompt precedes frozen text).
     grad_positions: usize,
@@ -203,17 +234,21 @@ impl CustomOp1 for FusedLayer {
 
     fn cpu_fwd(&self, s: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(self.name(), s, layout)?;
-        let (b, l, d) = layout.shape().dims3()?;
-        let (m, i) = (b * l, self.layer.intermediate_size()?);
-        let dims = Dims::new(b, l, d, self.layer.heads);
+        let d = layout.shape().dims().last().copied().unwrap_or(0);
+        let (m, i) = (self.seqs.rows(), self.layer.intermediate_size()?);
+        if x.len() != m * d {
+            bail!("{}: {} values for {m} rows of {d}", self.name(), x.len());
+        }
+        let scale = 1.0 / ((d / self.layer.heads) as f32).sqrt();
         let eps = self.layer.eps as f32;
         let (y, saved) = with_weights(&self.layer, |w| {
             let mut qkv = repeat_rows(w.qkv_b, m);
             linear_into(&mut qkv, x, w.qkv_w, 3 * d, d, true)?;
             // Scratch: attention writes every element of both.
             let mut ctx = Scratch::take(m * d);
-            let mut probs = Scratch::take(b * dims.heads * l * l);
-            attention::forward_into(&qkv, &self.keep, None, dims.default_scale(), dims, &mut ctx, &mut probs);
+            let mut probs = Scratch::take(self.seqs.probs_len());
+            let keep = self.keep.as_deref();
+            attention::forward_seqs(&qkv, keep, None, scale, d, &self.seqs, &mut ctx, &mut probs);
             // Residual and bias go in first; the gemm adds the projection.
             let mut attn_xhat = add_row(x, w.attn_out_b);
             linear_into(&mut attn_xhat, &ctx, w.attn_out_w, d, d, true)?;
@@ -232,7 +267,7 @@ impl CustomOp1 for FusedLayer {
             let mut output_rstd = vec![0f32; m];
             // The layer's output reuses `hidden`, which is no longer needed.
             normalize_rows(&mut output_xhat, &mut output_rstd, &mut hidden, w.output_ln_w, w.output_ln_b, eps);
-            let saved = Saved { dims, qkv, probs, intermediate, attn_xhat, attn_rstd, output_xhat, output_rstd };
+            let saved = Saved { qkv, probs, intermediate, attn_xhat, attn_rstd, output_xhat, output_rstd };
             Ok((hidden, saved))
         })?;
         self.saved.put(saved);
@@ -241,14 +276,15 @@ impl CustomOp1 for FusedLayer {
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
         let s = self.saved.take(self.name())?;
-        let Dims { b, l, d, .. } = s.dims;
-        let (m, i) = (b * l, self.layer.intermediate_size()?);
+        let d = x.dims().last().copied().unwrap_or(0);
+        let (m, i) = (self.seqs.rows(), self.layer.intermediate_size()?);
+        let scale = 1.0 / ((d / self.layer.heads) as f32).sqrt();
         let g = g.contiguous()?;
         let dx = with_cpu_slices(self.name(), &[&g], |gs| {
             with_weights(&self.layer, |w| {
                 let g = gs[0];
                 if g.len() != m * d {
-                    bail!("{}: gradient of {} values for a [{b}, {l}, {d}] output", self.name(), g.len());
+                    bail!("{}: gradient of {} values for {m} rows of {d}", self.name(), g.len());
                 }
                 // Second block: y = LN(h + FFN(h)).
                 let mut dsum = g.to_vec();
@@ -265,11 +301,12 @@ impl CustomOp1 for FusedLayer {
                 let mut dctx = Scratch::take(m * d);
                 linear_backward_into(&mut dctx, &dsum, w.attn_out_w, d, d, false)?;
                 let mut dqkv = Scratch::take(m * 3 * d);
-                attention::backward_into(&s.qkv, &s.probs, &dctx, s.dims.default_scale(), s.dims, &mut dqkv)?;
+                attention::backward_seqs(&s.qkv, &s.probs, &dctx, scale, d, &self.seqs, &mut dqkv)?;
                 drop(dctx);
                 // dx = dsum (residual) + dqkv · W_qkv.
-                if self.grad_positions < l {
-                    leading_positions_backward(&mut dsum, &dqkv, w.qkv_w, s.dims, self.grad_positions)?;
+                let whole = (0..self.seqs.count()).all(|i| self.seqs.rows_of(i).len() <= self.grad_positions);
+                if !whole {
+                    leading_positions_backward(&mut dsum, &dqkv, w.qkv_w, d, &self.seqs, self.grad_positions)?;
                 } else {
                     linear_backward_into(&mut dsum, &dqkv, w.qkv_w, 3 * d, d, true)?;
                 }
@@ -282,23 +319,36 @@ impl CustomOp1 for FusedLayer {
 
 /// dx = dsum + dqkv · W_qkv on positions 0..p of each sequence, and zero on
 /// the others, in place of `dsum`. The rows are gathered so that the product
-/// is one gemm over b·p rows rather than b small ones.
-fn leading_positions_backward(dsum: &mut [f32], dqkv: &[f32], qkv_w: &[f32], dims: Dims, p: usize) -> Result<()> {
-    let Dims { b, l, d, .. } = dims;
-    if p == 0 || d == 0 {
+/// is one gemm over (sequences × p) rows rather than one per sequence.
+fn leading_positions_backward(
+    dsum: &mut [f32],
+    dqkv: &[f32],
+    qkv_w: &[f32],
+    d: usize,
+    seqs: &Seqs,
+    p: usize,
+) -> Result<()> {
+    let lead = |i: usize| seqs.rows_of(i).start..seqs.rows_of(i).start + p.min(seqs.rows_of(i).len());
+    let rows: usize = (0..seqs.count()).map(|i| lead(i).len()).sum();
+    if rows == 0 || d == 0 {
         dsum.fill(0.0);
         return Ok(());
     }
-    let mut g = Vec::with_capacity(b * p * 3 * d);
-    let mut dx = Vec::with_capacity(b * p * d);
-    for seq in 0..b {
-        g.extend_from_slice(&dqkv[seq * l * 3 * d..][..p * 3 * d]);
-        dx.extend_from_slice(&dsum[seq * l * d..][..p * d]);
+    let mut g = Vec::with_capacity(rows * 3 * d);
+    let mut dx = Vec::with_capacity(rows * d);
+    for i in 0..seqs.count() {
+        let r = lead(i);
+        g.extend_from_slice(&dqkv[r.start * 3 * d..r.end * 3 * d]);
+        dx.extend_from_slice(&dsum[r.start * d..r.end * d]);
     }
     linear_backward_into(&mut dx, &g, qkv_w, 3 * d, d, true)?;
     dsum.fill(0.0);
-    for (seq, rows) in dx.chunks_exact(p * d).enumerate() {
-        dsum[seq * l * d..][..p * d].copy_from_slice(rows);
+    let mut done = 0;
+    for i in 0..seqs.count() {
+        let r = lead(i);
+        let n = r.len() * d;
+        dsum[r.start * d..r.end * d].copy_from_slice(&dx[done..done + n]);
+        done += n;
     }
     Ok(())
 }
