@@ -159,6 +159,40 @@ fn check_prompt_gradient(variant: &str) {
     assert_close("input embedding gradient", grad, f.get("prompt_embeds_grad"));
 }
 
+/// Training encodes with `encode_prompted`, which packs the real positions
+/// of the padded batch: the decoder reads only those, so the loss and the
+/// prompt gradient are transformers' too.
+fn check_packed_prompt_gradient(variant: &str) {
+    let f = Fixture::load(variant);
+    let prompt = Var::from_tensor(f.get("prompt")).unwrap();
+    let embeds = f.prompted_embeds(prompt.as_tensor());
+    let mask = f.get("prompt_mask");
+    let real = mask.to_dtype(DType::F32).unwrap();
+    assert!(scalar(&real.sum_all().unwrap()) < real.elem_count() as f32, "the fixture pads");
+    let p = prompt.as_tensor().dim(0).unwrap();
+    let hidden = f.model.encode_prompted(&embeds, mask, p).unwrap();
+    let attended = real.unsqueeze(2).unwrap().broadcast_as(hidden.shape()).unwrap().contiguous().unwrap();
+    let reference = (f.get("prompt_encoder_hidden") * &attended).unwrap();
+    assert_close("packed encoder hidden at attended positions", &(&hidden * &attended).unwrap(), &reference);
+    let padded = (attended.ones_like().unwrap() - &attended).unwrap();
+    assert_eq!(scalar(&(&hidden * &padded).unwrap().abs().unwrap().sum_all().unwrap()), 0.0, "padding comes out zero");
+    let loss = f.model.loss(&hidden, mask, f.get("labels")).unwrap();
+    assert!((scalar(&loss) - scalar(f.get("prompt_loss"))).abs() <= TOLERANCE);
+    let grads = loss.backward().unwrap();
+    let grad = grads.get(prompt.as_tensor()).expect("the prompt must receive a gradient");
+    assert_close("prompt gradient through the packed encoder", grad, f.get("prompt_grad"));
+}
+
+#[test]
+fn v1_0_packed_encoder_gives_the_prompt_transformers_gradient() {
+    check_packed_prompt_gradient("v1_0");
+}
+
+#[test]
+fn v1_1_packed_encoder_gives_the_prompt_transformers_gradient() {
+    check_packed_prompt_gradient("v1_1");
+}
+
 #[test]
 fn v1_0_gradient_to_prepended_prompt_matches_transformers() {
     check_prompt_gradient("v1_0");

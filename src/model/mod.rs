@@ -14,6 +14,7 @@ pub mod bert;
 pub mod config;
 pub mod fingerprint;
 pub mod ops;
+mod packing;
 pub mod store;
 pub mod t5;
 pub mod tokenizer;

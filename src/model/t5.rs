@@ -23,6 +23,7 @@ use candle_core::{DType, Device, Tensor, D};
 use serde::Deserialize;
 
 use super::ops::{self, linear, rms_norm, PreRmsFeedForward, PreRmsLayer};
+use super::packing::Packing;
 use super::weights::Weights;
 use super::Encoder;
 
@@ -789,6 +790,27 @@ impl Encoder for T5Model {
         }
         let bias = self.encoder.position_bias(l, l, &self.settings)?.broadcast_add(&self.mask_bias(mask, b, l)?)?;
         self.encoder.forward(input_embeds.clone(), &bias, None, &self.settings)
+    }
+
+    fn encode_prompted(&self, input_embeds: &Tensor, mask: &Tensor, prompt_len: usize) -> candle_core::Result<Tensor> {
+        let (b, l) = self.check_hidden(input_embeds, "input embeddings")?;
+        let _ = prompt_len; // every position gets its input gradient here
+        let Some(fused) = self.encoder.fused.as_ref().filter(|_| PreRmsLayer::supports(input_embeds)) else {
+            return self.encode(input_embeds, mask);
+        };
+        Self::check_mask(mask, b, l)?;
+        let Some(packing) = Packing::of(input_embeds, mask)? else { return self.encode(input_embeds, mask) };
+        // Relative positions: a sequence of n positions reads the top-left
+        // n × n block of the padded length's bias.
+        let bias = self.encoder.position_bias(l, l, &self.settings)?;
+        let bias = Arc::new(bias.flatten_all()?.to_vec1::<f32>()?);
+        packing.run(input_embeds, |rows| {
+            let mut x = rows.clone();
+            for block in fused {
+                x = block.forward_packed(&x, &packing.lengths, &bias)?;
+            }
+            rms_norm(&x, &self.encoder.final_norm, self.settings.eps)
+        })
     }
 
     fn hidden_size(&self) -> usize {

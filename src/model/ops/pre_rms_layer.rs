@@ -12,7 +12,7 @@ use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::activation::gelu_tanh_and_derivative;
-use super::attention::{self, attended_keys, Dims};
+use super::attention::{self, attended_keys, Seqs};
 use super::cpu::{f32_slice, vectorized, with_cpu_slices, SavedForward};
 use super::linear::{linear_backward_into, linear_backward_strided, linear_into, linear_strided, Rows};
 use super::rms_norm::{rms_rows, rms_rows_backward_add};
@@ -67,8 +67,46 @@ impl PreRmsLayer {
         }
         let op = FusedBlock {
             layer: self.clone(),
-            keep: attended_keys(mask)?,
+            seqs: Seqs::uniform(b, l, self.heads),
+            keep: Some(attended_keys(mask)?),
             bias: position_bias.clone(),
+            bias_len: l,
+            saved: SavedForward::new(x.track_op()),
+        };
+        x.contiguous()?.apply_op1(op)
+    }
+
+    /// The block over a packed batch: x [rows, d] holds sequences of the
+    /// given `lengths` one after the other, no padding, every position
+    /// attended (see `PostLnLayer::forward_packed`). `position_bias` is
+    /// [heads, Lb, Lb] for some Lb at least as long as every sequence; a
+    /// sequence of length n reads its top-left n × n block.
+    pub fn forward_packed(&self, x: &Tensor, lengths: &[usize], position_bias: &Arc<Vec<f32>>) -> Result<Tensor> {
+        let (rows, d) = x.dims2()?;
+        let inner = self.q.dim(0)?;
+        if lengths.iter().sum::<usize>() != rows {
+            bail!("sequences of {} rows in all do not fit a packed input of {rows}", lengths.iter().sum::<usize>());
+        }
+        if self.q.dims() != [inner, d] || inner % self.heads != 0 {
+            bail!("T5 block with q of shape {:?} and {} heads got input width {d}", self.q.dims(), self.heads);
+        }
+        let bias_len = ((position_bias.len() / self.heads.max(1)) as f64).sqrt().round() as usize;
+        if self.heads * bias_len * bias_len != position_bias.len() || lengths.iter().any(|&n| n > bias_len) {
+            bail!(
+                "position bias of {} values does not cover sequences of up to {:?} positions",
+                position_bias.len(),
+                lengths.iter().max()
+            );
+        }
+        if !Self::supports(x) {
+            bail!("the fused T5 block runs on CPU f32 tensors only");
+        }
+        let op = FusedBlock {
+            layer: self.clone(),
+            seqs: Seqs::packed(lengths, self.heads),
+            keep: None,
+            bias: position_bias.clone(),
+            bias_len,
             saved: SavedForward::new(x.track_op()),
         };
         x.contiguous()?.apply_op1(op)
@@ -91,7 +129,6 @@ impl PreRmsLayer {
 }
 
 struct Saved {
-    dims: Dims,
     attn_rstd: Vec<f32>,
     qkv: Scratch,
     probs: Scratch,
@@ -104,8 +141,13 @@ struct Saved {
 
 struct FusedBlock {
     layer: PreRmsLayer,
-    keep: Vec<bool>,
+    /// Where the sequences lie in the input's rows.
+    seqs: Seqs,
+    /// Per row: whether its key is attended (`None`: all are).
+    keep: Option<Vec<bool>>,
+    /// [heads, bias_len, bias_len].
     bias: Arc<Vec<f32>>,
+    bias_len: usize,
     saved: SavedForward<Saved>,
 }
 
@@ -190,11 +232,13 @@ impl CustomOp1 for FusedBlock {
 
     fn cpu_fwd(&self, s: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(self.name(), s, layout)?;
-        let (b, l, d) = layout.shape().dims3()?;
-        let m = b * l;
+        let d = layout.shape().dims().last().copied().unwrap_or(0);
+        let m = self.seqs.rows();
+        if x.len() != m * d {
+            bail!("{}: {} values for {m} rows of {d}", self.name(), x.len());
+        }
         let inner = self.layer.q.dim(0)?;
         let ff = self.layer.wo.dim(1)?;
-        let dims = Dims::new(b, l, inner, self.layer.heads);
         let eps = self.layer.eps as f32;
         let (y, saved) = with_cpu_slices(self.name(), &self.layer.tensors(), |w| {
             let (attn_norm, wq, wk, wv, wo_attn, ffn_norm, wo, wi) =
@@ -209,9 +253,10 @@ impl CustomOp1 for FusedBlock {
                 linear_strided(&mut qkv[i * inner..], 3 * inner, input, wp, (m, inner, d), false)?;
             }
             let mut ctx = Scratch::take(m * inner);
-            let mut probs = Scratch::take(b * dims.heads * l * l);
+            let mut probs = Scratch::take(self.seqs.probs_len());
             // T5 folds 1/√d_kv into its initialisation: scores are unscaled.
-            attention::forward_into(&qkv, &self.keep, Some(&self.bias), 1.0, dims, &mut ctx, &mut probs);
+            let (keep, bias) = (self.keep.as_deref(), Some((self.bias.as_slice(), self.bias_len)));
+            attention::forward_seqs(&qkv, keep, bias, 1.0, inner, &self.seqs, &mut ctx, &mut probs);
             let mut mid = x.to_vec();
             linear_into(&mut mid, &ctx, wo_attn, d, inner, true)?;
             drop(ctx);
@@ -226,7 +271,7 @@ impl CustomOp1 for FusedBlock {
             let act = self.activate(&pre, ff);
             let mut y = mid.clone();
             linear_into(&mut y, &act, wo, d, ff, true)?;
-            Ok((y, Saved { dims, attn_rstd, qkv, probs, mid, ffn_rstd, pre }))
+            Ok((y, Saved { attn_rstd, qkv, probs, mid, ffn_rstd, pre }))
         })?;
         self.saved.put(saved);
         Ok((CpuStorage::F32(y), layout.shape().clone()))
@@ -234,16 +279,16 @@ impl CustomOp1 for FusedBlock {
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
         let s = self.saved.take(self.name())?;
-        let Dims { b, l, d: inner, .. } = s.dims;
-        let m = b * l;
-        let d = x.dim(2)?;
+        let m = self.seqs.rows();
+        let inner = self.layer.q.dim(0)?;
+        let d = x.dims().last().copied().unwrap_or(0);
         let ff = self.layer.wo.dim(1)?;
         let (x, g) = (x.contiguous()?, g.contiguous()?);
         let dx = with_cpu_slices(self.name(), &[&x, &g], |xg| {
             with_cpu_slices(self.name(), &self.layer.tensors(), |w| {
                 let (x, g) = (xg[0], xg[1]);
                 if g.len() != m * d || x.len() != m * d {
-                    bail!("{}: gradient of {} values for a [{b}, {l}, {d}] output", self.name(), g.len());
+                    bail!("{}: gradient of {} values for {m} rows of {d}", self.name(), g.len());
                 }
                 let (attn_norm, wq, wk, wv, wo_attn, ffn_norm, wo, wi) =
                     (w[0], w[1], w[2], w[3], w[4], w[5], w[6], &w[7..]);
@@ -263,7 +308,7 @@ impl CustomOp1 for FusedBlock {
                 let mut dctx = Scratch::take(m * inner);
                 linear_backward_into(&mut dctx, &dmid, wo_attn, d, inner, false)?;
                 let mut dqkv = Scratch::take(m * 3 * inner);
-                attention::backward_into(&s.qkv, &s.probs, &dctx, 1.0, s.dims, &mut dqkv)?;
+                attention::backward_seqs(&s.qkv, &s.probs, &dctx, 1.0, inner, &self.seqs, &mut dqkv)?;
                 drop(dctx);
                 for (i, wp) in [wq, wk, wv].into_iter().enumerate() {
                     let rows = Rows { data: &dqkv[i * inner..], row_stride: 3 * inner };
@@ -274,6 +319,6 @@ impl CustomOp1 for FusedBlock {
                 Ok(dx)
             })
         })?;
-        Ok(Some(Tensor::from_vec(dx, (b, l, d), &candle_core::Device::Cpu)?))
+        Ok(Some(Tensor::from_vec(dx, x.shape(), &candle_core::Device::Cpu)?))
     }
 }
