@@ -117,6 +117,10 @@ fn run_directory_holds_checkpoint_metrics_attention_and_record() {
         serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
     assert_eq!(record["trainable_parameters"], o.trainable_parameters);
     assert_eq!(record["config"]["method"], "attempt");
+    // The kernels it ran on are recorded (results differ across them in the last bits).
+    let kernels = attempt_pkg::train::rundir::RunKernels::current();
+    assert_eq!(record["kernels"]["gemm"], kernels.gemm.as_str());
+    assert_eq!(record["kernels"]["kernel_path"], kernels.kernel_path.as_str());
     let pct = record["trainable_percent_of_backbone"].as_f64().unwrap();
     assert!((pct - 100.0 * o.trainable_parameters as f64 / enc.parameter_count() as f64).abs() < 1e-9);
     // The checkpoint has exactly the trainable tensors.

@@ -225,6 +225,7 @@ pub(super) fn report(
                 "run_dir": run_dir, "steps": outcome.steps, "best_epoch": outcome.best_epoch,
                 "trainable_parameters": outcome.trainable_parameters, "backbone_parameters": project.backbone.parameters,
                 "mean_step_seconds": outcome.mean_step_seconds(), "interrupted": outcome.interrupted, "tasks": tasks,
+                "kernels": crate::train::rundir::RunKernels::current(),
             }))?
         );
         return Ok(());

@@ -90,6 +90,30 @@ pub struct RunRecord {
     pub best_epoch: Option<usize>,
     pub best_score: Option<f64>,
     pub interrupted: bool,
+    /// The kernels the run computed with; results differ across them in
+    /// the last bits. Absent in runs recorded before it was kept.
+    #[serde(default)]
+    pub kernels: Option<RunKernels>,
+}
+
+/// Which matrix-product backend and which build of attempt-pkg's own
+/// kernels ran (see README, Kernel paths).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunKernels {
+    /// `gemm`, `mkl`, `openblas` or `blis`.
+    pub gemm: String,
+    /// `avx2` or `portable`.
+    pub kernel_path: String,
+}
+
+impl RunKernels {
+    /// What this process runs.
+    pub fn current() -> RunKernels {
+        RunKernels {
+            gemm: crate::model::ops::blas::gemm_backend().as_str().to_string(),
+            kernel_path: crate::model::ops::kernel_path().as_str().to_string(),
+        }
+    }
 }
 
 /// Resume bookkeeping (`resume.json`) next to `last.safetensors`.

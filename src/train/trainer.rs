@@ -26,8 +26,8 @@ use super::evaluate::{evaluate, Backbone, EvalResult};
 use super::model::{PromptModel, SourcePrompt};
 use super::optim::{clip_grad_norm, linear_schedule, Optimizers};
 use super::rundir::{
-    load_tensors, save_tensors, EpochRecord, PartialEpoch, ResumeState, RunDir, RunIdentity, RunProvenance, RunRecord,
-    TaskIdentity, CHECKPOINT, LAST_CHECKPOINT, METRICS, RESUME_STATE, RUN_RECORD,
+    load_tensors, save_tensors, EpochRecord, PartialEpoch, ResumeState, RunDir, RunIdentity, RunKernels, RunProvenance,
+    RunRecord, TaskIdentity, CHECKPOINT, LAST_CHECKPOINT, METRICS, RESUME_STATE, RUN_RECORD,
 };
 
 /// Train and dev examples of one task.
@@ -360,6 +360,7 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
                 best_epoch: state.best_epoch,
                 best_score: state.best_score,
                 interrupted,
+                kernels: Some(RunKernels::current()),
             },
         )?;
     }
