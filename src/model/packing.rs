@@ -20,7 +20,7 @@ impl Packing {
     /// the fused CPU f32 path, or a mask that is not ones then zeros in
     /// every row (left padding, holes), which the padded path handles.
     pub(crate) fn of(x: &Tensor, mask: &Tensor) -> candle_core::Result<Option<Packing>> {
-        if !x.device().is_cpu() || x.dtype() != DType::F32 {
+        if !super::ops::use_fused(x) {
             return Ok(None);
         }
         let (b, l) = mask.dims2()?;

@@ -777,40 +777,13 @@ impl Encoder for T5Model {
     }
 
     fn encode(&self, input_embeds: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, l) = self.check_hidden(input_embeds, "input embeddings")?;
-        if let (Some(fused), true) = (&self.encoder.fused, PreRmsLayer::supports(input_embeds)) {
-            Self::check_mask(mask, b, l)?;
-            let bias = self.encoder.position_bias(l, l, &self.settings)?;
-            let bias = Arc::new(bias.flatten_all()?.to_vec1::<f32>()?);
-            let mut x = input_embeds.clone();
-            for block in fused {
-                x = block.forward(&x, mask, &bias)?;
-            }
-            return rms_norm(&x, &self.encoder.final_norm, self.settings.eps);
-        }
-        let bias = self.encoder.position_bias(l, l, &self.settings)?.broadcast_add(&self.mask_bias(mask, b, l)?)?;
-        self.encoder.forward(input_embeds.clone(), &bias, None, &self.settings)
+        // Every position, padded ones too, as transformers computes them.
+        self.run_encoder(input_embeds, mask, false)
     }
 
     fn encode_prompted(&self, input_embeds: &Tensor, mask: &Tensor, prompt_len: usize) -> candle_core::Result<Tensor> {
-        let (b, l) = self.check_hidden(input_embeds, "input embeddings")?;
         let _ = prompt_len; // every position gets its input gradient here
-        let Some(fused) = self.encoder.fused.as_ref().filter(|_| PreRmsLayer::supports(input_embeds)) else {
-            return self.encode(input_embeds, mask);
-        };
-        Self::check_mask(mask, b, l)?;
-        let Some(packing) = Packing::of(input_embeds, mask)? else { return self.encode(input_embeds, mask) };
-        // Relative positions: a sequence of n positions reads the top-left
-        // n × n block of the padded length's bias.
-        let bias = self.encoder.position_bias(l, l, &self.settings)?;
-        let bias = Arc::new(bias.flatten_all()?.to_vec1::<f32>()?);
-        packing.run(input_embeds, |rows| {
-            let mut x = rows.clone();
-            for block in fused {
-                x = block.forward_packed(&x, &packing.lengths, &bias)?;
-            }
-            rms_norm(&x, &self.encoder.final_norm, self.settings.eps)
-        })
+        self.run_encoder(input_embeds, mask, true)
     }
 
     fn hidden_size(&self) -> usize {
@@ -819,6 +792,37 @@ impl Encoder for T5Model {
 
     fn label_scorer(&self) -> Option<&dyn super::LabelScorer> {
         Some(self)
+    }
+}
+
+impl T5Model {
+    /// The encoder stack; `pack`: padded positions are skipped (on the fused
+    /// path) and come out zero.
+    fn run_encoder(&self, input_embeds: &Tensor, mask: &Tensor, pack: bool) -> candle_core::Result<Tensor> {
+        let (b, l) = self.check_hidden(input_embeds, "input embeddings")?;
+        if let (Some(fused), true) = (&self.encoder.fused, PreRmsLayer::supports(input_embeds)) {
+            Self::check_mask(mask, b, l)?;
+            // Relative positions: a packed sequence of n positions reads the
+            // top-left n × n block of the padded length's bias.
+            let bias = self.encoder.position_bias(l, l, &self.settings)?;
+            let bias = Arc::new(bias.flatten_all()?.to_vec1::<f32>()?);
+            if let Some(packing) = if pack { Packing::of(input_embeds, mask)? } else { None } {
+                return packing.run(input_embeds, |rows| {
+                    let mut x = rows.clone();
+                    for block in fused {
+                        x = block.forward_packed(&x, &packing.lengths, &bias)?;
+                    }
+                    rms_norm(&x, &self.encoder.final_norm, self.settings.eps)
+                });
+            }
+            let mut x = input_embeds.clone();
+            for block in fused {
+                x = block.forward(&x, mask, &bias)?;
+            }
+            return rms_norm(&x, &self.encoder.final_norm, self.settings.eps);
+        }
+        let bias = self.encoder.position_bias(l, l, &self.settings)?.broadcast_add(&self.mask_bias(mask, b, l)?)?;
+        self.encoder.forward(input_embeds.clone(), &bias, None, &self.settings)
     }
 }
 

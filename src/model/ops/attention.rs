@@ -64,7 +64,6 @@ pub(super) struct Dims {
     pub l: usize,
     pub d: usize,
     pub heads: usize,
-    pub dh: usize,
 }
 
 impl Dims {
@@ -73,12 +72,17 @@ impl Dims {
         Ok(Dims::new(b, l, d3 / 3, heads))
     }
     pub(super) fn new(b: usize, l: usize, d: usize, heads: usize) -> Dims {
-        Dims { b, l, d, heads, dh: d / heads }
+        Dims { b, l, d, heads }
     }
     /// 1/√(head size), the usual score scale (T5 folds it into its weights).
     pub(super) fn default_scale(self) -> f32 {
-        1.0 / (self.dh as f32).sqrt()
+        default_scale(self.d, self.heads)
     }
+}
+
+/// 1/√(head size) for width `d` split over `heads`: the usual score scale.
+pub(super) fn default_scale(d: usize, heads: usize) -> f32 {
+    1.0 / ((d / heads) as f32).sqrt()
 }
 
 /// Where the sequences of a batch lie in a buffer of rows: sequence `i` is
@@ -88,8 +92,8 @@ impl Dims {
 #[derive(Clone, Debug)]
 pub(super) struct Seqs {
     starts: Vec<usize>,
-    /// Where each sequence's [heads, len, len] probabilities start, and the total.
-    probs_at: Vec<usize>,
+    /// Probabilities kept in all: heads × Σ len².
+    probs_len: usize,
     heads: usize,
 }
 
@@ -101,12 +105,11 @@ impl Seqs {
 
     /// Sequences of the given lengths, one after the other.
     pub(super) fn packed(lens: &[usize], heads: usize) -> Seqs {
-        let (mut starts, mut probs_at) = (vec![0], vec![0]);
+        let mut starts = vec![0];
         for &len in lens {
             starts.push(starts[starts.len() - 1] + len);
-            probs_at.push(probs_at[probs_at.len() - 1] + heads * len * len);
         }
-        Seqs { starts, probs_at, heads }
+        Seqs { starts, probs_len: heads * lens.iter().map(|&len| len * len).sum::<usize>(), heads }
     }
 
     pub(super) fn count(&self) -> usize {
@@ -125,25 +128,43 @@ impl Seqs {
 
     /// Probabilities kept in all: heads × Σ len².
     pub(super) fn probs_len(&self) -> usize {
-        self.probs_at[self.probs_at.len() - 1]
+        self.probs_len
     }
 
-    /// (sequence, head, first row, length, that pair's probabilities) for
-    /// every pair, the probabilities cut from `probs` (probs_len long).
-    fn pairs<'a>(&self, probs: &'a mut [f32]) -> Vec<(usize, usize, usize, usize, &'a mut [f32])> {
-        let mut out = Vec::with_capacity(self.count() * self.heads);
-        let mut rest = probs;
-        for i in 0..self.count() {
-            let rows = self.rows_of(i);
-            let len = rows.len();
-            for h in 0..self.heads {
-                let (block, tail) = std::mem::take(&mut rest).split_at_mut(len * len);
-                out.push((i, h, rows.start, len, block));
-                rest = tail;
-            }
+    /// [`Seqs::packed`] for an input of `rows` rows, which the lengths must sum to.
+    pub(super) fn packed_rows(lens: &[usize], heads: usize, rows: usize) -> Result<Seqs> {
+        let seqs = Seqs::packed(lens, heads);
+        if seqs.rows() != rows {
+            bail!("sequences of {} rows in all do not fit a packed input of {rows}", seqs.rows());
         }
-        out
+        Ok(seqs)
     }
+
+    /// Every (sequence, head) pair: its head, first row, length and where
+    /// its L×L probabilities start, sequence by sequence.
+    fn pairs(&self) -> Vec<Pair> {
+        (0..self.count())
+            .flat_map(|i| {
+                let rows = self.rows_of(i);
+                let len = rows.len();
+                (0..self.heads).map(move |h| Pair { head: h, start: rows.start, len, probs_at: 0 })
+            })
+            .scan(0, |at, mut pair| {
+                pair.probs_at = *at;
+                *at += pair.len * pair.len;
+                Some(pair)
+            })
+            .collect()
+    }
+}
+
+/// One (sequence, head) pair of [`Seqs::pairs`].
+#[derive(Clone, Copy)]
+struct Pair {
+    head: usize,
+    start: usize,
+    len: usize,
+    probs_at: usize,
 }
 
 /// A raw pointer that may cross threads: each task writes a disjoint region.
@@ -312,7 +333,14 @@ pub(super) fn forward_seqs(
     debug_assert!(keep.is_none_or(|keep| keep.len() == rows));
     let ctx_ptr = SendPtr(ctx.as_mut_ptr());
     let d3 = 3 * d;
-    seqs.pairs(probs).into_par_iter().for_each(|(_, h, start, l, p)| {
+    let mut blocks = Vec::with_capacity(seqs.count() * heads);
+    let mut rest = probs;
+    for pair in seqs.pairs() {
+        let (block, tail) = std::mem::take(&mut rest).split_at_mut(pair.len * pair.len);
+        blocks.push((pair, block));
+        rest = tail;
+    }
+    blocks.into_par_iter().for_each(|(Pair { head: h, start, len: l, .. }, p)| {
         if l == 0 {
             return;
         }
@@ -383,16 +411,11 @@ pub(super) fn backward_seqs(
     }
     let d3 = 3 * d;
     let out = SendPtr(dqkv.as_mut_ptr());
-    let pairs: Vec<(usize, usize, usize)> = (0..seqs.count())
-        .flat_map(|i| (0..heads).map(move |h| (i, h)))
-        .map(|(i, h)| (h, seqs.rows_of(i).start, seqs.rows_of(i).len()))
-        .collect();
-    pairs.into_par_iter().enumerate().for_each_init(Vec::new, |ds, (pair, (h, start, l))| {
+    seqs.pairs().into_par_iter().for_each_init(Vec::new, |ds, Pair { head: h, start, len: l, probs_at }| {
         if l == 0 {
             return;
         }
-        let at = seqs.probs_at[pair / heads] + h * l * l;
-        let p = &probs[at..at + l * l];
+        let p = &probs[probs_at..probs_at + l * l];
         ds.resize(l * l, 0.0);
         // SAFETY: reads strided views of qkv, g and this pair's
         // probabilities; writes only columns h*dh..(h+1)*dh of each of

@@ -96,6 +96,6 @@ pub mod reference {
 }
 
 /// True when the fused CPU kernels can run on this tensor.
-fn use_fused(x: &Tensor) -> bool {
+pub(crate) fn use_fused(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == candle_core::DType::F32
 }

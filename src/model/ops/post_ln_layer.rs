@@ -90,9 +90,7 @@ impl PostLnLayer {
     /// batch spends them on padding too.
     pub fn forward_packed(&self, x: &Tensor, lengths: &[usize], prompt_len: usize) -> Result<Tensor> {
         let (rows, d) = x.dims2()?;
-        if lengths.iter().sum::<usize>() != rows {
-            bail!("sequences of {} rows in all do not fit a packed input of {rows}", lengths.iter().sum::<usize>());
-        }
+        let seqs = Seqs::packed_rows(lengths, self.heads, rows)?;
         if self.qkv_w.dims() != [3 * d, d] {
             bail!("layer of width {} got input of width {d}", self.qkv_w.dim(1)?);
         }
@@ -101,7 +99,7 @@ impl PostLnLayer {
         }
         let op = FusedLayer {
             layer: self.clone(),
-            seqs: Seqs::packed(lengths, self.heads),
+            seqs,
             keep: None,
             grad_positions: prompt_len,
             saved: SavedForward::new(x.track_op()),
@@ -239,7 +237,7 @@ impl CustomOp1 for FusedLayer {
         if x.len() != m * d {
             bail!("{}: {} values for {m} rows of {d}", self.name(), x.len());
         }
-        let scale = 1.0 / ((d / self.layer.heads) as f32).sqrt();
+        let scale = attention::default_scale(d, self.layer.heads);
         let eps = self.layer.eps as f32;
         let (y, saved) = with_weights(&self.layer, |w| {
             let mut qkv = repeat_rows(w.qkv_b, m);
@@ -278,7 +276,7 @@ impl CustomOp1 for FusedLayer {
         let s = self.saved.take(self.name())?;
         let d = x.dims().last().copied().unwrap_or(0);
         let (m, i) = (self.seqs.rows(), self.layer.intermediate_size()?);
-        let scale = 1.0 / ((d / self.layer.heads) as f32).sqrt();
+        let scale = attention::default_scale(d, self.layer.heads);
         let g = g.contiguous()?;
         let dx = with_cpu_slices(self.name(), &[&g], |gs| {
             with_weights(&self.layer, |w| {

@@ -84,9 +84,7 @@ impl PreRmsLayer {
     pub fn forward_packed(&self, x: &Tensor, lengths: &[usize], position_bias: &Arc<Vec<f32>>) -> Result<Tensor> {
         let (rows, d) = x.dims2()?;
         let inner = self.q.dim(0)?;
-        if lengths.iter().sum::<usize>() != rows {
-            bail!("sequences of {} rows in all do not fit a packed input of {rows}", lengths.iter().sum::<usize>());
-        }
+        let seqs = Seqs::packed_rows(lengths, self.heads, rows)?;
         if self.q.dims() != [inner, d] || inner % self.heads != 0 {
             bail!("T5 block with q of shape {:?} and {} heads got input width {d}", self.q.dims(), self.heads);
         }
@@ -103,7 +101,7 @@ impl PreRmsLayer {
         }
         let op = FusedBlock {
             layer: self.clone(),
-            seqs: Seqs::packed(lengths, self.heads),
+            seqs,
             keep: None,
             bias: position_bias.clone(),
             bias_len,
