@@ -72,6 +72,15 @@ for lib in openblas:libopenblas.so.0 blis:libblis.so.4; do
     echo "skipped: gemm backend ${lib%%:*} (${lib#*:} is not installed and could not be)"
   fi
 done
+# The two built-in backends: the whole suite ran on the one this CPU picks
+# (the AVX2 kernel without AVX-512, else the gemm crate); the products and
+# fixtures once on the other.
+if [[ " $flags " == *" avx2 "* && " $flags " == *" fma "* ]]; then
+  other=avx2
+  [[ " $flags " == *" avx512f "* ]] || other=gemm
+  echo "== gemm backend $other: the products and the fixtures"
+  ATTEMPT_GEMM=$other cargo test --locked --no-fail-fast "${blas_tests[@]}" 2>&1 | tee "$log_dir/blas-$other.log" || status=1
+fi
 # Intel's oneMKL (PyPI's `mkl`, into a venv under .cache/ kept between runs;
 # attempt-pkg finds it through VIRTUAL_ENV): the same tests on it.
 mkl_venv="$PWD/.cache/mkl-venv"

@@ -23,6 +23,9 @@ pub const GEMM_BACKEND_VAR: &str = "ATTEMPT_GEMM";
 pub enum GemmBackend {
     /// The gemm crate, compiled in.
     Gemm,
+    /// attempt-pkg's own AVX2 + FMA kernel (`sgemm_avx2`), compiled in; only
+    /// on CPUs that have both.
+    Avx2,
     OpenBlas,
     Blis,
     /// Intel oneMKL, single-threaded inside, run on candle's threads by rows.
@@ -30,11 +33,13 @@ pub enum GemmBackend {
 }
 
 impl GemmBackend {
-    pub const ALL: [GemmBackend; 4] = [GemmBackend::Gemm, GemmBackend::OpenBlas, GemmBackend::Blis, GemmBackend::Mkl];
+    pub const ALL: [GemmBackend; 5] =
+        [GemmBackend::Gemm, GemmBackend::Avx2, GemmBackend::OpenBlas, GemmBackend::Blis, GemmBackend::Mkl];
 
     pub fn as_str(self) -> &'static str {
         match self {
             GemmBackend::Gemm => "gemm",
+            GemmBackend::Avx2 => "avx2",
             GemmBackend::OpenBlas => "openblas",
             GemmBackend::Blis => "blis",
             GemmBackend::Mkl => "mkl",
@@ -45,7 +50,7 @@ impl GemmBackend {
     /// order), and how to install one.
     fn library(self) -> Option<(&'static [&'static str], &'static str)> {
         match self {
-            GemmBackend::Gemm => None,
+            GemmBackend::Gemm | GemmBackend::Avx2 => None,
             GemmBackend::OpenBlas => Some((&["libopenblas.so.0"], "install Debian's libopenblas0-pthread")),
             GemmBackend::Blis => Some((&["libblis.so.4"], "install Debian's libblis4-pthread")),
             GemmBackend::Mkl => Some((
@@ -172,7 +177,7 @@ impl SystemBlas {
                         set(i64::from(threads));
                     }
                 }
-                GemmBackend::Gemm | GemmBackend::Mkl => {}
+                GemmBackend::Gemm | GemmBackend::Avx2 | GemmBackend::Mkl => {}
             }
         }
         Ok(SystemBlas { sgemm, row_threads, _library: library })
@@ -364,7 +369,9 @@ pub fn system_blas(backend: GemmBackend) -> Result<&'static SystemBlas, String> 
     static BLIS: OnceLock<Result<SystemBlas, String>> = OnceLock::new();
     static MKL: OnceLock<Result<SystemBlas, String>> = OnceLock::new();
     let slot = match backend {
-        GemmBackend::Gemm => return Err("gemm is built in, not a system library".into()),
+        GemmBackend::Gemm | GemmBackend::Avx2 => {
+            return Err(format!("{} is built in, not a system library", backend.as_str()))
+        }
         GemmBackend::OpenBlas => &OPENBLAS,
         GemmBackend::Blis => &BLIS,
         GemmBackend::Mkl => &MKL,
@@ -375,11 +382,19 @@ pub fn system_blas(backend: GemmBackend) -> Result<&'static SystemBlas, String> 
 /// The backends this machine can run now: gemm always, a system BLAS when
 /// its library loads.
 pub fn available_backends() -> Vec<GemmBackend> {
-    GemmBackend::ALL.into_iter().filter(|b| *b == GemmBackend::Gemm || system_blas(*b).is_ok()).collect()
+    GemmBackend::ALL
+        .into_iter()
+        .filter(|b| match b {
+            GemmBackend::Gemm => true,
+            GemmBackend::Avx2 => super::sgemm_avx2::available(),
+            _ => system_blas(*b).is_ok(),
+        })
+        .collect()
 }
 
 /// The default: oneMKL on an Intel CPU when it loads (from the loader's path
-/// or the active virtual / conda environment), else the gemm crate.
+/// or the active virtual / conda environment), else attempt-pkg's AVX2 kernel
+/// on a CPU with AVX2 but no AVX-512, else the gemm crate.
 /// Measured (`cargo bench --bench gemm`, `--bench attempt_step`; README): on
 /// a Xeon with AVX-512 (2 cores) oneMKL ran the step's products at 0.89-1.03×
 /// the gemm crate's time in four runs (PyTorch uses the same library), and
@@ -387,12 +402,31 @@ pub fn available_backends() -> Vec<GemmBackend> {
 /// not know that CPU model) and BLIS 0.9 2×. On AMD
 /// CPUs oneMKL does not take its fast paths (PyTorch's MKL products ran at
 /// half the gemm crate's speed on a Zen 5), and on an EPYC Milan the system
-/// BLAS libraries were within noise of the gemm crate, so AMD keeps it.
+/// BLAS libraries were within noise of the gemm crate, so AMD keeps the
+/// built-in kernels.
+///
+/// On a CPU with AVX2 and FMA but no AVX-512 (AMD EPYC Milan, 2026-12-04)
+/// attempt-pkg's own kernel (`sgemm_avx2`) ran the products in 0.73–0.93×
+/// the gemm crate's time (six runs of `cargo bench --bench gemm`), so it is
+/// the default there; with AVX-512 the gemm crate's AVX-512 kernels stay.
 pub fn auto_backend() -> GemmBackend {
     if cpu_is_intel() && system_blas(GemmBackend::Mkl).is_ok() {
         GemmBackend::Mkl
+    } else if super::sgemm_avx2::available() && !has_avx512f() {
+        GemmBackend::Avx2
     } else {
         GemmBackend::Gemm
+    }
+}
+
+fn has_avx512f() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -421,11 +455,15 @@ pub fn gemm_backend() -> GemmBackend {
     *BACKEND.get_or_init(|| match std::env::var(GEMM_BACKEND_VAR) {
         Ok(v) if !v.is_empty() && v != "auto" => match GemmBackend::ALL.into_iter().find(|b| b.as_str() == v) {
             Some(GemmBackend::Gemm) => GemmBackend::Gemm,
+            Some(GemmBackend::Avx2) if super::sgemm_avx2::available() => GemmBackend::Avx2,
+            Some(GemmBackend::Avx2) => {
+                panic!("{GEMM_BACKEND_VAR}={v}: this CPU lacks AVX2 or FMA; or unset {GEMM_BACKEND_VAR}")
+            }
             Some(b) => match system_blas(b) {
                 Ok(_) => b,
                 Err(why) => panic!("{GEMM_BACKEND_VAR}={v}: {why}; or unset {GEMM_BACKEND_VAR}"),
             },
-            None => panic!("{GEMM_BACKEND_VAR}={v}: name one of gemm, openblas, blis, mkl, auto"),
+            None => panic!("{GEMM_BACKEND_VAR}={v}: name one of gemm, avx2, openblas, blis, mkl, auto"),
         },
         _ => auto_backend(),
     })

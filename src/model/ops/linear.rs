@@ -133,6 +133,28 @@ fn gemm_rows_on(
     if m == 0 || cols == 0 {
         return Ok(());
     }
+    if backend == super::blas::GemmBackend::Avx2 {
+        if !super::sgemm_avx2::available() {
+            bail!("linear: the avx2 backend needs a CPU with AVX2 and FMA");
+        }
+        // w read as [inner, cols]: element (p, j) at p·w_rs + j·w_cs.
+        // SAFETY: the extents are checked above; the kernel's CPU features too.
+        unsafe {
+            super::sgemm_avx2::sgemm(
+                (m, cols, inner),
+                lhs.data.as_ptr(),
+                lhs.row_stride,
+                w.as_ptr(),
+                w_rs,
+                w_cs,
+                dst.as_mut_ptr(),
+                dst_stride,
+                accumulate,
+                candle_core::utils::get_num_threads() > 1,
+            )
+        };
+        return Ok(());
+    }
     if backend != super::blas::GemmBackend::Gemm {
         let blas = super::blas::system_blas(backend).map_err(candle_core::Error::msg)?;
         return blas

@@ -21,6 +21,7 @@ mod post_ln_layer;
 mod pre_rms_layer;
 pub mod rms_norm;
 mod scratch;
+mod sgemm_avx2;
 mod softmax;
 
 pub use activation::{gelu_erf, gelu_tanh, relu};
