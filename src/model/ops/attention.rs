@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::{f32_slice, softmax_backward_in_place, softmax_in_place, vectorized};
+use super::cpu::{f32_slice, softmax_backward_in_place, softmax_in_place, vectorized, SendPtr};
 
 /// softmax(q kᵀ / sqrt(dh), masked keys excluded) v for every head.
 /// `qkv` is [b, L, 3d] (q, then k, then v, heads contiguous within each);
@@ -165,19 +165,6 @@ struct Pair {
     start: usize,
     len: usize,
     probs_at: usize,
-}
-
-/// A raw pointer that may cross threads: each task writes a disjoint region.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    /// A method (not field access) so closures capture the whole wrapper.
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// The frozen-linear backend when it is a system BLAS that runs on the

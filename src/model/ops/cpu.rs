@@ -25,6 +25,20 @@ pub(crate) fn with_cpu_slices<R>(op: &str, tensors: &[&Tensor], f: impl FnOnce(&
     f(&slices)
 }
 
+/// A raw pointer that may cross threads: each task writes a disjoint region
+/// of the buffer it points into (the parallel kernels' output).
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub *mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// A method (not field access) so closures capture the whole wrapper.
+    pub fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// What a fused op's forward keeps for its backward. Stored only when a
 /// gradient may be asked for; taken, not cloned, by backward, so the
 /// activations are freed as soon as that op's backward is done rather than

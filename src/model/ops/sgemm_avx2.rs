@@ -10,6 +10,8 @@
 
 use rayon::prelude::*;
 
+use super::cpu::SendPtr;
+
 /// Rows and columns of the micro-kernel's tile of the result.
 const MR: usize = 6;
 const NR: usize = 16;
@@ -29,18 +31,6 @@ pub fn available() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     {
         false
-    }
-}
-
-/// A raw pointer that may cross threads: each task writes its own rows.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 
