@@ -1,6 +1,7 @@
 //! The frozen-linear matrix products of one MiniLM training step, on every
 //! backend this machine has (the gemm crate, attempt-pkg's AVX2 kernel where
-//! the CPU has AVX2 and FMA, and OpenBLAS / BLIS / oneMKL when their libraries load), side by side with PyTorch's (MKL) in the same run when
+//! the CPU has AVX2 and FMA, and OpenBLAS / BLIS / oneMKL when their
+//! libraries load), side by side with PyTorch's (MKL) in the same run when
 //! `ATTEMPT_BENCH_PYTHON` names a Python with torch:
 //!
 //! `ATTEMPT_BENCH_PYTHON=.venv/bin/python cargo bench --bench gemm`

@@ -379,8 +379,8 @@ pub fn system_blas(backend: GemmBackend) -> Result<&'static SystemBlas, String> 
     slot.get_or_init(|| SystemBlas::load(backend, candle_core::utils::get_num_threads())).as_ref().map_err(Clone::clone)
 }
 
-/// The backends this machine can run now: gemm always, a system BLAS when
-/// its library loads.
+/// The backends this machine can run now: gemm always, avx2 on a CPU with
+/// AVX2 and FMA, a system BLAS when its library loads.
 pub fn available_backends() -> Vec<GemmBackend> {
     GemmBackend::ALL
         .into_iter()

@@ -98,11 +98,23 @@ impl KernelPath {
 /// numerical tests once per path the CPU supports.
 pub const KERNEL_PATH_VAR: &str = "ATTEMPT_KERNELS";
 
+/// Whether this CPU has AVX2 and FMA: what the avx2 kernel path and the
+/// avx2 gemm backend need.
+pub(crate) fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// The kernel paths this CPU can execute, best first.
 pub fn supported_kernel_paths() -> Vec<KernelPath> {
     let mut paths = Vec::new();
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+    if has_avx2_fma() {
         paths.push(KernelPath::Avx2);
     }
     paths.push(KernelPath::Portable);

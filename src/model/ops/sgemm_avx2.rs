@@ -24,14 +24,7 @@ const MC: usize = 96;
 
 /// Whether this CPU can run the kernel.
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    super::cpu::has_avx2_fma()
 }
 
 /// dst[m, n] (+= when `accumulate`) a[m, k] · b[k, n], where element (i, p)
