@@ -191,6 +191,16 @@ unsafe fn mm(
     rhs_rs: usize,
     rhs_cs: usize,
 ) {
+    // attempt-pkg's AVX2 kernel where it is the frozen products' backend:
+    // on Milan the gemm crate ran these at ~0.8 of its speed (perf, T5 step).
+    if super::blas::gemm_backend() == super::blas::GemmBackend::Avx2 && dst_cs == 1 {
+        // SAFETY: the caller's contract (the same extents as below); the
+        // backend is only chosen where the CPU has AVX2 and FMA.
+        unsafe {
+            super::sgemm_avx2::sgemm((m, n, k), lhs, lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs, dst, dst_rs, false, false)
+        };
+        return;
+    }
     // On a sequential system BLAS (oneMKL) when every operand is row- or
     // column-major (all calls here are): on a Xeon (AVX-512, 2 cores) a step
     // measured 534-577 ms against 549-580 with these products on the gemm

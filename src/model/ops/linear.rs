@@ -65,10 +65,16 @@ impl CustomOp1 for FrozenLinear {
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
         let (n, k) = self.w.dims2()?;
+        let g = g.contiguous()?;
         let m = g.elem_count() / n.max(1);
-        let dx = g.contiguous()?.reshape((m, n))?.matmul(&self.w)?;
-        debug_assert_eq!(dx.dims(), &[m, k]);
-        Ok(Some(dx.reshape(x.shape())?))
+        // On the frozen products' backend, as the forward (candle's matmul
+        // would take the gemm crate whatever the backend).
+        let dx = super::cpu::with_cpu_slices(self.name(), &[&g, &self.w], |gw| {
+            let mut dx = vec![0f32; m * k];
+            linear_backward_into(&mut dx, gw[0], gw[1], n, k, false)?;
+            Ok(dx)
+        })?;
+        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }
 
@@ -144,6 +150,7 @@ fn gemm_rows_on(
                 (m, cols, inner),
                 lhs.data.as_ptr(),
                 lhs.row_stride,
+                1,
                 w.as_ptr(),
                 w_rs,
                 w_cs,

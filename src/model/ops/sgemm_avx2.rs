@@ -21,6 +21,8 @@ const KC: usize = 256;
 /// Rows per task: a packed A block of 96 × 256 (96 KB) stays in L2 while
 /// every B panel passes over it.
 const MC: usize = 96;
+/// A is packed only for products at least this many 16-column panels wide.
+const PACK_A_MIN_PANELS: usize = 8;
 
 /// Whether this CPU can run the kernel.
 pub fn available() -> bool {
@@ -28,7 +30,7 @@ pub fn available() -> bool {
 }
 
 /// dst[m, n] (+= when `accumulate`) a[m, k] · b[k, n], where element (i, p)
-/// of a is `a[i * lda + p]`, element (p, j) of b is `b[p * b_rs + j * b_cs]`,
+/// of a is `a[i * a_rs + p * a_cs]`, element (p, j) of b is `b[p * b_rs + j * b_cs]`,
 /// and element (i, j) of dst is `dst[i * ldc + j]`.
 ///
 /// # Safety
@@ -38,7 +40,8 @@ pub fn available() -> bool {
 pub unsafe fn sgemm(
     (m, n, k): (usize, usize, usize),
     a: *const f32,
-    lda: usize,
+    a_rs: usize,
+    a_cs: usize,
     b: *const f32,
     b_rs: usize,
     b_cs: usize,
@@ -59,70 +62,101 @@ pub unsafe fn sgemm(
         }
         return;
     }
+    let threads = if parallel { rayon::current_num_threads() } else { 1 };
+    // Packing A pays when each of its micro-panels meets many B panels; with
+    // few (attention's 64-wide heads) the kernel reads A in place: packing
+    // cost as much as half the product there.
+    let pack = n.div_ceil(NR) >= PACK_A_MIN_PANELS;
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        if m.div_ceil(MC) < 2 * threads {
+            by_column_panels(pack, (m, n, k), a, a_rs, a_cs, b, b_rs, b_cs, dst, ldc, accumulate, parallel)
+        } else {
+            by_row_blocks(pack, (m, n, k), a, a_rs, a_cs, b, b_rs, b_cs, dst, ldc, accumulate, parallel)
+        }
+    }
+}
+
+/// Depth blocks of equal size ≤ KC (k = 384 is two of 192, not 256 + 128).
+fn depth_step(k: usize) -> usize {
+    k.div_ceil(k.div_ceil(KC))
+}
+
+/// Many rows: each task owns 96 rows and packs its A block while the whole
+/// of B, packed once, passes over it.
+///
+/// # Safety
+/// As [`sgemm`], with m, n, k > 0.
+#[allow(clippy::too_many_arguments)]
+unsafe fn by_row_blocks(
+    pack_a_block: bool,
+    (m, n, k): (usize, usize, usize),
+    a: *const f32,
+    a_rs: usize,
+    a_cs: usize,
+    b: *const f32,
+    b_rs: usize,
+    b_cs: usize,
+    dst: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
     // B packed once per call into panels of 16 columns, each k × 16 and
     // zero-padded past column n: panel j holds columns 16j..16j+16.
     let panels = n.div_ceil(NR);
-    // Reused from call to call (a step makes ~50 of these products): a fresh
-    // multi-megabyte buffer would be page-faulted and zeroed every time.
-    let mut packed_b = PACKED_B.with(|slot| std::mem::take(&mut *slot.borrow_mut()));
-    packed_b.clear();
-    packed_b.resize(panels * k * NR, 0.0);
+    let mut packed_b = take_buffer(panels * k * NR);
     let b_addr = b as usize;
-    let pack_panel = |(j, panel): (usize, &mut [f32])| {
-        let b = b_addr as *const f32;
-        let cols = NR.min(n - j * NR);
-        for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
-            for (c, v) in row[..cols].iter_mut().enumerate() {
-                // SAFETY: p < k and column j·16 + c < n are inside b.
-                *v = unsafe { *b.add(p * b_rs + (j * NR + c) * b_cs) };
-            }
-        }
-    };
+    // SAFETY: panel j's columns and every depth are inside b.
+    let pack_panel =
+        |(j, panel): (usize, &mut [f32])| unsafe { pack_b_panel(b_addr as *const f32, b_rs, b_cs, n, j, 0, k, panel) };
     if parallel {
         packed_b.par_chunks_mut(k * NR).enumerate().for_each(pack_panel);
     } else {
         packed_b.chunks_mut(k * NR).enumerate().for_each(pack_panel);
     }
     let (a_addr, out) = (a as usize, SendPtr(dst));
-    // Depth blocks of equal size (k = 384 is two of 192, not 256 + 128).
-    let kc_step = k.div_ceil(k.div_ceil(KC));
+    let kc_step = depth_step(k);
     let row_block = |packed_a: &mut Vec<f32>, start: usize| {
         let rows = MC.min(m - start);
         let micro_panels = rows.div_ceil(MR);
-        packed_a.resize(micro_panels * MR * kc_step, 0.0);
+        if pack_a_block {
+            packed_a.resize(micro_panels * MR * kc_step, 0.0);
+        }
         let a = a_addr as *const f32;
         for pc in (0..k).step_by(kc_step) {
             let kc = kc_step.min(k - pc);
-            // A block packed as micro-panels of 6 rows: [panel][p][6],
-            // zero rows past m.
-            for mp in 0..micro_panels {
-                let panel = &mut packed_a[mp * MR * kc_step..][..kc * MR];
-                for r in 0..MR {
-                    let i = start + mp * MR + r;
-                    if i < m {
-                        for p in 0..kc {
-                            // SAFETY: row i < m, column pc + p < k.
-                            panel[p * MR + r] = unsafe { *a.add(i * lda + pc + p) };
-                        }
-                    } else {
-                        for p in 0..kc {
-                            panel[p * MR + r] = 0.0;
-                        }
-                    }
-                }
+            if pack_a_block {
+                // SAFETY: rows start..start+rows and depths pc..pc+kc are inside a.
+                unsafe { pack_a(a, (a_rs, a_cs), start, rows, pc, kc, packed_a) };
             }
             let overwrite = pc == 0 && !accumulate;
             for j in 0..panels {
                 let bp = &packed_b[j * k * NR + pc * NR..][..kc * NR];
                 let cols = NR.min(n - j * NR);
                 for mp in 0..micro_panels {
-                    let i = start + mp * MR;
-                    let ap = &packed_a[mp * MR * kc_step..][..kc * MR];
-                    // SAFETY: the tile's rows i..i+min(6, m−i) and columns
+                    let (i, live) = (start + mp * MR, MR.min(m - start - mp * MR));
+                    let c = out.get().add(i * ldc + j * NR);
+                    // SAFETY: the tile's rows i..i+live and columns
                     // 16j..16j+cols are inside dst, and only this task
-                    // writes rows start..start+rows.
+                    // writes rows start..start+rows; A's rows i..i+live at
+                    // depths pc..pc+kc are inside a (or packed_a).
                     unsafe {
-                        micro_kernel(kc, ap, bp, out.get().add(i * ldc + j * NR), ldc, MR.min(m - i), cols, overwrite)
+                        if pack_a_block {
+                            let ap = Packed(packed_a[mp * MR * kc..][..kc * MR].as_ptr());
+                            micro_kernel(kc, ap, bp, c, ldc, live, cols, overwrite)
+                        } else {
+                            micro_kernel(
+                                kc,
+                                InPlace::new(a, (a_rs, a_cs), i, live, pc),
+                                bp,
+                                c,
+                                ldc,
+                                live,
+                                cols,
+                                overwrite,
+                            )
+                        }
                     };
                 }
             }
@@ -137,24 +171,261 @@ pub unsafe fn sgemm(
             row_block(&mut packed_a, start);
         }
     }
-    PACKED_B.with(|slot| *slot.borrow_mut() = packed_b);
+    give_buffer(packed_b);
 }
 
+/// Few rows (a decoder's 64, a classifier head): row blocks would leave
+/// cores idle, and packing the whole of B would write (and read back from
+/// memory) a copy as large as B for a few rows of work — T5's 32 128-word
+/// output layer at 64 rows ran at a quarter of the kernel's speed that way.
+/// Here A is packed once and shared; each task owns a run of 16-column
+/// panels and packs one 16 KB B panel at a time, so B is read once, in place.
+///
+/// # Safety
+/// As [`sgemm`], with m, n, k > 0.
+#[allow(clippy::too_many_arguments)]
+unsafe fn by_column_panels(
+    pack_a_block: bool,
+    (m, n, k): (usize, usize, usize),
+    a: *const f32,
+    a_rs: usize,
+    a_cs: usize,
+    b: *const f32,
+    b_rs: usize,
+    b_cs: usize,
+    dst: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
+    let kc_step = depth_step(k);
+    let depth_blocks = k.div_ceil(kc_step);
+    let micro_panels = m.div_ceil(MR);
+    // Depth block q of A at q · block_len, as micro-panels [mp][p][6].
+    let block_len = micro_panels * MR * kc_step;
+    let mut packed_a = take_buffer(if pack_a_block { depth_blocks * block_len } else { 0 });
+    let a_addr = a as usize;
+    let pack = |(q, block): (usize, &mut [f32])| {
+        let pc = q * kc_step;
+        // SAFETY: every row and depths pc..pc+kc are inside a.
+        unsafe { pack_a(a_addr as *const f32, (a_rs, a_cs), 0, m, pc, kc_step.min(k - pc), block) };
+    };
+    if !pack_a_block {
+    } else if parallel {
+        packed_a.par_chunks_mut(block_len).enumerate().for_each(pack);
+    } else {
+        packed_a.chunks_mut(block_len).enumerate().for_each(pack);
+    }
+    let panels = n.div_ceil(NR);
+    let threads = if parallel { rayon::current_num_threads() } else { 1 };
+    // A few runs per thread keep the cores evenly busy.
+    let per_task = panels.div_ceil((4 * threads).min(panels));
+    let (b_addr, out, shared_a) = (b as usize, SendPtr(dst), &packed_a);
+    let task = |first: usize| {
+        let mut bp = [0f32; KC * NR];
+        let last = (first + per_task).min(panels);
+        for q in 0..depth_blocks {
+            let pc = q * kc_step;
+            let kc = kc_step.min(k - pc);
+            let block = if pack_a_block { &shared_a[q * block_len..][..block_len] } else { &[][..] };
+            let overwrite = q == 0 && !accumulate;
+            for j in first..last {
+                // SAFETY: panel j's columns and depths pc..pc+kc are inside b.
+                unsafe { pack_b_panel(b_addr as *const f32, b_rs, b_cs, n, j, pc, kc, &mut bp[..kc * NR]) };
+                let cols = NR.min(n - j * NR);
+                for mp in 0..micro_panels {
+                    let (i, live) = (mp * MR, MR.min(m - mp * MR));
+                    let (c, bp) = (out.get().add(i * ldc + j * NR), &bp[..kc * NR]);
+                    // SAFETY: the tile's rows i..i+live and columns
+                    // 16j..16j+cols are inside dst, and only this task
+                    // writes panels first..last; A's rows i..i+live at
+                    // depths pc..pc+kc are inside a (or packed_a).
+                    unsafe {
+                        if pack_a_block {
+                            let ap = Packed(block[mp * MR * kc..][..kc * MR].as_ptr());
+                            micro_kernel(kc, ap, bp, c, ldc, live, cols, overwrite)
+                        } else {
+                            let ap = InPlace::new(a_addr as *const f32, (a_rs, a_cs), i, live, pc);
+                            micro_kernel(kc, ap, bp, c, ldc, live, cols, overwrite)
+                        }
+                    };
+                }
+            }
+        }
+    };
+    if parallel {
+        (0..panels).into_par_iter().step_by(per_task).for_each(task);
+    } else {
+        (0..panels).step_by(per_task).for_each(task);
+    }
+    give_buffer(packed_a);
+}
 thread_local! {
-    static PACKED_B: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The packed operand of the last product on this thread, kept for the
+    /// next (a step makes ~50 of these products): a fresh multi-megabyte
+    /// buffer would be page-faulted and zeroed every time.
+    static PACKED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// This thread's packing buffer, `len` long (contents unspecified: every
+/// packing routine writes each element it owns).
+fn take_buffer(len: usize) -> Vec<f32> {
+    let mut buffer = PACKED.with(|slot| std::mem::take(&mut *slot.borrow_mut()));
+    buffer.resize(len, 0.0);
+    buffer
+}
+
+fn give_buffer(buffer: Vec<f32>) {
+    PACKED.with(|slot| *slot.borrow_mut() = buffer);
+}
+
+/// Rows start..start+rows of a's depths pc..pc+kc, as micro-panels of 6 rows
+/// ([mp][p][6], micro-panel stride 6 · kc), zero rows past the last. Reads
+/// along a's contiguous direction (rows, or 6 rows at a time of a
+/// transposed a).
+///
+/// # Safety
+/// Those rows and depths are inside a (strides a_rs, a_cs); dst holds
+/// rows.div_ceil(6) · 6 · kc elements.
+unsafe fn pack_a(
+    a: *const f32,
+    (a_rs, a_cs): (usize, usize),
+    start: usize,
+    rows: usize,
+    pc: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
+    for mp in 0..rows.div_ceil(MR) {
+        let panel = &mut dst[mp * MR * kc..][..kc * MR];
+        let live = MR.min(rows - mp * MR);
+        // SAFETY: rows start + 6mp .. + live at depth pc are inside a.
+        let first = unsafe { a.add((start + mp * MR) * a_rs + pc * a_cs) };
+        if live == MR && a_cs == 1 {
+            // Six rows side by side, each read front to back.
+            // SAFETY: as `first`; each row has kc depths from pc.
+            let src: [*const f32; MR] = std::array::from_fn(|r| unsafe { first.add(r * a_rs) });
+            for (p, column) in panel.chunks_exact_mut(MR).enumerate() {
+                for (v, row) in column.iter_mut().zip(src) {
+                    // SAFETY: p < kc.
+                    *v = unsafe { *row.add(p) };
+                }
+            }
+        } else {
+            for (p, column) in panel.chunks_exact_mut(MR).enumerate() {
+                for (r, v) in column.iter_mut().enumerate() {
+                    // SAFETY: r < live (row inside a), p < kc; rows past
+                    // the last are zero.
+                    *v = if r < live { unsafe { *first.add(r * a_rs + p * a_cs) } } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+/// Columns 16j..16j+16 of b's depths pc..pc+kc as [p][16], zero past n.
+/// Reads along b's contiguous direction: rows of 16 when b is row-major,
+/// one column at a time when it is a transposed weight.
+///
+/// # Safety
+/// Columns 16j..min(16j+16, n) and depths pc..pc+kc are inside b; dst holds
+/// kc · 16 elements.
+#[allow(clippy::too_many_arguments)]
+unsafe fn pack_b_panel(
+    b: *const f32,
+    b_rs: usize,
+    b_cs: usize,
+    n: usize,
+    j: usize,
+    pc: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
+    let (col0, cols) = (j * NR, NR.min(n - j * NR));
+    if b_cs == 1 {
+        for (p, row) in dst[..kc * NR].chunks_exact_mut(NR).enumerate() {
+            // SAFETY: row pc + p, columns col0..col0+cols are inside b.
+            let src = unsafe { std::slice::from_raw_parts(b.add((pc + p) * b_rs + col0), cols) };
+            row[..cols].copy_from_slice(src);
+            row[cols..].fill(0.0);
+        }
+    } else {
+        for c in 0..cols {
+            // SAFETY: column col0 + c, depths pc..pc+kc are inside b.
+            let src = unsafe { b.add(pc * b_rs + (col0 + c) * b_cs) };
+            for p in 0..kc {
+                // SAFETY: p < kc.
+                dst[p * NR + c] = unsafe { *src.add(p * b_rs) };
+            }
+        }
+        if cols < NR {
+            for row in dst[..kc * NR].chunks_exact_mut(NR) {
+                row[cols..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// Where the micro-kernel reads element (r, p) of its 6 rows of A.
+trait MicroPanel: Copy {
+    /// # Safety
+    /// r < 6 and p < the kernel's depth.
+    unsafe fn at(self, r: usize, p: usize) -> *const f32;
+}
+
+/// A packed micro-panel [p][6].
+#[derive(Clone, Copy)]
+struct Packed(*const f32);
+
+impl MicroPanel for Packed {
+    #[inline(always)]
+    unsafe fn at(self, r: usize, p: usize) -> *const f32 {
+        // SAFETY: the caller's contract; the panel holds kc × 6 elements.
+        unsafe { self.0.add(p * MR + r) }
+    }
+}
+
+/// Six rows of A read in place: row r starts at `rows[r]`, depth p is
+/// `p · cs` further on (rows past the matrix repeat its last one; their
+/// results are never stored).
+#[derive(Clone, Copy)]
+struct InPlace {
+    rows: [*const f32; MR],
+    cs: usize,
+}
+
+impl InPlace {
+    /// Rows i..i+live of a (strides a_rs, a_cs) from depth pc on.
+    ///
+    /// # Safety
+    /// live ≥ 1 and those rows are inside a.
+    unsafe fn new(a: *const f32, (a_rs, a_cs): (usize, usize), i: usize, live: usize, pc: usize) -> Self {
+        // SAFETY: every row pointer is one of rows i..i+live.
+        let rows = std::array::from_fn(|r| unsafe { a.add((i + r.min(live - 1)) * a_rs + pc * a_cs) });
+        Self { rows, cs: a_cs }
+    }
+}
+
+impl MicroPanel for InPlace {
+    #[inline(always)]
+    unsafe fn at(self, r: usize, p: usize) -> *const f32 {
+        // SAFETY: the caller's contract; row r has the kernel's depth.
+        unsafe { self.rows[r].add(p * self.cs) }
+    }
 }
 
 /// c[rows, cols] (=, or += unless `overwrite`) the 6 × 16 product of the
-/// packed micro-panel `a` ([kc][6]) and panel `b` ([kc][16]).
+/// micro-panel `a` (kc deep) and the packed panel `b` ([kc][16]).
 ///
 /// # Safety
-/// AVX2 and FMA; c valid for rows × cols elements at row stride ldc.
+/// AVX2 and FMA; `a` readable for kc depths; c valid for rows × cols
+/// elements at row stride ldc.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn micro_kernel(
+unsafe fn micro_kernel<A: MicroPanel>(
     kc: usize,
-    a: &[f32],
+    a: A,
     b: &[f32],
     c: *mut f32,
     ldc: usize,
@@ -163,7 +434,7 @@ unsafe fn micro_kernel(
     overwrite: bool,
 ) {
     use std::arch::x86_64::*;
-    debug_assert!(a.len() >= kc * MR && b.len() >= kc * NR);
+    debug_assert!(b.len() >= kc * NR);
     // The tile of c is read (or written) after the loop: ask for its lines
     // now so they arrive while the products run.
     if !overwrite {
@@ -176,14 +447,14 @@ unsafe fn micro_kernel(
         }
     }
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    let bp = b.as_ptr();
     let step = |acc: &mut [[__m256; 2]; MR], p: usize| {
-        // SAFETY: p < kc; the slices hold kc × 6 and kc × 16 elements.
+        // SAFETY: p < kc; a has kc depths, b holds kc × 16 elements.
         unsafe {
             let b0 = _mm256_loadu_ps(bp.add(p * NR));
             let b1 = _mm256_loadu_ps(bp.add(p * NR + 8));
             for (r, acc) in acc.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*ap.add(p * MR + r));
+                let av = _mm256_broadcast_ss(&*a.at(r, p));
                 acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
                 acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
             }
@@ -239,7 +510,7 @@ unsafe fn micro_kernel(
 
 #[cfg(not(target_arch = "x86_64"))]
 #[allow(clippy::too_many_arguments)]
-unsafe fn micro_kernel(_: usize, _: &[f32], _: &[f32], _: *mut f32, _: usize, _: usize, _: usize, _: bool) {
+unsafe fn micro_kernel<A: MicroPanel>(_: usize, _: A, _: &[f32], _: *mut f32, _: usize, _: usize, _: usize, _: bool) {
     unreachable!("sgemm_avx2::available() is false off x86-64")
 }
 
@@ -258,8 +529,9 @@ mod tests {
     }
 
     /// Every edge case of the blocking (rows not a multiple of 6 or of 96,
-    /// columns not of 16, depth not of 256, depth 0), both layouts of b, both
-    /// write modes and row strides wider than the matrices, against a plain
+    /// columns not of 16, depth not of 256, depth 0), both layouts of a and b, both
+    /// write modes, row strides wider than the matrices and both task plans
+    /// (row blocks, column panels), serial and parallel, against a plain
     /// triple loop in f64.
     #[test]
     fn matches_a_triple_loop() {
@@ -267,46 +539,78 @@ mod tests {
             eprintln!("no AVX2 + FMA here: nothing to check");
             return;
         }
-        for &(m, n, k) in &[(1, 1, 1), (7, 17, 3), (97, 33, 257), (200, 48, 512), (13, 5, 0), (6, 16, 256)] {
-            for transposed in [false, true] {
-                for accumulate in [false, true] {
-                    for parallel in [false, true] {
-                        let (lda, ldc) = (k + 3, n + 5);
-                        let a = values(m * lda, 1);
-                        let b = values(k * n, 2);
-                        let mut c = values(m * ldc, 3);
-                        let before = c.clone();
-                        let (b_rs, b_cs) = if transposed { (1, k) } else { (n, 1) };
-                        unsafe {
-                            sgemm(
-                                (m, n, k),
-                                a.as_ptr(),
-                                lda,
-                                b.as_ptr(),
-                                b_rs,
-                                b_cs,
-                                c.as_mut_ptr(),
-                                ldc,
-                                accumulate,
-                                parallel,
-                            )
-                        };
-                        for i in 0..m {
-                            for j in 0..ldc {
-                                let got = c[i * ldc + j];
-                                if j >= n {
-                                    assert_eq!(got, before[i * ldc + j], "column {j} past n was written");
-                                    continue;
+        // sgemm's own choice, then each plan with and without packing A.
+        let plans = [
+            "chosen",
+            "row blocks, packed A",
+            "row blocks, A in place",
+            "column panels, packed A",
+            "column panels, A in place",
+        ];
+        let shapes = [(1, 1, 1), (7, 17, 3), (97, 33, 257), (200, 48, 512), (13, 5, 0), (6, 16, 256), (64, 200, 600)];
+        for plan_name in plans {
+            for &(m, n, k) in &shapes {
+                if k == 0 && plan_name != "chosen" {
+                    continue; // the plans take k > 0; sgemm answers k = 0 itself
+                }
+                for (transposed, a_transposed) in [(false, false), (true, false), (false, true), (true, true)] {
+                    for accumulate in [false, true] {
+                        for parallel in [false, true] {
+                            let ldc = n + 5;
+                            let (a_rs, a_cs) = if a_transposed { (1, m + 3) } else { (k + 3, 1) };
+                            let a = values(if a_transposed { k * (m + 3) } else { m * (k + 3) }, 1);
+                            let b = values(k * n, 2);
+                            let mut c = values(m * ldc, 3);
+                            let before = c.clone();
+                            let (b_rs, b_cs) = if transposed { (1, k) } else { (n, 1) };
+                            let plan = match plan_name {
+                                "chosen" => sgemm,
+                                "row blocks, packed A" => |s, a, ars, acs, b, brs, bcs, c, ldc, acc, par| unsafe {
+                                    by_row_blocks(true, s, a, ars, acs, b, brs, bcs, c, ldc, acc, par)
+                                },
+                                "row blocks, A in place" => |s, a, ars, acs, b, brs, bcs, c, ldc, acc, par| unsafe {
+                                    by_row_blocks(false, s, a, ars, acs, b, brs, bcs, c, ldc, acc, par)
+                                },
+                                "column panels, packed A" => |s, a, ars, acs, b, brs, bcs, c, ldc, acc, par| unsafe {
+                                    by_column_panels(true, s, a, ars, acs, b, brs, bcs, c, ldc, acc, par)
+                                },
+                                _ => |s, a, ars, acs, b, brs, bcs, c, ldc, acc, par| unsafe {
+                                    by_column_panels(false, s, a, ars, acs, b, brs, bcs, c, ldc, acc, par)
+                                },
+                            };
+                            unsafe {
+                                plan(
+                                    (m, n, k),
+                                    a.as_ptr(),
+                                    a_rs,
+                                    a_cs,
+                                    b.as_ptr(),
+                                    b_rs,
+                                    b_cs,
+                                    c.as_mut_ptr(),
+                                    ldc,
+                                    accumulate,
+                                    parallel,
+                                )
+                            };
+                            for i in 0..m {
+                                for j in 0..ldc {
+                                    let got = c[i * ldc + j];
+                                    if j >= n {
+                                        assert_eq!(got, before[i * ldc + j], "column {j} past n was written");
+                                        continue;
+                                    }
+                                    let mut want: f64 = (0..k)
+                                        .map(|p| a[i * a_rs + p * a_cs] as f64 * b[p * b_rs + j * b_cs] as f64)
+                                        .sum();
+                                    if accumulate {
+                                        want += before[i * ldc + j] as f64;
+                                    }
+                                    assert!(
+                                        (got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                                        "{plan_name} ({m},{n},{k}) transposed {transposed} a transposed {a_transposed} accumulate {accumulate}: c[{i},{j}] = {got}, want {want}"
+                                    );
                                 }
-                                let mut want: f64 =
-                                    (0..k).map(|p| a[i * lda + p] as f64 * b[p * b_rs + j * b_cs] as f64).sum();
-                                if accumulate {
-                                    want += before[i * ldc + j] as f64;
-                                }
-                                assert!(
-                                    (got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                                    "({m},{n},{k}) transposed {transposed} accumulate {accumulate}: c[{i},{j}] = {got}, want {want}"
-                                );
                             }
                         }
                     }
