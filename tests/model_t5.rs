@@ -183,6 +183,50 @@ fn check_packed_prompt_gradient(variant: &str) {
     assert_close("prompt gradient through the packed encoder", grad, f.get("prompt_grad"));
 }
 
+/// `encode_prompted` gives the prompt positions of the input their
+/// gradient (transformers', on the packed path of a padded batch; the full
+/// encoder's, on an unpadded one) and the frozen text positions none: the
+/// first block skips their input products.
+fn check_text_positions_get_no_gradient(variant: &str) {
+    let f = Fixture::load(variant);
+    let p = f.get("prompt").dim(0).unwrap();
+    let input = Var::from_tensor(&f.prompted_embeds(f.get("prompt"))).unwrap();
+    let (b, l, _) = input.as_tensor().dims3().unwrap();
+    let text_is_zero = |what: &str, grad: &Tensor| {
+        let text = grad.narrow(1, p, l - p).unwrap().abs().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(text.iter().all(|&v| v == 0.0), "{what}: text positions got a gradient");
+    };
+    let grad_of = |hidden: &Tensor, mask: &Tensor| {
+        let loss = f.model.loss(hidden, mask, f.get("labels")).unwrap();
+        loss.backward().unwrap().get(input.as_tensor()).expect("the input must receive a gradient").clone()
+    };
+    let lead = |t: &Tensor| t.narrow(1, 0, p).unwrap();
+
+    let mask = f.get("prompt_mask");
+    let grad = grad_of(&f.model.encode_prompted(input.as_tensor(), mask, p).unwrap(), mask);
+    assert_close("prompt positions' gradient (packed)", &lead(&grad), &lead(f.get("prompt_embeds_grad")));
+    text_is_zero("packed", &grad);
+
+    let unpadded = Tensor::ones((b, l), mask.dtype(), &Device::Cpu).unwrap();
+    let full = grad_of(&f.model.encode(input.as_tensor(), &unpadded).unwrap(), &unpadded);
+    let grad = grad_of(&f.model.encode_prompted(input.as_tensor(), &unpadded, p).unwrap(), &unpadded);
+    assert_close("prompt positions' gradient (unpadded)", &lead(&grad), &lead(&full));
+    text_is_zero("unpadded", &grad);
+
+    let err = f.model.encode_prompted(input.as_tensor(), mask, l + 1).unwrap_err().to_string();
+    assert!(err.contains("does not fit"), "{err}");
+}
+
+#[test]
+fn v1_0_prompted_encoder_gives_text_positions_no_gradient() {
+    check_text_positions_get_no_gradient("v1_0");
+}
+
+#[test]
+fn v1_1_prompted_encoder_gives_text_positions_no_gradient() {
+    check_text_positions_get_no_gradient("v1_1");
+}
+
 #[test]
 fn v1_0_packed_encoder_gives_the_prompt_transformers_gradient() {
     check_packed_prompt_gradient("v1_0");

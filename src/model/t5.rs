@@ -778,12 +778,11 @@ impl Encoder for T5Model {
 
     fn encode(&self, input_embeds: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
         // Every position, padded ones too, as transformers computes them.
-        self.run_encoder(input_embeds, mask, false)
+        self.run_encoder(input_embeds, mask, input_embeds.dim(1)?, false)
     }
 
     fn encode_prompted(&self, input_embeds: &Tensor, mask: &Tensor, prompt_len: usize) -> candle_core::Result<Tensor> {
-        let _ = prompt_len; // every position gets its input gradient here
-        self.run_encoder(input_embeds, mask, true)
+        self.run_encoder(input_embeds, mask, prompt_len, true)
     }
 
     fn hidden_size(&self) -> usize {
@@ -796,10 +795,20 @@ impl Encoder for T5Model {
 }
 
 impl T5Model {
-    /// The encoder stack; `pack`: padded positions are skipped (on the fused
-    /// path) and come out zero.
-    fn run_encoder(&self, input_embeds: &Tensor, mask: &Tensor, pack: bool) -> candle_core::Result<Tensor> {
+    /// The encoder stack; input gradient for positions below `prompt_len`
+    /// only (after the first block, for all; on the fused path); `pack`:
+    /// padded positions are skipped (on the fused path) and come out zero.
+    fn run_encoder(
+        &self,
+        input_embeds: &Tensor,
+        mask: &Tensor,
+        prompt_len: usize,
+        pack: bool,
+    ) -> candle_core::Result<Tensor> {
         let (b, l) = self.check_hidden(input_embeds, "input embeddings")?;
+        if prompt_len > l {
+            candle_core::bail!("a prompt of {prompt_len} positions does not fit an input of {l}");
+        }
         if let (Some(fused), true) = (&self.encoder.fused, PreRmsLayer::supports(input_embeds)) {
             Self::check_mask(mask, b, l)?;
             // Relative positions: a packed sequence of n positions reads the
@@ -809,15 +818,17 @@ impl T5Model {
             if let Some(packing) = if pack { Packing::of(input_embeds, mask)? } else { None } {
                 return packing.run(input_embeds, |rows| {
                     let mut x = rows.clone();
-                    for block in fused {
-                        x = block.forward_packed(&x, &packing.lengths, &bias)?;
+                    for (i, block) in fused.iter().enumerate() {
+                        // Past the first block every position depends on the prompt.
+                        let grad_positions = if i == 0 { prompt_len } else { l };
+                        x = block.forward_packed(&x, &packing.lengths, &bias, grad_positions)?;
                     }
                     rms_norm(&x, &self.encoder.final_norm, self.settings.eps)
                 });
             }
             let mut x = input_embeds.clone();
-            for block in fused {
-                x = block.forward(&x, mask, &bias)?;
+            for (i, block) in fused.iter().enumerate() {
+                x = block.forward_prompted(&x, mask, &bias, if i == 0 { prompt_len } else { l })?;
             }
             return rms_norm(&x, &self.encoder.final_norm, self.settings.eps);
         }

@@ -51,7 +51,27 @@ impl PreRmsLayer {
     /// [heads, L, L] (added to the unscaled scores, shared by the batch);
     /// `mask` [b, L] (1 = attend). CPU and f32 only: see [`Self::supports`].
     pub fn forward(&self, x: &Tensor, mask: &Tensor, position_bias: &Arc<Vec<f32>>) -> Result<Tensor> {
+        let l = x.dims3()?.1;
+        self.forward_prompted(x, mask, position_bias, l)
+    }
+
+    /// [`forward`](Self::forward) for an input whose first `prompt_len`
+    /// positions are a soft prompt and the rest frozen text: the same
+    /// output, but backward gives the prompt positions their input gradient
+    /// and the text positions none (zero), skipping the text rows' q/k/v
+    /// input products — nothing trainable lies upstream of frozen text (as
+    /// `PostLnLayer::forward_prompted`).
+    pub fn forward_prompted(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        position_bias: &Arc<Vec<f32>>,
+        prompt_len: usize,
+    ) -> Result<Tensor> {
         let (b, l, d) = x.dims3()?;
+        if prompt_len > l {
+            bail!("a prompt of {prompt_len} positions does not fit an input of {l}");
+        }
         let inner = self.q.dim(0)?;
         if mask.dims() != [b, l] {
             bail!("attention mask has shape {:?}, expected [{b}, {l}]", mask.dims());
@@ -71,6 +91,7 @@ impl PreRmsLayer {
             keep: Some(attended_keys(mask)?),
             bias: position_bias.clone(),
             bias_len: l,
+            grad_positions: prompt_len,
             saved: SavedForward::new(x.track_op()),
         };
         x.contiguous()?.apply_op1(op)
@@ -80,8 +101,17 @@ impl PreRmsLayer {
     /// given `lengths` one after the other, no padding, every position
     /// attended (see `PostLnLayer::forward_packed`). `position_bias` is
     /// [heads, Lb, Lb] for some Lb at least as long as every sequence; a
-    /// sequence of length n reads its top-left n × n block.
-    pub fn forward_packed(&self, x: &Tensor, lengths: &[usize], position_bias: &Arc<Vec<f32>>) -> Result<Tensor> {
+    /// sequence of length n reads its top-left n × n block. Backward gives
+    /// each sequence's first `prompt_len` positions their input gradient and
+    /// the others none, as [`forward_prompted`](Self::forward_prompted) (a
+    /// `prompt_len` as long as the longest sequence: every position).
+    pub fn forward_packed(
+        &self,
+        x: &Tensor,
+        lengths: &[usize],
+        position_bias: &Arc<Vec<f32>>,
+        prompt_len: usize,
+    ) -> Result<Tensor> {
         let (rows, d) = x.dims2()?;
         let inner = self.q.dim(0)?;
         let seqs = Seqs::packed_rows(lengths, self.heads, rows)?;
@@ -105,6 +135,7 @@ impl PreRmsLayer {
             keep: None,
             bias: position_bias.clone(),
             bias_len,
+            grad_positions: prompt_len,
             saved: SavedForward::new(x.track_op()),
         };
         x.contiguous()?.apply_op1(op)
@@ -146,6 +177,9 @@ struct FusedBlock {
     /// [heads, bias_len, bias_len].
     bias: Arc<Vec<f32>>,
     bias_len: usize,
+    /// Backward computes the input gradient of each sequence's positions
+    /// 0..grad_positions only (the others' stays zero).
+    grad_positions: usize,
     saved: SavedForward<Saved>,
 }
 
@@ -308,12 +342,46 @@ impl CustomOp1 for FusedBlock {
                 let mut dqkv = Scratch::take(m * 3 * inner);
                 attention::backward_seqs(&s.qkv, &s.probs, &dctx, 1.0, inner, &self.seqs, &mut dqkv)?;
                 drop(dctx);
-                for (i, wp) in [wq, wk, wv].into_iter().enumerate() {
-                    let rows = Rows { data: &dqkv[i * inner..], row_stride: 3 * inner };
-                    linear_backward_strided(&mut dnormed, rows, wp, (m, inner, d), i > 0)?;
+                // dx = dmid + rms'(dqkv · W_qkv), on the rows that need it.
+                let lead = |i: usize| {
+                    let r = self.seqs.rows_of(i);
+                    r.start..r.start + self.grad_positions.min(r.len())
+                };
+                if (0..self.seqs.count()).all(|i| lead(i) == self.seqs.rows_of(i)) {
+                    for (i, wp) in [wq, wk, wv].into_iter().enumerate() {
+                        let rows = Rows { data: &dqkv[i * inner..], row_stride: 3 * inner };
+                        linear_backward_strided(&mut dnormed, rows, wp, (m, inner, d), i > 0)?;
+                    }
+                    let mut dx = dmid;
+                    rms_rows_backward_add(&mut dx, &mut dnormed, x, attn_norm, &s.attn_rstd);
+                    return Ok(dx);
                 }
+                // Gathered so that each product is one gemm over the
+                // (sequences × prompt) rows, not one per sequence.
+                let (mut g, mut gx, mut gdx, mut grstd) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                for i in 0..self.seqs.count() {
+                    let r = lead(i);
+                    g.extend_from_slice(&dqkv[r.start * 3 * inner..r.end * 3 * inner]);
+                    gx.extend_from_slice(&x[r.start * d..r.end * d]);
+                    gdx.extend_from_slice(&dmid[r.start * d..r.end * d]);
+                    grstd.extend_from_slice(&s.attn_rstd[r.clone()]);
+                }
+                let rows = grstd.len();
+                let mut gdn = vec![0f32; rows * d];
+                for (i, wp) in [wq, wk, wv].into_iter().enumerate() {
+                    let g = Rows { data: &g[i * inner..], row_stride: 3 * inner };
+                    linear_backward_strided(&mut gdn, g, wp, (rows, inner, d), i > 0)?;
+                }
+                rms_rows_backward_add(&mut gdx, &mut gdn, &gx, attn_norm, &grstd);
                 let mut dx = dmid;
-                rms_rows_backward_add(&mut dx, &mut dnormed, x, attn_norm, &s.attn_rstd);
+                dx.fill(0.0);
+                let mut done = 0;
+                for i in 0..self.seqs.count() {
+                    let r = lead(i);
+                    let n = r.len() * d;
+                    dx[r.start * d..r.end * d].copy_from_slice(&gdx[done..done + n]);
+                    done += n;
+                }
                 Ok(dx)
             })
         })?;
