@@ -154,7 +154,9 @@ fn bench_candle(case: Case, steps: usize) -> Figures {
         std::hint::black_box(h);
     });
     let forward_backward_ms = time_steps(2, steps, || {
-        let h = model.encode(&inputs(prompt.as_tensor()), &mask).expect("forward");
+        // As training encodes: the first layer gives the text rows no input
+        // gradient (nothing trainable is upstream of them); PyTorch computes it.
+        let h = model.encode_prompted(&inputs(prompt.as_tensor()), &mask, PROMPT).expect("forward");
         let loss = (h * &weights).and_then(|t| t.sum_all()).expect("loss");
         let grads = loss.backward().expect("backward");
         assert!(grads.get(prompt.as_tensor()).is_some(), "the prompt must get a gradient");

@@ -108,7 +108,9 @@ fn bench_candle(steps: usize) -> Result<Figures> {
         let tokens = model.embed_tokens(&ids)?;
         let prompt = prompt.unsqueeze(0)?.broadcast_as((BATCH, PROMPT, d))?;
         let embeds = Tensor::cat(&[&prompt, &tokens], 1)?;
-        let hidden = model.encode(&embeds, &mask)?;
+        // As training encodes: the first block gives the text rows no input
+        // gradient (nothing trainable is upstream of them); PyTorch computes it.
+        let hidden = model.encode_prompted(&embeds, &mask, PROMPT)?;
         Ok(model.loss(&hidden, &mask, &labels)?)
     };
     let (forward_ms, forward_cpu_ms) = time_ms(steps, || {

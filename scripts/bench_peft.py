@@ -74,7 +74,7 @@ def main():
     p.add_argument("model_dir")
     p.add_argument("data_dir")
     p.add_argument("--task", default="rte", choices=sorted(TASKS))
-    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--steps", type=int, default=30, help="0: one epoch (every example once)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--virtual-tokens", type=int, default=20)
@@ -99,10 +99,6 @@ def main():
     prompt = [p_ for n, p_ in model.named_parameters() if p_.requires_grad and "prompt_encoder" in n]
     head = list(model.base_model.head.parameters())
     opt = torch.optim.AdamW([{"params": prompt, "lr": a.lr}, {"params": head, "lr": a.lr_head}], weight_decay=1e-5)
-    warmup = max(1, int(0.06 * a.steps))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (a.steps - s) / max(1, a.steps - warmup))
-    )
     order = list(range(len(examples)))
     random.shuffle(order)
     batches = [order[i:i + a.batch_size] for i in range(0, len(order), a.batch_size)]
@@ -118,6 +114,12 @@ def main():
             grouped += [chunk[i:i + a.batch_size] for i in range(0, len(chunk), a.batch_size)]
         random.shuffle(grouped)
         batches = grouped
+    if a.steps == 0:
+        a.steps = len(batches)
+    warmup = max(1, int(0.06 * a.steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (a.steps - s) / max(1, a.steps - warmup))
+    )
     times = []
     for step in range(a.steps):
         t0 = time.perf_counter()

@@ -4,13 +4,18 @@
 # length, learning rates and threads, one after the other on this machine.
 # Prints each side's mean step time, wall time and peak memory, and the ratios.
 #
-#   bash scripts/bench_peft.sh [TASK] [STEPS] [DATA_DIR]      (rte, 30, ../shared/data)
+#   bash scripts/bench_peft.sh [TASK] [STEPS] [DATA_DIR]      (rte, epoch, ../shared/data)
+#
+# STEPS `epoch` (the default): one epoch each, so both sides train on the
+# same examples. With a step count the two sides draw different batches (the
+# shuffles differ), which grouped by length can differ in length by a third:
+# compare grouped figures over an epoch only.
 #
 # Needs `cargo build --release`, `attempt-pkg model fetch minilm`, and a
 # Python with torch, transformers and peft (PYTHON, default .venv/bin/python:
 # `bash scripts/dev-venv.sh && .venv/bin/pip install peft`).
 set -euo pipefail
-TASK=${1:-rte} STEPS=${2:-30} DATA_DIR=$(realpath "${3:-../shared/data}")
+TASK=${1:-rte} STEPS=${2:-epoch} DATA_DIR=$(realpath "${3:-../shared/data}")
 BIN=$(realpath "${BIN:-target/release/attempt-pkg}")
 PYTHON=${PYTHON:-.venv/bin/python}
 MODEL_DIR=${MODEL_DIR:-${ATTEMPT_HOME:-$HOME/.attempt}/models/all-MiniLM-L6-v2}
@@ -29,13 +34,18 @@ trap 'rm -rf "$W"' EXIT
 for mode in plain grouped; do
   ours=() peft=()
   [[ $mode == grouped ]] && { ours=(--group-by-length); peft=(--group-by-length); }
+  if [[ $STEPS == epoch ]]; then
+    ours+=(--epochs 1) peft+=(--steps 0)
+  else
+    ours+=(--max-steps "$STEPS" --epochs 1000) peft+=(--steps "$STEPS")
+  fi
   /usr/bin/time -f "%e %M" -o "$W/ours-$mode.time" env RAYON_NUM_THREADS="$THREADS" "$BIN" --project "$W/p" --json train \
     --task "$TASK" --data-dir "$DATA_DIR" --method pt --prompt-length 20 --max-length 128 --batch-size 16 \
-    --lr 0.3 --lr-other 5e-3 --max-steps "$STEPS" --epochs 1000 --eval-every 1000 --max-eval-examples 16 --seed 1 \
+    --lr 0.3 --lr-other 5e-3 --eval-every 1000 --max-eval-examples 16 --seed 1 \
     "${ours[@]}" --run-dir "$W/p/run-$mode" --quiet >"$W/ours-$mode.json" 2>"$W/ours-$mode.log" \
     || { cat "$W/ours-$mode.log" >&2; exit 1; }
   /usr/bin/time -f "%e %M" -o "$W/peft-$mode.time" "$PYTHON" "$(dirname "$0")/bench_peft.py" "$MODEL_DIR" "$DATA_DIR" \
-    --task "$TASK" --steps "$STEPS" --batch-size 16 --max-length 128 --virtual-tokens 20 --lr 0.3 --lr-head 5e-3 \
+    --task "$TASK" --batch-size 16 --max-length 128 --virtual-tokens 20 --lr 0.3 --lr-head 5e-3 \
     --threads "$THREADS" "${peft[@]}" >"$W/peft-$mode.json" 2>"$W/peft-$mode.log" \
     || { cat "$W/peft-$mode.log" >&2; exit 1; }
 done
