@@ -177,9 +177,11 @@ unsafe fn by_row_blocks(
 /// Few rows (a decoder's 64, a classifier head): row blocks would leave
 /// cores idle, and packing the whole of B would write (and read back from
 /// memory) a copy as large as B for a few rows of work — T5's 32 128-word
-/// output layer at 64 rows ran at a quarter of the kernel's speed that way.
-/// Here A is packed once and shared; each task owns a run of 16-column
-/// panels and packs one 16 KB B panel at a time, so B is read once, in place.
+/// output layer at 64 rows ran at under half the kernel's large-product speed
+/// that way (34 against 77 GFLOP/s in one run), the 512-wide ones at a quarter.
+/// Here A (where packing pays) is packed once and shared; each task owns a
+/// run of 16-column panels and packs one 16 KB B panel at a time, so B is
+/// read once, in place.
 ///
 /// # Safety
 /// As [`sgemm`], with m, n, k > 0.
