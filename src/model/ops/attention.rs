@@ -197,7 +197,21 @@ unsafe fn mm(
         // SAFETY: the caller's contract (the same extents as below); the
         // backend is only chosen where the CPU has AVX2 and FMA.
         unsafe {
-            super::sgemm_avx2::sgemm((m, n, k), lhs, lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs, dst, dst_rs, false, false)
+            super::sgemm_avx2::sgemm(super::sgemm_avx2::Product {
+                m,
+                n,
+                k,
+                a: lhs,
+                a_rs: lhs_rs,
+                a_cs: lhs_cs,
+                b: rhs,
+                b_rs: rhs_rs,
+                b_cs: rhs_cs,
+                dst,
+                ldc: dst_rs,
+                accumulate: false,
+                parallel: false,
+            })
         };
         return;
     }

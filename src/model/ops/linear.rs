@@ -146,19 +146,21 @@ fn gemm_rows_on(
         // w read as [inner, cols]: element (p, j) at p·w_rs + j·w_cs.
         // SAFETY: the extents are checked above; the kernel's CPU features too.
         unsafe {
-            super::sgemm_avx2::sgemm(
-                (m, cols, inner),
-                lhs.data.as_ptr(),
-                lhs.row_stride,
-                1,
-                w.as_ptr(),
-                w_rs,
-                w_cs,
-                dst.as_mut_ptr(),
-                dst_stride,
+            super::sgemm_avx2::sgemm(super::sgemm_avx2::Product {
+                m,
+                n: cols,
+                k: inner,
+                a: lhs.data.as_ptr(),
+                a_rs: lhs.row_stride,
+                a_cs: 1,
+                b: w.as_ptr(),
+                b_rs: w_rs,
+                b_cs: w_cs,
+                dst: dst.as_mut_ptr(),
+                ldc: dst_stride,
                 accumulate,
-                candle_core::utils::get_num_threads() > 1,
-            )
+                parallel: candle_core::utils::get_num_threads() > 1,
+            })
         };
         return Ok(());
     }

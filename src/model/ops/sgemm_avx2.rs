@@ -29,27 +29,34 @@ pub fn available() -> bool {
     super::cpu::has_avx2_fma()
 }
 
-/// dst[m, n] (+= when `accumulate`) a[m, k] · b[k, n], where element (i, p)
-/// of a is `a[i * a_rs + p * a_cs]`, element (p, j) of b is `b[p * b_rs + j * b_cs]`,
-/// and element (i, j) of dst is `dst[i * ldc + j]`.
+/// One product: dst[m, n] (+= when `accumulate`) a[m, k] · b[k, n], where
+/// element (i, p) of a is `a[i * a_rs + p * a_cs]`, element (p, j) of b is
+/// `b[p * b_rs + j * b_cs]`, and element (i, j) of dst is `dst[i * ldc + j]`;
+/// `parallel`: split over rayon's threads.
+#[derive(Clone, Copy)]
+pub struct Product {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a: *const f32,
+    pub a_rs: usize,
+    pub a_cs: usize,
+    pub b: *const f32,
+    pub b_rs: usize,
+    pub b_cs: usize,
+    pub dst: *mut f32,
+    pub ldc: usize,
+    pub accumulate: bool,
+    pub parallel: bool,
+}
+
+/// Computes `product`.
 ///
 /// # Safety
 /// [`available`] must be true, and the three pointers must be valid for
-/// every element the strides above reach (dst for writing, not aliased).
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn sgemm(
-    (m, n, k): (usize, usize, usize),
-    a: *const f32,
-    a_rs: usize,
-    a_cs: usize,
-    b: *const f32,
-    b_rs: usize,
-    b_cs: usize,
-    dst: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-    parallel: bool,
-) {
+/// every element the strides reach (dst for writing, not aliased).
+pub unsafe fn sgemm(product: Product) {
+    let Product { m, n, k, dst, ldc, accumulate, parallel, .. } = product;
     if m == 0 || n == 0 {
         return;
     }
@@ -66,13 +73,13 @@ pub unsafe fn sgemm(
     // Packing A pays when each of its micro-panels meets many B panels; with
     // few (attention's 64-wide heads) the kernel reads A in place: packing
     // cost as much as half the product there.
-    let pack = n.div_ceil(NR) >= PACK_A_MIN_PANELS;
+    let pack_a_block = n.div_ceil(NR) >= PACK_A_MIN_PANELS;
     // SAFETY: forwarded from the caller.
     unsafe {
         if m.div_ceil(MC) < 2 * threads {
-            by_column_panels(pack, (m, n, k), a, a_rs, a_cs, b, b_rs, b_cs, dst, ldc, accumulate, parallel)
+            by_column_panels(product, pack_a_block)
         } else {
-            by_row_blocks(pack, (m, n, k), a, a_rs, a_cs, b, b_rs, b_cs, dst, ldc, accumulate, parallel)
+            by_row_blocks(product, pack_a_block)
         }
     }
 }
@@ -87,21 +94,8 @@ fn depth_step(k: usize) -> usize {
 ///
 /// # Safety
 /// As [`sgemm`], with m, n, k > 0.
-#[allow(clippy::too_many_arguments)]
-unsafe fn by_row_blocks(
-    pack_a_block: bool,
-    (m, n, k): (usize, usize, usize),
-    a: *const f32,
-    a_rs: usize,
-    a_cs: usize,
-    b: *const f32,
-    b_rs: usize,
-    b_cs: usize,
-    dst: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-    parallel: bool,
-) {
+unsafe fn by_row_blocks(product: Product, pack_a_block: bool) {
+    let Product { m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, dst, ldc, accumulate, parallel } = product;
     // B packed once per call into panels of 16 columns, each k × 16 and
     // zero-padded past column n: panel j holds columns 16j..16j+16.
     let panels = n.div_ceil(NR);
@@ -185,21 +179,8 @@ unsafe fn by_row_blocks(
 ///
 /// # Safety
 /// As [`sgemm`], with m, n, k > 0.
-#[allow(clippy::too_many_arguments)]
-unsafe fn by_column_panels(
-    pack_a_block: bool,
-    (m, n, k): (usize, usize, usize),
-    a: *const f32,
-    a_rs: usize,
-    a_cs: usize,
-    b: *const f32,
-    b_rs: usize,
-    b_cs: usize,
-    dst: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-    parallel: bool,
-) {
+unsafe fn by_column_panels(product: Product, pack_a_block: bool) {
+    let Product { m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, dst, ldc, accumulate, parallel } = product;
     let kc_step = depth_step(k);
     let depth_blocks = k.div_ceil(kc_step);
     let micro_panels = m.div_ceil(MR);
@@ -565,35 +546,30 @@ mod tests {
                             let mut c = values(m * ldc, 3);
                             let before = c.clone();
                             let (b_rs, b_cs) = if transposed { (1, k) } else { (n, 1) };
-                            let plan = match plan_name {
-                                "chosen" => sgemm,
-                                "row blocks, packed A" => |s, a, ars, acs, b, brs, bcs, c, ldc, acc, par| unsafe {
-                                    by_row_blocks(true, s, a, ars, acs, b, brs, bcs, c, ldc, acc, par)
-                                },
-                                "row blocks, A in place" => |s, a, ars, acs, b, brs, bcs, c, ldc, acc, par| unsafe {
-                                    by_row_blocks(false, s, a, ars, acs, b, brs, bcs, c, ldc, acc, par)
-                                },
-                                "column panels, packed A" => |s, a, ars, acs, b, brs, bcs, c, ldc, acc, par| unsafe {
-                                    by_column_panels(true, s, a, ars, acs, b, brs, bcs, c, ldc, acc, par)
-                                },
-                                _ => |s, a, ars, acs, b, brs, bcs, c, ldc, acc, par| unsafe {
-                                    by_column_panels(false, s, a, ars, acs, b, brs, bcs, c, ldc, acc, par)
-                                },
+                            let dst = c.as_mut_ptr();
+                            let product = Product {
+                                m,
+                                n,
+                                k,
+                                a: a.as_ptr(),
+                                a_rs,
+                                a_cs,
+                                b: b.as_ptr(),
+                                b_rs,
+                                b_cs,
+                                dst,
+                                ldc,
+                                accumulate,
+                                parallel,
                             };
                             unsafe {
-                                plan(
-                                    (m, n, k),
-                                    a.as_ptr(),
-                                    a_rs,
-                                    a_cs,
-                                    b.as_ptr(),
-                                    b_rs,
-                                    b_cs,
-                                    c.as_mut_ptr(),
-                                    ldc,
-                                    accumulate,
-                                    parallel,
-                                )
+                                match plan_name {
+                                    "chosen" => sgemm(product),
+                                    "row blocks, packed A" => by_row_blocks(product, true),
+                                    "row blocks, A in place" => by_row_blocks(product, false),
+                                    "column panels, packed A" => by_column_panels(product, true),
+                                    _ => by_column_panels(product, false),
+                                }
                             };
                             for i in 0..m {
                                 for j in 0..ldc {
