@@ -131,6 +131,42 @@ impl Seqs {
         self.probs_len
     }
 
+    /// The first min(p, len) rows of each sequence, sequence by sequence
+    /// (the prompt positions, for a prompt of p).
+    pub(super) fn leading(&self, p: usize) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        (0..self.count()).map(move |i| {
+            let rows = self.rows_of(i);
+            rows.start..rows.start + p.min(rows.len())
+        })
+    }
+
+    /// Whether the first p rows of every sequence are all of its rows.
+    pub(super) fn leading_is_all(&self, p: usize) -> bool {
+        (0..self.count()).all(|i| self.rows_of(i).len() <= p)
+    }
+
+    /// The [`leading`](Self::leading) rows of `src` (rows of `width`), one
+    /// after the other.
+    pub(super) fn gather_leading(&self, p: usize, src: &[f32], width: usize) -> Vec<f32> {
+        let mut out = Vec::new();
+        for r in self.leading(p) {
+            out.extend_from_slice(&src[r.start * width..r.end * width]);
+        }
+        out
+    }
+
+    /// The inverse of [`gather_leading`](Self::gather_leading): `dst` (rows
+    /// of `width`) gets the gathered rows back in place and zero elsewhere.
+    pub(super) fn scatter_leading(&self, p: usize, gathered: &[f32], width: usize, dst: &mut [f32]) {
+        dst.fill(0.0);
+        let mut done = 0;
+        for r in self.leading(p) {
+            let n = r.len() * width;
+            dst[r.start * width..r.end * width].copy_from_slice(&gathered[done..done + n]);
+            done += n;
+        }
+    }
+
     /// [`Seqs::packed`] for an input of `rows` rows, which the lengths must sum to.
     pub(super) fn packed_rows(lens: &[usize], heads: usize, rows: usize) -> Result<Seqs> {
         let seqs = Seqs::packed(lens, heads);

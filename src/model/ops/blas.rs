@@ -412,21 +412,10 @@ pub fn available_backends() -> Vec<GemmBackend> {
 pub fn auto_backend() -> GemmBackend {
     if cpu_is_intel() && system_blas(GemmBackend::Mkl).is_ok() {
         GemmBackend::Mkl
-    } else if super::sgemm_avx2::available() && !has_avx512f() {
+    } else if super::sgemm_avx2::available() && !super::cpu::has_avx512f() {
         GemmBackend::Avx2
     } else {
         GemmBackend::Gemm
-    }
-}
-
-fn has_avx512f() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 

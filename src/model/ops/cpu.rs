@@ -111,6 +111,19 @@ pub(crate) fn has_avx2_fma() -> bool {
     }
 }
 
+/// Whether this CPU has AVX-512 F (where the gemm crate's AVX-512 kernels
+/// stay the frozen products' default).
+pub(crate) fn has_avx512f() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// The kernel paths this CPU can execute, best first.
 pub fn supported_kernel_paths() -> Vec<KernelPath> {
     let mut paths = Vec::new();

@@ -302,8 +302,7 @@ impl CustomOp1 for FusedLayer {
                 attention::backward_seqs(&s.qkv, &s.probs, &dctx, scale, d, &self.seqs, &mut dqkv)?;
                 drop(dctx);
                 // dx = dsum (residual) + dqkv · W_qkv.
-                let whole = (0..self.seqs.count()).all(|i| self.seqs.rows_of(i).len() <= self.grad_positions);
-                if !whole {
+                if !self.seqs.leading_is_all(self.grad_positions) {
                     leading_positions_backward(&mut dsum, &dqkv, w.qkv_w, d, &self.seqs, self.grad_positions)?;
                 } else {
                     linear_backward_into(&mut dsum, &dqkv, w.qkv_w, 3 * d, d, true)?;
@@ -326,27 +325,11 @@ fn leading_positions_backward(
     seqs: &Seqs,
     p: usize,
 ) -> Result<()> {
-    let lead = |i: usize| seqs.rows_of(i).start..seqs.rows_of(i).start + p.min(seqs.rows_of(i).len());
-    let rows: usize = (0..seqs.count()).map(|i| lead(i).len()).sum();
-    if rows == 0 || d == 0 {
-        dsum.fill(0.0);
-        return Ok(());
+    let g = seqs.gather_leading(p, dqkv, 3 * d);
+    let mut dx = seqs.gather_leading(p, dsum, d);
+    if !dx.is_empty() {
+        linear_backward_into(&mut dx, &g, qkv_w, 3 * d, d, true)?;
     }
-    let mut g = Vec::with_capacity(rows * 3 * d);
-    let mut dx = Vec::with_capacity(rows * d);
-    for i in 0..seqs.count() {
-        let r = lead(i);
-        g.extend_from_slice(&dqkv[r.start * 3 * d..r.end * 3 * d]);
-        dx.extend_from_slice(&dsum[r.start * d..r.end * d]);
-    }
-    linear_backward_into(&mut dx, &g, qkv_w, 3 * d, d, true)?;
-    dsum.fill(0.0);
-    let mut done = 0;
-    for i in 0..seqs.count() {
-        let r = lead(i);
-        let n = r.len() * d;
-        dsum[r.start * d..r.end * d].copy_from_slice(&dx[done..done + n]);
-        done += n;
-    }
+    seqs.scatter_leading(p, &dx, d, dsum);
     Ok(())
 }

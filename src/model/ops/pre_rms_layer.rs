@@ -343,11 +343,8 @@ impl CustomOp1 for FusedBlock {
                 attention::backward_seqs(&s.qkv, &s.probs, &dctx, 1.0, inner, &self.seqs, &mut dqkv)?;
                 drop(dctx);
                 // dx = dmid + rms'(dqkv · W_qkv), on the rows that need it.
-                let lead = |i: usize| {
-                    let r = self.seqs.rows_of(i);
-                    r.start..r.start + self.grad_positions.min(r.len())
-                };
-                if (0..self.seqs.count()).all(|i| lead(i) == self.seqs.rows_of(i)) {
+                let p = self.grad_positions;
+                if self.seqs.leading_is_all(p) {
                     for (i, wp) in [wq, wk, wv].into_iter().enumerate() {
                         let rows = Rows { data: &dqkv[i * inner..], row_stride: 3 * inner };
                         linear_backward_strided(&mut dnormed, rows, wp, (m, inner, d), i > 0)?;
@@ -358,30 +355,18 @@ impl CustomOp1 for FusedBlock {
                 }
                 // Gathered so that each product is one gemm over the
                 // (sequences × prompt) rows, not one per sequence.
-                let (mut g, mut gx, mut gdx, mut grstd) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-                for i in 0..self.seqs.count() {
-                    let r = lead(i);
-                    g.extend_from_slice(&dqkv[r.start * 3 * inner..r.end * 3 * inner]);
-                    gx.extend_from_slice(&x[r.start * d..r.end * d]);
-                    gdx.extend_from_slice(&dmid[r.start * d..r.end * d]);
-                    grstd.extend_from_slice(&s.attn_rstd[r.clone()]);
-                }
-                let rows = grstd.len();
+                let g = self.seqs.gather_leading(p, &dqkv, 3 * inner);
+                let mut gdx = self.seqs.gather_leading(p, &dmid, d);
+                let rstd = self.seqs.gather_leading(p, &s.attn_rstd, 1);
+                let rows = rstd.len();
                 let mut gdn = vec![0f32; rows * d];
                 for (i, wp) in [wq, wk, wv].into_iter().enumerate() {
                     let g = Rows { data: &g[i * inner..], row_stride: 3 * inner };
                     linear_backward_strided(&mut gdn, g, wp, (rows, inner, d), i > 0)?;
                 }
-                rms_rows_backward_add(&mut gdx, &mut gdn, &gx, attn_norm, &grstd);
+                rms_rows_backward_add(&mut gdx, &mut gdn, &self.seqs.gather_leading(p, x, d), attn_norm, &rstd);
                 let mut dx = dmid;
-                dx.fill(0.0);
-                let mut done = 0;
-                for i in 0..self.seqs.count() {
-                    let r = lead(i);
-                    let n = r.len() * d;
-                    dx[r.start * d..r.end * d].copy_from_slice(&gdx[done..done + n]);
-                    done += n;
-                }
+                self.seqs.scatter_leading(p, &gdx, d, &mut dx);
                 Ok(dx)
             })
         })?;

@@ -130,27 +130,22 @@ unsafe fn by_row_blocks(product: Product, pack_a_block: bool) {
                 let cols = NR.min(n - j * NR);
                 for mp in 0..micro_panels {
                     let (i, live) = (start + mp * MR, MR.min(m - start - mp * MR));
-                    let c = out.get().add(i * ldc + j * NR);
+                    let packed = pack_a_block.then(|| &packed_a[mp * MR * kc..][..kc * MR]);
                     // SAFETY: the tile's rows i..i+live and columns
                     // 16j..16j+cols are inside dst, and only this task
                     // writes rows start..start+rows; A's rows i..i+live at
-                    // depths pc..pc+kc are inside a (or packed_a).
+                    // depths pc..pc+kc are inside a.
                     unsafe {
-                        if pack_a_block {
-                            let ap = Packed(packed_a[mp * MR * kc..][..kc * MR].as_ptr());
-                            micro_kernel(kc, ap, bp, c, ldc, live, cols, overwrite)
-                        } else {
-                            micro_kernel(
-                                kc,
-                                InPlace::new(a, (a_rs, a_cs), i, live, pc),
-                                bp,
-                                c,
-                                ldc,
-                                live,
-                                cols,
-                                overwrite,
-                            )
-                        }
+                        tile(
+                            packed,
+                            (a, a_rs, a_cs),
+                            (i, live, pc, kc),
+                            bp,
+                            out.get().add(i * ldc + j * NR),
+                            ldc,
+                            cols,
+                            overwrite,
+                        )
                     };
                 }
             }
@@ -193,10 +188,9 @@ unsafe fn by_column_panels(product: Product, pack_a_block: bool) {
         // SAFETY: every row and depths pc..pc+kc are inside a.
         unsafe { pack_a(a_addr as *const f32, (a_rs, a_cs), 0, m, pc, kc_step.min(k - pc), block) };
     };
-    if !pack_a_block {
-    } else if parallel {
+    if pack_a_block && parallel {
         packed_a.par_chunks_mut(block_len).enumerate().for_each(pack);
-    } else {
+    } else if pack_a_block {
         packed_a.chunks_mut(block_len).enumerate().for_each(pack);
     }
     let panels = n.div_ceil(NR);
@@ -218,19 +212,23 @@ unsafe fn by_column_panels(product: Product, pack_a_block: bool) {
                 let cols = NR.min(n - j * NR);
                 for mp in 0..micro_panels {
                     let (i, live) = (mp * MR, MR.min(m - mp * MR));
-                    let (c, bp) = (out.get().add(i * ldc + j * NR), &bp[..kc * NR]);
+                    let packed = pack_a_block.then(|| &block[mp * MR * kc..][..kc * MR]);
+                    let a = (a_addr as *const f32, a_rs, a_cs);
                     // SAFETY: the tile's rows i..i+live and columns
                     // 16j..16j+cols are inside dst, and only this task
                     // writes panels first..last; A's rows i..i+live at
-                    // depths pc..pc+kc are inside a (or packed_a).
+                    // depths pc..pc+kc are inside a.
                     unsafe {
-                        if pack_a_block {
-                            let ap = Packed(block[mp * MR * kc..][..kc * MR].as_ptr());
-                            micro_kernel(kc, ap, bp, c, ldc, live, cols, overwrite)
-                        } else {
-                            let ap = InPlace::new(a_addr as *const f32, (a_rs, a_cs), i, live, pc);
-                            micro_kernel(kc, ap, bp, c, ldc, live, cols, overwrite)
-                        }
+                        tile(
+                            packed,
+                            a,
+                            (i, live, pc, kc),
+                            &bp[..kc * NR],
+                            out.get().add(i * ldc + j * NR),
+                            ldc,
+                            cols,
+                            overwrite,
+                        )
                     };
                 }
             }
@@ -243,6 +241,32 @@ unsafe fn by_column_panels(product: Product, pack_a_block: bool) {
     }
     give_buffer(packed_a);
 }
+
+/// One 6 × 16 tile (rows i..i+live, depths pc..pc+kc): from A's packed
+/// micro-panel when there is one, else from A in place.
+///
+/// # Safety
+/// As [`micro_kernel`]; rows i..i+live at depths pc..pc+kc inside a.
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile(
+    packed: Option<&[f32]>,
+    (a, a_rs, a_cs): (*const f32, usize, usize),
+    (i, live, pc, kc): (usize, usize, usize, usize),
+    bp: &[f32],
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    overwrite: bool,
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match packed {
+            Some(panel) => micro_kernel(kc, Packed(panel.as_ptr()), bp, c, ldc, live, cols, overwrite),
+            None => micro_kernel(kc, InPlace::new(a, (a_rs, a_cs), i, live, pc), bp, c, ldc, live, cols, overwrite),
+        }
+    }
+}
+
 thread_local! {
     /// The packed operand of the last product on this thread, kept for the
     /// next (a step makes ~50 of these products): a fresh multi-megabyte
