@@ -147,7 +147,7 @@ impl CustomOp1 for Activation {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(self.name(), s, l)?;
-        let mut y = vec![0f32; x.len()];
+        let mut y = super::fill::zeros(x.len());
         self.forward_into(&mut y, x);
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
@@ -171,7 +171,7 @@ impl CustomOp2 for Backward {
         if g.len() != x.len() {
             candle_core::bail!("{}: gradient and input differ in size", self.name());
         }
-        let mut dx = vec![0f32; x.len()];
+        let mut dx = super::fill::zeros(x.len());
         self.0.backward_into(&mut dx, x, g);
         Ok((CpuStorage::F32(dx), xl.shape().clone()))
     }

@@ -300,8 +300,8 @@ impl CustomOp1 for Attention {
     fn cpu_fwd(&self, s: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let qkv = f32_slice(self.name(), s, layout)?;
         let dims = Dims::of(layout, self.heads)?;
-        let mut ctx = vec![0f32; dims.b * dims.l * dims.d];
-        let mut probs = vec![0f32; dims.b * dims.heads * dims.l * dims.l];
+        let mut ctx = super::fill::zeros(dims.b * dims.l * dims.d);
+        let mut probs = super::fill::zeros(dims.b * dims.heads * dims.l * dims.l);
         forward_into(qkv, &self.keep, None, dims.default_scale(), dims, &mut ctx, &mut probs);
         if let Ok(mut slot) = self.probs.lock() {
             *slot = Some(Arc::new(probs));
@@ -334,7 +334,7 @@ impl CustomOp2 for AttentionBackward {
         let qkv = f32_slice(self.name(), s, layout)?;
         let g = f32_slice(self.name(), gs, gl)?;
         let dims = Dims::of(layout, self.heads)?;
-        let mut dqkv = vec![0f32; qkv.len()];
+        let mut dqkv = super::fill::zeros(qkv.len());
         backward_into(qkv, &self.probs, g, dims.default_scale(), dims, &mut dqkv)?;
         Ok((CpuStorage::F32(dqkv), layout.shape().clone()))
     }

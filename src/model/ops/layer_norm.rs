@@ -49,7 +49,7 @@ impl CustomOp2 for AddLayerNorm {
         let a = f32_slice(self.name(), s1, l1)?;
         let r = f32_slice(self.name(), s2, l2)?;
         let n = self.0.w.len();
-        let mut y = vec![0f32; a.len()];
+        let mut y = super::fill::zeros(a.len());
         y.par_chunks_mut(n).zip(a.par_chunks(n).zip(r.par_chunks(n))).with_min_len(min_rows(n)).for_each(
             |(y, (a, r))| {
                 for ((o, &a), &r) in y.iter_mut().zip(a).zip(r) {
@@ -110,7 +110,7 @@ impl CustomOp1 for LayerNorm {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(self.name(), s, l)?;
         let n = self.w.len();
-        let mut y = vec![0f32; x.len()];
+        let mut y = super::fill::zeros(x.len());
         y.par_chunks_mut(n).zip(x.par_chunks(n)).with_min_len(min_rows(n)).for_each(|(y, x)| {
             let (mean, rstd) = stats(x, self.eps);
             for (((o, &v), &w), &b) in y.iter_mut().zip(x).zip(self.w.iter()).zip(self.b.iter()) {
@@ -143,7 +143,7 @@ impl CustomOp2 for LayerNormBackward {
         let x = f32_slice(self.name(), xs, xl)?;
         let g = f32_slice(self.name(), gs, gl)?;
         let n = self.w.len();
-        let mut dx = vec![0f32; x.len()];
+        let mut dx = super::fill::zeros(x.len());
         dx.par_chunks_mut(n).zip(x.par_chunks(n).zip(g.par_chunks(n))).with_min_len(min_rows(n)).for_each(
             |(dx, (x, g))| {
                 let (mean, rstd) = stats(x, self.eps);

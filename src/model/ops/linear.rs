@@ -45,16 +45,9 @@ impl CustomOp1 for FrozenLinear {
         if let Some(last) = dims.last_mut() {
             *last = n;
         }
-        let mut y = vec![0f32; m * n];
-        let read_dst = match &self.b {
-            Some(b) => {
-                let bias = b.to_vec1::<f32>()?;
-                for row in y.chunks_mut(n) {
-                    row.copy_from_slice(&bias);
-                }
-                true
-            }
-            None => false,
+        let (mut y, read_dst) = match &self.b {
+            Some(b) => (super::fill::repeat_row(&b.to_vec1::<f32>()?, m), true),
+            None => (super::fill::zeros(m * n), false),
         };
         let (ws, wl) = self.w.storage_and_layout();
         let Storage::Cpu(ws) = &*ws else { bail!("{}: weight is not on the CPU", self.name()) };
@@ -70,7 +63,7 @@ impl CustomOp1 for FrozenLinear {
         // On the frozen products' backend, as the forward (candle's matmul
         // would take the gemm crate whatever the backend).
         let dx = super::cpu::with_cpu_slices(self.name(), &[&g, &self.w], |gw| {
-            let mut dx = vec![0f32; m * k];
+            let mut dx = super::fill::zeros(m * k);
             linear_backward_into(&mut dx, gw[0], gw[1], n, k, false)?;
             Ok(dx)
         })?;

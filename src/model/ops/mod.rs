@@ -15,6 +15,7 @@ mod activation;
 mod attention;
 pub mod blas;
 mod cpu;
+mod fill;
 mod layer_norm;
 mod linear;
 mod post_ln_layer;

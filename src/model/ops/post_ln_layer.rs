@@ -15,6 +15,7 @@ use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use super::activation::{gelu_backward_in_place, gelu_into};
 use super::attention::{self, attended_keys, Seqs};
 use super::cpu::{f32_slice, with_cpu_slices, SavedForward};
+use super::fill::{self, add_row, repeat_row};
 use super::layer_norm::{normalize_rows, normalize_rows_backward};
 use super::linear::{linear_backward_into, linear_into};
 use super::scratch::Scratch;
@@ -205,26 +206,6 @@ struct FusedLayer {
     saved: SavedForward<Saved>,
 }
 
-/// `rows` copies of `row`, one after the other.
-fn repeat_rows(row: &[f32], rows: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(row.len() * rows);
-    for _ in 0..rows {
-        out.extend_from_slice(row);
-    }
-    out
-}
-
-/// out = a + row, `row` broadcast over the rows of `a`.
-fn add_row(a: &[f32], row: &[f32]) -> Vec<f32> {
-    let mut out = a.to_vec();
-    for chunk in out.chunks_mut(row.len()) {
-        for (o, &r) in chunk.iter_mut().zip(row) {
-            *o += r;
-        }
-    }
-    out
-}
-
 impl CustomOp1 for FusedLayer {
     fn name(&self) -> &'static str {
         "attempt-post-ln-layer"
@@ -240,7 +221,7 @@ impl CustomOp1 for FusedLayer {
         let scale = attention::default_scale(d, self.layer.heads);
         let eps = self.layer.eps as f32;
         let (y, saved) = with_weights(&self.layer, |w| {
-            let mut qkv = repeat_rows(w.qkv_b, m);
+            let mut qkv = repeat_row(w.qkv_b, m);
             linear_into(&mut qkv, x, w.qkv_w, 3 * d, d, true)?;
             // Scratch: attention writes every element of both.
             let mut ctx = Scratch::take(m * d);
@@ -252,10 +233,10 @@ impl CustomOp1 for FusedLayer {
             linear_into(&mut attn_xhat, &ctx, w.attn_out_w, d, d, true)?;
             drop(ctx);
             let mut attn_rstd = vec![0f32; m];
-            let mut hidden = vec![0f32; m * d];
+            let mut hidden = fill::zeros(m * d);
             normalize_rows(&mut attn_xhat, &mut attn_rstd, &mut hidden, w.attn_ln_w, w.attn_ln_b, eps);
 
-            let mut intermediate = repeat_rows(w.intermediate_b, m);
+            let mut intermediate = repeat_row(w.intermediate_b, m);
             linear_into(&mut intermediate, &hidden, w.intermediate_w, i, d, true)?;
             let mut activated = Scratch::take(m * i);
             gelu_into(&mut activated, &intermediate);
@@ -285,7 +266,7 @@ impl CustomOp1 for FusedLayer {
                     bail!("{}: gradient of {} values for {m} rows of {d}", self.name(), g.len());
                 }
                 // Second block: y = LN(h + FFN(h)).
-                let mut dsum = g.to_vec();
+                let mut dsum = fill::copy(g);
                 normalize_rows_backward(&mut dsum, &s.output_xhat, &s.output_rstd, w.output_ln_w);
                 // Scratch: the products below overwrite them (β = 0).
                 let mut dact = Scratch::take(m * i);

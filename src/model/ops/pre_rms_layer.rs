@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use super::activation::gelu_tanh_and_derivative;
 use super::attention::{self, attended_keys, Seqs};
 use super::cpu::{f32_slice, vectorized, with_cpu_slices, SavedForward};
+use super::fill;
 use super::linear::{linear_backward_into, linear_backward_strided, linear_into, linear_strided, Rows};
 use super::rms_norm::{rms_rows, rms_rows_backward_add};
 use super::scratch::Scratch;
@@ -289,7 +290,7 @@ impl CustomOp1 for FusedBlock {
             // T5 folds 1/√d_kv into its initialisation: scores are unscaled.
             let (keep, bias) = (self.keep.as_deref(), Some((self.bias.as_slice(), self.bias_len)));
             attention::forward_seqs(&qkv, keep, bias, 1.0, inner, &self.seqs, &mut ctx, &mut probs);
-            let mut mid = x.to_vec();
+            let mut mid = fill::copy(x);
             linear_into(&mut mid, &ctx, wo_attn, d, inner, true)?;
             drop(ctx);
 
@@ -325,7 +326,7 @@ impl CustomOp1 for FusedBlock {
                 let (attn_norm, wq, wk, wv, wo_attn, ffn_norm, wo, wi) =
                     (w[0], w[1], w[2], w[3], w[4], w[5], w[6], &w[7..]);
                 // y = mid + FFN(rms(mid)).
-                let mut dmid = g.to_vec();
+                let mut dmid = fill::copy(g);
                 let mut dact = Scratch::take(m * ff);
                 linear_backward_into(&mut dact, g, wo, d, ff, false)?;
                 let dpre = self.activation_backward(dact, &s.pre, ff);

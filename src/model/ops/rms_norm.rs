@@ -60,7 +60,7 @@ impl CustomOp2 for RmsNorm {
     ) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(self.name(), xs, xs_layout)?;
         let w = f32_slice(self.name(), ws, ws_layout)?;
-        let mut out = vec![0f32; x.len()];
+        let mut out = super::fill::zeros(x.len());
         let mut rstd = vec![0f32; x.len() / w.len().max(1)];
         rms_rows(x, w, self.eps, &mut rstd, &mut out);
         Ok((CpuStorage::F32(out), xs_layout.shape().clone()))
@@ -115,7 +115,7 @@ impl CustomOp3 for RmsNormInputGrad {
         let rstd: Vec<f32> = x.par_chunks(d).with_min_len(MIN_ROWS_PER_TASK).map(|x| inv_rms(x, self.eps)).collect();
         // The backward kernel uses the gradient as scratch: a copy.
         let mut g = f32_slice(self.name(), gs, gs_layout)?.to_vec();
-        let mut dx = vec![0f32; x.len()];
+        let mut dx = super::fill::zeros(x.len());
         rms_rows_backward_add(&mut dx, &mut g, x, w, &rstd);
         Ok((CpuStorage::F32(dx), xs_layout.shape().clone()))
     }

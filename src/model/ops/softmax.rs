@@ -83,7 +83,7 @@ impl MaskedSoftmax {
         if bias.is_some_and(|b| b.len() != x.len()) {
             candle_core::bail!("{}: bias and scores differ in size", self.name());
         }
-        let mut y = vec![0f32; x.len()];
+        let mut y = super::fill::zeros(x.len());
         if n > 0 {
             y.par_chunks_mut(n).zip(x.par_chunks(n)).enumerate().with_min_len(min_rows(n)).for_each(|(row, (y, x))| {
                 let keep = self.mask.as_ref().map(|m| m.for_row(row, n));
