@@ -5,6 +5,7 @@
 # Prints each side's mean step time, wall time and peak memory, and the ratios.
 #
 #   bash scripts/bench_peft.sh [TASK] [STEPS] [DATA_DIR]      (rte, epoch, ../shared/data)
+#   GEMM="auto bf16" bash scripts/bench_peft.sh rte      (our side once per ATTEMPT_GEMM value)
 #
 # STEPS `epoch` (the default): one epoch each, so both sides train on the
 # same examples. With a step count the two sides draw different batches (the
@@ -20,6 +21,7 @@ BIN=$(realpath "${BIN:-target/release/attempt-pkg}")
 PYTHON=${PYTHON:-.venv/bin/python}
 MODEL_DIR=${MODEL_DIR:-${ATTEMPT_HOME:-$HOME/.attempt}/models/all-MiniLM-L6-v2}
 THREADS=${THREADS:-$(nproc)}
+read -r -a GEMMS <<<"${GEMM:-auto}"
 [[ -x "$BIN" ]] || { echo "no binary at $BIN: run \`cargo build --release\` or set BIN" >&2; exit 1; }
 [[ -f "$MODEL_DIR/config.json" ]] || { echo "no model at $MODEL_DIR: run \`attempt-pkg model fetch minilm\`" >&2; exit 1; }
 "$PYTHON" -c "import torch, transformers, peft" 2>/dev/null \
@@ -39,31 +41,38 @@ for mode in plain grouped; do
   else
     ours+=(--max-steps "$STEPS" --epochs 1000) peft+=(--steps "$STEPS")
   fi
-  /usr/bin/time -f "%e %M" -o "$W/ours-$mode.time" env RAYON_NUM_THREADS="$THREADS" "$BIN" --project "$W/p" --json train \
-    --task "$TASK" --data-dir "$DATA_DIR" --method pt --prompt-length 20 --max-length 128 --batch-size 16 \
-    --lr 0.3 --lr-other 5e-3 --eval-every 1000 --max-eval-examples 16 --seed 1 \
-    "${ours[@]}" --run-dir "$W/p/run-$mode" --quiet >"$W/ours-$mode.json" 2>"$W/ours-$mode.log" \
-    || { cat "$W/ours-$mode.log" >&2; exit 1; }
+  for gemm in "${GEMMS[@]}"; do
+    out="$W/ours-$gemm-$mode"
+    /usr/bin/time -f "%e %M" -o "$out.time" env RAYON_NUM_THREADS="$THREADS" ATTEMPT_GEMM="$gemm" "$BIN" \
+      --project "$W/p" --json train \
+      --task "$TASK" --data-dir "$DATA_DIR" --method pt --prompt-length 20 --max-length 128 --batch-size 16 \
+      --lr 0.3 --lr-other 5e-3 --eval-every 1000 --max-eval-examples 16 --seed 1 \
+      "${ours[@]}" --run-dir "$W/p/run-$gemm-$mode" --quiet >"$out.json" 2>"$out.log" \
+      || { cat "$out.log" >&2; exit 1; }
+  done
   /usr/bin/time -f "%e %M" -o "$W/peft-$mode.time" "$PYTHON" "$(dirname "$0")/bench_peft.py" "$MODEL_DIR" "$DATA_DIR" \
     --task "$TASK" --batch-size 16 --max-length 128 --virtual-tokens 20 --lr 0.3 --lr-head 5e-3 \
     --threads "$THREADS" "${peft[@]}" >"$W/peft-$mode.json" 2>"$W/peft-$mode.log" \
     || { cat "$W/peft-$mode.log" >&2; exit 1; }
 done
 
-python3 - "$W" <<'PY'
+python3 - "$W" "${GEMMS[@]}" <<'PY'
 import json, sys
-w = sys.argv[1]
+w, gemms = sys.argv[1], sys.argv[2:]
 for mode in ("plain", "grouped"):
-    ours = json.load(open(f"{w}/ours-{mode}.json"))
     peft = json.loads(open(f"{w}/peft-{mode}.json").read().strip().splitlines()[-1])
-    (ow, om), (pw, pm) = [map(float, open(f"{w}/{n}-{mode}.time").read().split()) for n in ("ours", "peft")]
-    rows = [("mean step, ms", ours["mean_step_seconds"] * 1e3, peft["mean_step_s"] * 1e3),
-            ("wall, s (load + steps + exit)", ow, pw), ("peak RSS, MB", om / 1024, pm / 1024)]
-    if mode == "plain":
-        print(f"PEFT: torch {peft['torch']}; {ours['steps']} steps each; trainable: attempt-pkg "
-              f"{ours['trainable_parameters']}, PEFT {peft['trainable']}")
-    print(f"{'batches ' + ('grouped by length' if mode == 'grouped' else 'not grouped'):32} "
-          f"{'attempt-pkg':>12} {'PEFT':>10} {'ratio':>7}")
-    for name, a, b in rows:
-        print(f"  {name:30} {a:12.1f} {b:10.1f} {a / b:7.2f}")
+    pw, pm = map(float, open(f"{w}/peft-{mode}.time").read().split())
+    for gemm in gemms:
+        ours = json.load(open(f"{w}/ours-{gemm}-{mode}.json"))
+        ow, om = map(float, open(f"{w}/ours-{gemm}-{mode}.time").read().split())
+        rows = [("mean step, ms", ours["mean_step_seconds"] * 1e3, peft["mean_step_s"] * 1e3),
+                ("wall, s (load + steps + exit)", ow, pw), ("peak RSS, MB", om / 1024, pm / 1024)]
+        if mode == "plain" and gemm == gemms[0]:
+            print(f"PEFT: torch {peft['torch']}; {ours['steps']} steps each; trainable: attempt-pkg "
+                  f"{ours['trainable_parameters']}, PEFT {peft['trainable']}")
+        kernels = ours.get("kernels", {}).get("gemm", gemm)
+        print(f"{'batches ' + ('grouped by length' if mode == 'grouped' else 'not grouped'):32} "
+              f"{'ours (' + kernels + ')':>12} {'PEFT':>10} {'ratio':>7}")
+        for name, a, b in rows:
+            print(f"  {name:30} {a:12.1f} {b:10.1f} {a / b:7.2f}")
 PY

@@ -90,8 +90,9 @@ pub struct RunRecord {
     pub best_epoch: Option<usize>,
     pub best_score: Option<f64>,
     pub interrupted: bool,
-    /// The kernels the run computed with; results differ across them in
-    /// the last bits. Absent in runs recorded before it was kept.
+    /// The kernels the run computed with; fp32 results differ across them in
+    /// the last bits, and `bf16` rounds the frozen products' operands to bf16.
+    /// Absent in runs recorded before it was kept.
     #[serde(default)]
     pub kernels: Option<RunKernels>,
 }
@@ -100,7 +101,7 @@ pub struct RunRecord {
 /// kernels ran (see README, Kernel paths).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunKernels {
-    /// `gemm`, `mkl`, `openblas` or `blis`.
+    /// `gemm`, `avx2`, `bf16`, `mkl`, `openblas` or `blis`.
     pub gemm: String,
     /// `avx2` or `portable`.
     pub kernel_path: String,

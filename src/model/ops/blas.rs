@@ -15,8 +15,9 @@
 use std::ffi::{c_float, c_int};
 use std::sync::OnceLock;
 
-/// Environment variable that forces a backend: `gemm`, `openblas`, `blis` or `mkl`
-/// (unset or `auto`: [`auto_backend`], the one measured fastest on this CPU kind).
+/// Environment variable that forces a backend: `gemm`, `avx2`, `openblas`,
+/// `blis`, `mkl` or `bf16` (unset or `auto`: [`auto_backend`], the one
+/// measured fastest on this CPU kind; never `bf16`, which rounds).
 pub const GEMM_BACKEND_VAR: &str = "ATTEMPT_GEMM";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,10 @@ pub enum GemmBackend {
     /// attempt-pkg's own AVX2 + FMA kernel (`sgemm_avx2`), compiled in; only
     /// on CPUs that have both.
     Avx2,
+    /// attempt-pkg's own bf16 kernel (`sgemm_bf16`: operands rounded to
+    /// bf16, fp32 sums), compiled in; only on CPUs with AVX512-BF16, and only
+    /// when asked for: its products are not fp32's.
+    Bf16,
     OpenBlas,
     Blis,
     /// Intel oneMKL, single-threaded inside, run on candle's threads by rows.
@@ -33,13 +38,20 @@ pub enum GemmBackend {
 }
 
 impl GemmBackend {
-    pub const ALL: [GemmBackend; 5] =
-        [GemmBackend::Gemm, GemmBackend::Avx2, GemmBackend::OpenBlas, GemmBackend::Blis, GemmBackend::Mkl];
+    pub const ALL: [GemmBackend; 6] = [
+        GemmBackend::Gemm,
+        GemmBackend::Avx2,
+        GemmBackend::Bf16,
+        GemmBackend::OpenBlas,
+        GemmBackend::Blis,
+        GemmBackend::Mkl,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             GemmBackend::Gemm => "gemm",
             GemmBackend::Avx2 => "avx2",
+            GemmBackend::Bf16 => "bf16",
             GemmBackend::OpenBlas => "openblas",
             GemmBackend::Blis => "blis",
             GemmBackend::Mkl => "mkl",
@@ -50,7 +62,7 @@ impl GemmBackend {
     /// order), and how to install one.
     fn library(self) -> Option<(&'static [&'static str], &'static str)> {
         match self {
-            GemmBackend::Gemm | GemmBackend::Avx2 => None,
+            GemmBackend::Gemm | GemmBackend::Avx2 | GemmBackend::Bf16 => None,
             GemmBackend::OpenBlas => Some((&["libopenblas.so.0"], "install Debian's libopenblas0-pthread")),
             GemmBackend::Blis => Some((&["libblis.so.4"], "install Debian's libblis4-pthread")),
             GemmBackend::Mkl => Some((
@@ -177,7 +189,7 @@ impl SystemBlas {
                         set(i64::from(threads));
                     }
                 }
-                GemmBackend::Gemm | GemmBackend::Avx2 | GemmBackend::Mkl => {}
+                GemmBackend::Gemm | GemmBackend::Avx2 | GemmBackend::Bf16 | GemmBackend::Mkl => {}
             }
         }
         Ok(SystemBlas { sgemm, row_threads, _library: library })
@@ -369,7 +381,7 @@ pub fn system_blas(backend: GemmBackend) -> Result<&'static SystemBlas, String> 
     static BLIS: OnceLock<Result<SystemBlas, String>> = OnceLock::new();
     static MKL: OnceLock<Result<SystemBlas, String>> = OnceLock::new();
     let slot = match backend {
-        GemmBackend::Gemm | GemmBackend::Avx2 => {
+        GemmBackend::Gemm | GemmBackend::Avx2 | GemmBackend::Bf16 => {
             return Err(format!("{} is built in, not a system library", backend.as_str()))
         }
         GemmBackend::OpenBlas => &OPENBLAS,
@@ -380,13 +392,15 @@ pub fn system_blas(backend: GemmBackend) -> Result<&'static SystemBlas, String> 
 }
 
 /// The backends this machine can run now: gemm always, avx2 on a CPU with
-/// AVX2 and FMA, a system BLAS when its library loads.
+/// AVX2 and FMA, bf16 on one with AVX512-BF16, a system BLAS when its
+/// library loads.
 pub fn available_backends() -> Vec<GemmBackend> {
     GemmBackend::ALL
         .into_iter()
         .filter(|b| match b {
             GemmBackend::Gemm => true,
             GemmBackend::Avx2 => super::sgemm_avx2::available(),
+            GemmBackend::Bf16 => super::sgemm_bf16::available(),
             _ => system_blas(*b).is_ok(),
         })
         .collect()
@@ -448,11 +462,15 @@ pub fn gemm_backend() -> GemmBackend {
             Some(GemmBackend::Avx2) => {
                 panic!("{GEMM_BACKEND_VAR}={v}: this CPU lacks AVX2 or FMA; or unset {GEMM_BACKEND_VAR}")
             }
+            Some(GemmBackend::Bf16) if super::sgemm_bf16::available() => GemmBackend::Bf16,
+            Some(GemmBackend::Bf16) => panic!(
+                "{GEMM_BACKEND_VAR}={v}: this CPU lacks AVX512-BF16 (AMD Zen 4 or newer, Intel Cooper Lake or newer have it); or unset {GEMM_BACKEND_VAR}"
+            ),
             Some(b) => match system_blas(b) {
                 Ok(_) => b,
                 Err(why) => panic!("{GEMM_BACKEND_VAR}={v}: {why}; or unset {GEMM_BACKEND_VAR}"),
             },
-            None => panic!("{GEMM_BACKEND_VAR}={v}: name one of gemm, avx2, openblas, blis, mkl, auto"),
+            None => panic!("{GEMM_BACKEND_VAR}={v}: name one of gemm, avx2, bf16, openblas, blis, mkl, auto"),
         },
         _ => auto_backend(),
     })

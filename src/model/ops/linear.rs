@@ -132,14 +132,20 @@ fn gemm_rows_on(
     if m == 0 || cols == 0 {
         return Ok(());
     }
-    if backend == super::blas::GemmBackend::Avx2 {
-        if !super::sgemm_avx2::available() {
-            bail!("linear: the avx2 backend needs a CPU with AVX2 and FMA");
+    if matches!(backend, super::blas::GemmBackend::Avx2 | super::blas::GemmBackend::Bf16) {
+        let (kernel, available, needs): (unsafe fn(super::sgemm_avx2::Product), bool, &str) =
+            if backend == super::blas::GemmBackend::Avx2 {
+                (super::sgemm_avx2::sgemm, super::sgemm_avx2::available(), "AVX2 and FMA")
+            } else {
+                (super::sgemm_bf16::sgemm, super::sgemm_bf16::available(), "AVX512-BF16")
+            };
+        if !available {
+            bail!("linear: the {} backend needs a CPU with {needs}", backend.as_str());
         }
         // w read as [inner, cols]: element (p, j) at p·w_rs + j·w_cs.
         // SAFETY: the extents are checked above; the kernel's CPU features too.
         unsafe {
-            super::sgemm_avx2::sgemm(super::sgemm_avx2::Product {
+            kernel(super::sgemm_avx2::Product {
                 m,
                 n: cols,
                 k: inner,

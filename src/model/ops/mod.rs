@@ -23,6 +23,7 @@ mod pre_rms_layer;
 pub mod rms_norm;
 mod scratch;
 mod sgemm_avx2;
+pub mod sgemm_bf16;
 mod softmax;
 
 pub use activation::{gelu_erf, gelu_tanh, relu};
