@@ -18,6 +18,8 @@ def mean_sd(xs):
 
 def main(out):
     rows = [json.loads(line) for line in open(f"{out}/bf16.jsonl") if line.strip()]
+    if not rows:
+        sys.exit(f"no runs in {out}/bf16.jsonl yet: run scripts/experiment_bf16.sh DATA_DIR {out}")
     by = defaultdict(dict)  # (task, gemm) -> seed -> row
     for r in rows:
         by[(r["task"], r["gemm"])][r["seed"]] = r

@@ -19,7 +19,7 @@ MODEL_DIR=${MODEL_DIR:-${ATTEMPT_HOME:-$HOME/.attempt}/models/all-MiniLM-L6-v2}
 : "${TASKS:=sst2 trec}" "${SEEDS:=1 2 3}" "${GEMMS:=gemm avx2 bf16}" "${STEPS:=300}" "${MAX_EVAL:=1000}"
 [[ -x "$BIN" ]] || { echo "no binary at $BIN: run \`cargo build --release\` or set BIN" >&2; exit 1; }
 [[ -f "$MODEL_DIR/config.json" ]] || { echo "no model at $MODEL_DIR: run \`attempt-pkg model fetch minilm\`" >&2; exit 1; }
-mkdir -p "$OUT"
+mkdir -p "$OUT/runs"
 RESULTS="$OUT/bf16.jsonl"
 touch "$RESULTS"
 [[ -d "$OUT/project" ]] || "$BIN" --project "$OUT/project" init --name bf16 --model-path "$MODEL_DIR" >/dev/null
