@@ -147,6 +147,11 @@ pub struct RunIdentity {
     pub tasks: Vec<TaskIdentity>,
     /// The source prompts, `name@version`, in mixture order.
     pub sources: Vec<String>,
+    /// The frozen products' precision, `fp32` or `bf16` (`ATTEMPT_GEMM=bf16`):
+    /// a run continued in the other would be neither. Absent when recorded
+    /// by an older attempt-pkg (then not checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
 }
 
 /// A task by name and its number of training and dev examples (a changed
@@ -190,6 +195,13 @@ impl RunIdentity {
         if self.sources != now.sources {
             let list = |s: &[String]| if s.is_empty() { "none".to_string() } else { s.join(", ") };
             lines.push(format!("sources: {} when started, {} now", list(&self.sources), list(&now.sources)));
+        }
+        if let (Some(then), Some(now)) = (&self.precision, &now.precision) {
+            if then != now {
+                lines.push(format!(
+                    "precision of the frozen products: {then} when started, {now} now (set ATTEMPT_GEMM as when it started)"
+                ));
+            }
         }
         lines
     }
@@ -309,4 +321,30 @@ pub fn attention_svg(title: &str, names: &[String], weights: &[f32]) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(precision: Option<&str>) -> RunIdentity {
+        RunIdentity {
+            config: serde_json::json!({"lr": 0.3}),
+            tasks: vec![TaskIdentity { name: "rte".into(), train: 10, dev: 5 }],
+            sources: vec![],
+            precision: precision.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_run_is_not_continued_in_another_precision() {
+        let lines = identity(Some("fp32")).differences(&identity(Some("bf16")));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("fp32 when started, bf16 now") && lines[0].contains("ATTEMPT_GEMM"), "{}", lines[0]);
+        assert!(identity(Some("bf16")).differences(&identity(Some("bf16"))).is_empty());
+        // Recorded by an older attempt-pkg: nothing to compare with.
+        assert!(identity(None).differences(&identity(Some("bf16"))).is_empty());
+        let old: RunIdentity = serde_json::from_str(r#"{"config": {}, "tasks": [], "sources": []}"#).unwrap();
+        assert_eq!(old.precision, None);
+    }
 }

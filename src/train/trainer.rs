@@ -132,6 +132,7 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
             .map(|t| TaskIdentity { name: t.task.name.clone(), train: t.train.len(), dev: t.dev.len() })
             .collect(),
         sources: sources.iter().map(|s| s.name.clone()).collect(),
+        precision: Some(crate::model::ops::blas::gemm_backend().precision().to_string()),
     };
     let mut state = ResumeState::default();
     let mut best_state = None;

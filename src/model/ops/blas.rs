@@ -58,6 +58,16 @@ impl GemmBackend {
         }
     }
 
+    /// What the products compute in: `bf16` operands for [`GemmBackend::Bf16`]
+    /// (fp32 sums), `fp32` for every other backend.
+    pub fn precision(self) -> &'static str {
+        if self == GemmBackend::Bf16 {
+            "bf16"
+        } else {
+            "fp32"
+        }
+    }
+
     /// The shared libraries a system backend may be loaded from (tried in
     /// order), and how to install one.
     fn library(self) -> Option<(&'static [&'static str], &'static str)> {
