@@ -128,7 +128,11 @@ impl TrainFlags {
 every locked prompt's sha256, checks that the local model's fingerprint equals the lock's and every \
 prompt's, then trains the target prompt(s) and G with the source prompts frozen. Flags override [train].\n\n\
 Examples:\n  attempt-pkg train\n  attempt-pkg train --task rte --data-dir ../shared/data --method attempt --epochs 5\n  \
-attempt-pkg train --method pt --run-dir runs/pt-baseline\n  attempt-pkg train --frozen     # CI: lock must be current, no registry")]
+attempt-pkg train --method pt --run-dir runs/pt-baseline\n  attempt-pkg train --frozen     # CI: lock must be current, no registry\n  \
+ATTEMPT_GEMM=bf16 attempt-pkg train --method pt   # frozen products in bf16 (CPUs with AVX512-BF16)\n\n\
+Environment: ATTEMPT_GEMM picks the frozen products' backend (gemm, avx2, mkl, openblas, blis: fp32; \
+bf16: operands rounded to bf16, faster, ~1e-3 off fp32; default: the fastest fp32 one measured for \
+this CPU). run.json records it, and --resume refuses to change the precision.")]
 pub struct Args {
     #[command(flatten)]
     pub flags: TrainFlags,
