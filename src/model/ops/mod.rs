@@ -20,6 +20,8 @@ mod layer_norm;
 mod linear;
 mod post_ln_layer;
 mod pre_rms_layer;
+#[cfg(test)]
+mod product_cases;
 pub mod rms_norm;
 mod scratch;
 mod sgemm_avx2;

@@ -523,17 +523,8 @@ unsafe fn micro_kernel<A: MicroPanel>(_: usize, _: A, _: &[f32], _: *mut f32, _:
 
 #[cfg(test)]
 mod tests {
+    use super::super::product_cases::Case;
     use super::*;
-
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut h = seed.wrapping_mul(6364136223846793005) | 1;
-        (0..len)
-            .map(|_| {
-                h = h.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((h >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-            })
-            .collect()
-    }
 
     /// Every edge case of the blocking (rows not a multiple of 6 or of 96,
     /// columns not of 16, depth not of 256, depth 0), both layouts of a and b, both
@@ -556,67 +547,31 @@ mod tests {
         ];
         let shapes = [(1, 1, 1), (7, 17, 3), (97, 33, 257), (200, 48, 512), (13, 5, 0), (6, 16, 256), (64, 200, 600)];
         for plan_name in plans {
-            for &(m, n, k) in &shapes {
-                if k == 0 && plan_name != "chosen" {
+            for mut case in Case::all(&shapes) {
+                if case.k == 0 && plan_name != "chosen" {
                     continue; // the plans take k > 0; sgemm answers k = 0 itself
                 }
-                for (transposed, a_transposed) in [(false, false), (true, false), (false, true), (true, true)] {
-                    for accumulate in [false, true] {
-                        for parallel in [false, true] {
-                            let ldc = n + 5;
-                            let (a_rs, a_cs) = if a_transposed { (1, m + 3) } else { (k + 3, 1) };
-                            let a = values(if a_transposed { k * (m + 3) } else { m * (k + 3) }, 1);
-                            let b = values(k * n, 2);
-                            let mut c = values(m * ldc, 3);
-                            let before = c.clone();
-                            let (b_rs, b_cs) = if transposed { (1, k) } else { (n, 1) };
-                            let dst = c.as_mut_ptr();
-                            let product = Product {
-                                m,
-                                n,
-                                k,
-                                a: a.as_ptr(),
-                                a_rs,
-                                a_cs,
-                                b: b.as_ptr(),
-                                b_rs,
-                                b_cs,
-                                dst,
-                                ldc,
-                                accumulate,
-                                parallel,
-                            };
-                            unsafe {
-                                match plan_name {
-                                    "chosen" => sgemm(product),
-                                    "row blocks, packed A" => by_row_blocks(product, true),
-                                    "row blocks, A in place" => by_row_blocks(product, false),
-                                    "column panels, packed A" => by_column_panels(product, true),
-                                    _ => by_column_panels(product, false),
-                                }
-                            };
-                            for i in 0..m {
-                                for j in 0..ldc {
-                                    let got = c[i * ldc + j];
-                                    if j >= n {
-                                        assert_eq!(got, before[i * ldc + j], "column {j} past n was written");
-                                        continue;
-                                    }
-                                    let mut want: f64 = (0..k)
-                                        .map(|p| a[i * a_rs + p * a_cs] as f64 * b[p * b_rs + j * b_cs] as f64)
-                                        .sum();
-                                    if accumulate {
-                                        want += before[i * ldc + j] as f64;
-                                    }
-                                    assert!(
-                                        (got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                                        "{plan_name} ({m},{n},{k}) transposed {transposed} a transposed {a_transposed} accumulate {accumulate}: c[{i},{j}] = {got}, want {want}"
-                                    );
-                                }
-                            }
-                        }
+                let product = case.product();
+                unsafe {
+                    match plan_name {
+                        "chosen" => sgemm(product),
+                        "row blocks, packed A" => by_row_blocks(product, true),
+                        "row blocks, A in place" => by_row_blocks(product, false),
+                        "column panels, packed A" => by_column_panels(product, true),
+                        _ => by_column_panels(product, false),
                     }
-                }
+                };
+                case.check(|i, j, got, before| {
+                    let mut want: f64 = (0..case.k).map(|p| case.a_at(i, p) as f64 * case.b_at(p, j) as f64).sum();
+                    if case.accumulate {
+                        want += before as f64;
+                    }
+                    assert!(
+                        (got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "{plan_name} {}: c[{i},{j}] = {got}, want {want}",
+                        case.label
+                    );
+                });
             }
         }
     }

@@ -443,17 +443,8 @@ unsafe fn micro_kernel(_: usize, _: &[u32], _: &[u32], _: *mut f32, _: usize, _:
 
 #[cfg(test)]
 mod tests {
+    use super::super::product_cases::Case;
     use super::*;
-
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut h = seed.wrapping_mul(6364136223846793005) | 1;
-        (0..len)
-            .map(|_| {
-                h = h.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((h >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-            })
-            .collect()
-    }
 
     #[test]
     fn rounding_is_to_nearest_even() {
@@ -468,12 +459,12 @@ mod tests {
         assert_eq!(round_to_bf16(f32::MAX), f32::INFINITY, "rounds past the largest bf16");
     }
 
-    /// Every edge of the blocking (rows not a multiple of 16 or 96, columns
-    /// not of 16, odd depths, depth over one block, depth 0), both layouts
-    /// of a and b, both write modes, wider row strides, serial and parallel:
-    /// against a triple loop in f64 over the bf16-rounded operands (so only
-    /// fp32 summation separates them), and within bf16's error of the exact
-    /// product.
+    /// Every edge of the blocking (rows not a multiple of 12 or 96,
+    /// columns not of 32 or 16, odd depths, depth over one block, depth 0),
+    /// both layouts of a and b, both write modes, wider row strides, serial
+    /// and parallel: against a triple loop in f64 over the bf16-rounded
+    /// operands (so only fp32 summation separates them), and within bf16's
+    /// error of the exact product.
     #[test]
     fn matches_a_triple_loop_over_rounded_operands() {
         if !available() {
@@ -481,68 +472,32 @@ mod tests {
             return;
         }
         let shapes = [(1, 1, 1), (7, 17, 3), (97, 33, 385), (200, 48, 512), (13, 5, 0), (16, 16, 64), (64, 200, 600)];
-        for &(m, n, k) in &shapes {
-            for (b_transposed, a_transposed) in [(false, false), (true, false), (false, true), (true, true)] {
-                for accumulate in [false, true] {
-                    for parallel in [false, true] {
-                        let ldc = n + 5;
-                        let (a_rs, a_cs) = if a_transposed { (1, m + 3) } else { (k + 3, 1) };
-                        let a = values(if a_transposed { k * (m + 3) } else { m * (k + 3) }, 1);
-                        let b = values(k * n, 2);
-                        let (b_rs, b_cs) = if b_transposed { (1, k) } else { (n, 1) };
-                        let mut c = values(m * ldc, 3);
-                        let before = c.clone();
-                        let product = Product {
-                            m,
-                            n,
-                            k,
-                            a: a.as_ptr(),
-                            a_rs,
-                            a_cs,
-                            b: b.as_ptr(),
-                            b_rs,
-                            b_cs,
-                            dst: c.as_mut_ptr(),
-                            ldc,
-                            accumulate,
-                            parallel,
-                        };
-                        unsafe { sgemm(product) };
-                        for i in 0..m {
-                            for j in 0..ldc {
-                                let got = c[i * ldc + j];
-                                if j >= n {
-                                    assert_eq!(got, before[i * ldc + j], "column {j} past n was written");
-                                    continue;
-                                }
-                                let (mut rounded, mut exact, mut scale) = (0f64, 0f64, 0f64);
-                                for p in 0..k {
-                                    let (x, y) = (a[i * a_rs + p * a_cs], b[p * b_rs + j * b_cs]);
-                                    rounded += round_to_bf16(x) as f64 * round_to_bf16(y) as f64;
-                                    exact += x as f64 * y as f64;
-                                    scale += (x as f64 * y as f64).abs();
-                                }
-                                if accumulate {
-                                    rounded += before[i * ldc + j] as f64;
-                                    exact += before[i * ldc + j] as f64;
-                                }
-                                let case = format!(
-                                    "({m},{n},{k}) a^T {a_transposed} b^T {b_transposed} acc {accumulate} c[{i},{j}]"
-                                );
-                                assert!(
-                                    (got as f64 - rounded).abs() <= 1e-5 * (1.0 + scale),
-                                    "{case} = {got}, want {rounded} over the rounded operands"
-                                );
-                                // bf16 keeps 8 significant bits: each operand is off by at most 2^-8 of itself.
-                                assert!(
-                                    (got as f64 - exact).abs() <= 2.0 * 2f64.powi(-8) * scale + 1e-5,
-                                    "{case} = {got}, exact {exact}"
-                                );
-                            }
-                        }
-                    }
+        for mut case in Case::all(&shapes) {
+            unsafe { sgemm(case.product()) };
+            case.check(|i, j, got, before| {
+                let (mut rounded, mut exact, mut scale) = (0f64, 0f64, 0f64);
+                for p in 0..case.k {
+                    let (x, y) = (case.a_at(i, p), case.b_at(p, j));
+                    rounded += round_to_bf16(x) as f64 * round_to_bf16(y) as f64;
+                    exact += x as f64 * y as f64;
+                    scale += (x as f64 * y as f64).abs();
                 }
-            }
+                if case.accumulate {
+                    rounded += before as f64;
+                    exact += before as f64;
+                }
+                assert!(
+                    (got as f64 - rounded).abs() <= 1e-5 * (1.0 + scale),
+                    "{} c[{i},{j}] = {got}, want {rounded} over the rounded operands",
+                    case.label
+                );
+                // bf16 keeps 8 significant bits: each operand is off by at most 2^-8 of itself.
+                assert!(
+                    (got as f64 - exact).abs() <= 2.0 * 2f64.powi(-8) * scale + 1e-5,
+                    "{} c[{i},{j}] = {got}, exact {exact}",
+                    case.label
+                );
+            });
         }
     }
 }
