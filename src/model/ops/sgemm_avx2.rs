@@ -50,25 +50,41 @@ pub struct Product {
     pub parallel: bool,
 }
 
-/// Computes `product`.
-///
-/// # Safety
-/// [`available`] must be true, and the three pointers must be valid for
-/// every element the strides reach (dst for writing, not aliased).
-pub unsafe fn sgemm(product: Product) {
-    let Product { m, n, k, dst, ldc, accumulate, parallel, .. } = product;
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
+impl Product {
+    /// Does a product with nothing to multiply (m, n or k zero: dst is
+    /// zeroed, or kept when accumulating) and says whether it was one.
+    ///
+    /// # Safety
+    /// dst valid for m rows of n elements at stride ldc.
+    pub(super) unsafe fn finish_if_empty(&self) -> bool {
+        let Product { m, n, k, dst, ldc, accumulate, .. } = *self;
+        if m == 0 || n == 0 {
+            return true;
+        }
+        if k > 0 {
+            return false;
+        }
         if !accumulate {
             for i in 0..m {
                 // SAFETY: row i of dst has n writable elements.
                 unsafe { std::ptr::write_bytes(dst.add(i * ldc), 0, n) };
             }
         }
+        true
+    }
+}
+
+/// Computes `product`.
+///
+/// # Safety
+/// [`available`] must be true, and the three pointers must be valid for
+/// every element the strides reach (dst for writing, not aliased).
+pub unsafe fn sgemm(product: Product) {
+    // SAFETY: forwarded from the caller.
+    if unsafe { product.finish_if_empty() } {
         return;
     }
+    let Product { m, n, parallel, .. } = product;
     let threads = if parallel { rayon::current_num_threads() } else { 1 };
     // Packing A pays when each of its micro-panels meets many B panels; with
     // few (attention's 64-wide heads) the kernel reads A in place: packing

@@ -73,19 +73,11 @@ pub fn round_to_bf16(x: f32) -> f32 {
 /// [`available`] must be true, and the three pointers must be valid for
 /// every element the strides reach (dst for writing, not aliased).
 pub unsafe fn sgemm(product: Product) {
+    // SAFETY: forwarded from the caller.
+    if unsafe { product.finish_if_empty() } {
+        return;
+    }
     let Product { m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, dst, ldc, accumulate, parallel } = product;
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            for i in 0..m {
-                // SAFETY: row i of dst has n writable elements.
-                unsafe { std::ptr::write_bytes(dst.add(i * ldc), 0, n) };
-            }
-        }
-        return;
-    }
     let pairs = k.div_ceil(2);
     let (micro_panels, panels) = (m.div_ceil(MR), n.div_ceil(NR));
     let mut packed_a = take_buffer(&PACKED_A, micro_panels * pairs * MR);
