@@ -83,6 +83,8 @@ def main():
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--group-by-length", action="store_true")
+    p.add_argument("--bf16", action="store_true",
+                   help="forward under torch.autocast(bfloat16): matrix products in bf16, as PyTorch's mixed precision")
     a = p.parse_args()
     started = time.perf_counter()
     torch.set_num_threads(a.threads)
@@ -127,7 +129,8 @@ def main():
         texts = list(zip(*[b[0] for b in batch]))
         enc = tokenizer(*texts, truncation=True, max_length=a.max_length, padding="longest", return_tensors="pt")
         labels = torch.tensor([b[1] for b in batch])
-        loss = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], labels=labels)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            loss = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], labels=labels)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(prompt + head, 1.0)
@@ -137,7 +140,8 @@ def main():
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"steps": a.steps, "mean_step_s": sum(times) / len(times), "wall_s": time.perf_counter() - started,
                       "peak_rss_mb": rss_mb, "torch": torch.__version__, "threads": a.threads,
-                      "trainable": sum(p_.numel() for p_ in prompt + head), "final_loss": loss.item()}))
+                      "trainable": sum(p_.numel() for p_ in prompt + head), "final_loss": loss.item(),
+                      "precision": "bf16" if a.bf16 else "fp32"}))
 
 
 if __name__ == "__main__":

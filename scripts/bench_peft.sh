@@ -7,6 +7,10 @@
 #   bash scripts/bench_peft.sh [TASK] [STEPS] [DATA_DIR]      (rte, epoch, ../shared/data)
 #   GEMM="auto bf16" bash scripts/bench_peft.sh rte      (our side once per ATTEMPT_GEMM value)
 #
+# Each of our runs is compared with a PEFT run of the same precision: our
+# bf16 backend with PEFT under torch.autocast(bfloat16), the others with
+# PEFT in fp32.
+#
 # STEPS `epoch` (the default): one epoch each, so both sides train on the
 # same examples. With a step count the two sides draw different batches (the
 # shuffles differ), which grouped by length can differ in length by a third:
@@ -22,6 +26,8 @@ PYTHON=${PYTHON:-.venv/bin/python}
 MODEL_DIR=${MODEL_DIR:-${ATTEMPT_HOME:-$HOME/.attempt}/models/all-MiniLM-L6-v2}
 THREADS=${THREADS:-$(nproc)}
 read -r -a GEMMS <<<"${GEMM:-auto}"
+precisions=(fp32)
+[[ " ${GEMMS[*]} " == *" bf16 "* ]] && precisions+=(bf16)
 [[ -x "$BIN" ]] || { echo "no binary at $BIN: run \`cargo build --release\` or set BIN" >&2; exit 1; }
 [[ -f "$MODEL_DIR/config.json" ]] || { echo "no model at $MODEL_DIR: run \`attempt-pkg model fetch minilm\`" >&2; exit 1; }
 "$PYTHON" -c "import torch, transformers, peft" 2>/dev/null \
@@ -50,19 +56,24 @@ for mode in plain grouped; do
       "${ours[@]}" --run-dir "$W/p/run-$gemm-$mode" --quiet >"$out.json" 2>"$out.log" \
       || { cat "$out.log" >&2; exit 1; }
   done
-  /usr/bin/time -f "%e %M" -o "$W/peft-$mode.time" "$PYTHON" "$(dirname "$0")/bench_peft.py" "$MODEL_DIR" "$DATA_DIR" \
-    --task "$TASK" --batch-size 16 --max-length 128 --virtual-tokens 20 --lr 0.3 --lr-head 5e-3 \
-    --threads "$THREADS" "${peft[@]}" >"$W/peft-$mode.json" 2>"$W/peft-$mode.log" \
-    || { cat "$W/peft-$mode.log" >&2; exit 1; }
+  for precision in "${precisions[@]}"; do
+    out="$W/peft-$precision-$mode" bf16=()
+    [[ $precision == bf16 ]] && bf16=(--bf16)
+    /usr/bin/time -f "%e %M" -o "$out.time" "$PYTHON" "$(dirname "$0")/bench_peft.py" "$MODEL_DIR" "$DATA_DIR" \
+      --task "$TASK" --batch-size 16 --max-length 128 --virtual-tokens 20 --lr 0.3 --lr-head 5e-3 \
+      --threads "$THREADS" "${peft[@]}" "${bf16[@]}" >"$out.json" 2>"$out.log" \
+      || { cat "$out.log" >&2; exit 1; }
+  done
 done
 
 python3 - "$W" "${GEMMS[@]}" <<'PY'
 import json, sys
 w, gemms = sys.argv[1], sys.argv[2:]
 for mode in ("plain", "grouped"):
-    peft = json.loads(open(f"{w}/peft-{mode}.json").read().strip().splitlines()[-1])
-    pw, pm = map(float, open(f"{w}/peft-{mode}.time").read().split())
     for gemm in gemms:
+        precision = "bf16" if gemm == "bf16" else "fp32"
+        peft = json.loads(open(f"{w}/peft-{precision}-{mode}.json").read().strip().splitlines()[-1])
+        pw, pm = map(float, open(f"{w}/peft-{precision}-{mode}.time").read().split())
         ours = json.load(open(f"{w}/ours-{gemm}-{mode}.json"))
         ow, om = map(float, open(f"{w}/ours-{gemm}-{mode}.time").read().split())
         rows = [("mean step, ms", ours["mean_step_seconds"] * 1e3, peft["mean_step_s"] * 1e3),
@@ -72,7 +83,7 @@ for mode in ("plain", "grouped"):
                   f"{ours['trainable_parameters']}, PEFT {peft['trainable']}")
         kernels = ours.get("kernels", {}).get("gemm", gemm)
         print(f"{'batches ' + ('grouped by length' if mode == 'grouped' else 'not grouped'):32} "
-              f"{'ours (' + kernels + ')':>12} {'PEFT':>10} {'ratio':>7}")
+              f"{'ours (' + kernels + ')':>12} {'PEFT ' + precision:>10} {'ratio':>7}")
         for name, a, b in rows:
             print(f"  {name:30} {a:12.1f} {b:10.1f} {a / b:7.2f}")
 PY
