@@ -39,6 +39,28 @@ impl SendPtr {
     }
 }
 
+/// A buffer kept by each thread from one call of a kernel to the next (the
+/// packed operands of the matrix-product kernels: a step makes ~50 such
+/// products, and a fresh multi-megabyte buffer would be page-faulted and
+/// zeroed every time).
+pub(crate) type ThreadBuffer<T> = std::cell::RefCell<Vec<T>>;
+
+/// This thread's buffer in `slot`, `len` long (contents unspecified: the
+/// caller writes every element before reading it); hand it back with
+/// [`give_thread_buffer`].
+pub(crate) fn take_thread_buffer<T: Clone + Default + 'static>(
+    slot: &'static std::thread::LocalKey<ThreadBuffer<T>>,
+    len: usize,
+) -> Vec<T> {
+    let mut buffer = slot.with(|slot| std::mem::take(&mut *slot.borrow_mut()));
+    buffer.resize(len, T::default());
+    buffer
+}
+
+pub(crate) fn give_thread_buffer<T: 'static>(slot: &'static std::thread::LocalKey<ThreadBuffer<T>>, buffer: Vec<T>) {
+    slot.with(|slot| *slot.borrow_mut() = buffer);
+}
+
 /// What a fused op's forward keeps for its backward. Stored only when a
 /// gradient may be asked for; taken, not cloned, by backward, so the
 /// activations are freed as soon as that op's backward is done rather than

@@ -10,7 +10,7 @@
 
 use rayon::prelude::*;
 
-use super::cpu::SendPtr;
+use super::cpu::{give_thread_buffer, take_thread_buffer, SendPtr, ThreadBuffer};
 
 /// Rows and columns of the micro-kernel's tile of the result.
 const MR: usize = 6;
@@ -115,7 +115,7 @@ unsafe fn by_row_blocks(product: Product, pack_a_block: bool) {
     // B packed once per call into panels of 16 columns, each k × 16 and
     // zero-padded past column n: panel j holds columns 16j..16j+16.
     let panels = n.div_ceil(NR);
-    let mut packed_b = take_buffer(panels * k * NR);
+    let mut packed_b = take_thread_buffer(&PACKED, panels * k * NR);
     let b_addr = b as usize;
     // SAFETY: panel j's columns and every depth are inside b.
     let pack_panel =
@@ -176,7 +176,7 @@ unsafe fn by_row_blocks(product: Product, pack_a_block: bool) {
             row_block(&mut packed_a, start);
         }
     }
-    give_buffer(packed_b);
+    give_thread_buffer(&PACKED, packed_b);
 }
 
 /// Few rows (a decoder's 64, a classifier head): row blocks would leave
@@ -197,7 +197,7 @@ unsafe fn by_column_panels(product: Product, pack_a_block: bool) {
     let micro_panels = m.div_ceil(MR);
     // Depth block q of A at q · block_len, as micro-panels [mp][p][6].
     let block_len = micro_panels * MR * kc_step;
-    let mut packed_a = take_buffer(if pack_a_block { depth_blocks * block_len } else { 0 });
+    let mut packed_a = take_thread_buffer(&PACKED, if pack_a_block { depth_blocks * block_len } else { 0 });
     let a_addr = a as usize;
     let pack = |(q, block): (usize, &mut [f32])| {
         let pc = q * kc_step;
@@ -255,7 +255,7 @@ unsafe fn by_column_panels(product: Product, pack_a_block: bool) {
     } else {
         (0..panels).step_by(per_task).for_each(task);
     }
-    give_buffer(packed_a);
+    give_thread_buffer(&PACKED, packed_a);
 }
 
 /// One 6 × 16 tile (rows i..i+live, depths pc..pc+kc): from A's packed
@@ -284,22 +284,9 @@ unsafe fn tile(
 }
 
 thread_local! {
-    /// The packed operand of the last product on this thread, kept for the
-    /// next (a step makes ~50 of these products): a fresh multi-megabyte
-    /// buffer would be page-faulted and zeroed every time.
-    static PACKED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// This thread's packing buffer, `len` long (contents unspecified: every
-/// packing routine writes each element it owns).
-fn take_buffer(len: usize) -> Vec<f32> {
-    let mut buffer = PACKED.with(|slot| std::mem::take(&mut *slot.borrow_mut()));
-    buffer.resize(len, 0.0);
-    buffer
-}
-
-fn give_buffer(buffer: Vec<f32>) {
-    PACKED.with(|slot| *slot.borrow_mut() = buffer);
+    /// This thread's packing buffer (every packing routine writes each
+    /// element it owns).
+    static PACKED: ThreadBuffer<f32> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Rows start..start+rows of a's depths pc..pc+kc, as micro-panels of 6 rows

@@ -23,7 +23,7 @@
 
 use rayon::prelude::*;
 
-use super::cpu::SendPtr;
+use super::cpu::{give_thread_buffer, take_thread_buffer, SendPtr, ThreadBuffer};
 use super::sgemm_avx2::Product;
 
 /// Rows and columns of the micro-kernel's tile of the result.
@@ -81,8 +81,8 @@ pub unsafe fn sgemm(product: Product) {
     let Product { m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, dst, ldc, accumulate, parallel } = product;
     let pairs = k.div_ceil(2);
     let (micro_panels, panels) = (m.div_ceil(MR), n.div_ceil(NR));
-    let mut packed_a = take_buffer(&PACKED_A, micro_panels * pairs * MR);
-    let mut packed_b = take_buffer(&PACKED_B, panels * pairs * NR);
+    let mut packed_a = take_thread_buffer(&PACKED_A, micro_panels * pairs * MR);
+    let mut packed_b = take_thread_buffer(&PACKED_B, panels * pairs * NR);
     let (a_addr, b_addr) = (a as usize, b as usize);
     let pack_a_panel = |(mp, panel): (usize, &mut [u32])| {
         // SAFETY: the panel's rows and every depth are inside a.
@@ -134,28 +134,14 @@ pub unsafe fn sgemm(product: Product) {
     } else {
         (0..row_blocks * runs).for_each(task);
     }
-    give_buffer(&PACKED_A, packed_a);
-    give_buffer(&PACKED_B, packed_b);
+    give_thread_buffer(&PACKED_A, packed_a);
+    give_thread_buffer(&PACKED_B, packed_b);
 }
-
-type Buffer = std::cell::RefCell<Vec<u32>>;
 
 thread_local! {
-    /// The packed operands of the last product on this thread, kept for the
-    /// next (a fresh multi-megabyte buffer would be page-faulted every call).
-    static PACKED_A: Buffer = const { std::cell::RefCell::new(Vec::new()) };
-    static PACKED_B: Buffer = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// A buffer `len` long (contents unspecified: the packing writes every word).
-fn take_buffer(slot: &'static std::thread::LocalKey<Buffer>, len: usize) -> Vec<u32> {
-    let mut buffer = slot.with(|slot| std::mem::take(&mut *slot.borrow_mut()));
-    buffer.resize(len, 0);
-    buffer
-}
-
-fn give_buffer(slot: &'static std::thread::LocalKey<Buffer>, buffer: Vec<u32>) {
-    slot.with(|slot| *slot.borrow_mut() = buffer);
+    /// This thread's packed operands (the packing writes every word).
+    static PACKED_A: ThreadBuffer<u32> = const { std::cell::RefCell::new(Vec::new()) };
+    static PACKED_B: ThreadBuffer<u32> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The mask of the first n (at most 16) lanes.
@@ -181,22 +167,8 @@ fn pair(lo: f32, hi: f32) -> u32 {
 /// Rows 12mp..min(12mp+12, m) and depths 0..k are inside a (strides a_rs,
 /// a_cs); dst holds k.div_ceil(2) · 12 words.
 unsafe fn pack_a(a: *const f32, (a_rs, a_cs): (usize, usize), m: usize, k: usize, mp: usize, dst: &mut [u32]) {
-    let live = MR.min(m - mp * MR);
-    #[cfg(target_arch = "x86_64")]
-    if a_cs == 1 && available() {
-        // SAFETY: as the caller's; the CPU features are checked.
-        unsafe { pack_16_lines(a.add(mp * MR * a_rs), a_rs, live, k, (dst, MR, 0)) };
-        return;
-    }
-    if live < MR {
-        dst.fill(0);
-    }
-    for r in 0..live {
-        // SAFETY: row 12mp + r is inside a.
-        let row = unsafe { a.add((mp * MR + r) * a_rs) };
-        // SAFETY: the row has k depths at stride a_cs; dst holds every pair.
-        unsafe { pack_line(row, a_cs, k, dst, MR, r) };
-    }
+    // SAFETY: the caller's contract; a row is a line of depths.
+    unsafe { pack_lines(a.wrapping_add(mp * MR * a_rs), (a_rs, a_cs), MR.min(m - mp * MR), k, dst, MR) }
 }
 
 /// Panel `j` of b (columns 32j..32j+32, every depth) as `[pair][32]`: word
@@ -216,44 +188,48 @@ unsafe fn pack_b(b: *const f32, (b_rs, b_cs): (usize, usize), n: usize, k: usize
         unsafe { pack_rows_interleaved(b.add(j * NR), b_rs, k, cols, dst) };
         return;
     }
-    #[cfg(target_arch = "x86_64")]
-    if b_rs == 1 && available() {
-        // A transposed weight (the forward's): each column is contiguous.
-        // SAFETY: as the caller's; the CPU features are checked.
-        unsafe {
-            for half in 0..cols.div_ceil(16) {
-                let live = 16.min(cols - 16 * half);
-                pack_16_lines(b.add((j * NR + 16 * half) * b_cs), b_cs, live, k, (&mut *dst, NR, 16 * half));
-            }
-            if cols <= 16 {
-                pack_16_lines(b, b_cs, 0, k, (dst, NR, 16));
-            }
-        }
-        return;
-    }
-    if cols < NR {
-        dst.fill(0);
-    }
-    for c in 0..cols {
-        // SAFETY: column 32j + c is inside b.
-        let column = unsafe { b.add((j * NR + c) * b_cs) };
-        // SAFETY: the column has k depths at stride b_rs.
-        unsafe { pack_line(column, b_rs, k, dst, NR, c) };
-    }
+    // SAFETY: the caller's contract; a column is a line of depths.
+    unsafe { pack_lines(b.wrapping_add(j * NR * b_cs), (b_cs, b_rs), cols, k, dst, NR) }
 }
 
-/// The k values `line[p · stride]` as pairs into `dst[q · width + slot]`.
+/// `live` lines of k values (line i at `first + i · line_stride`, value p
+/// `p · stride` further on) as pairs: word (q, i) — values 2q and 2q+1 of
+/// line i — at `dst[q · width + i]`, zero for lines past `live` and values
+/// past k. Contiguous lines go 16 at a time through [`pack_16_lines`]; other
+/// strides (a transposed A) one value at a time.
 ///
 /// # Safety
-/// `line` readable at k strides; dst holds k.div_ceil(2) · width words.
-unsafe fn pack_line(line: *const f32, stride: usize, k: usize, dst: &mut [u32], width: usize, slot: usize) {
-    let mut q = 0;
-    while 2 * q < k {
-        // SAFETY: depths 2q and (when < k) 2q + 1 are on the line.
-        let lo = unsafe { *line.add(2 * q * stride) };
-        let hi = if 2 * q + 1 < k { unsafe { *line.add((2 * q + 1) * stride) } } else { 0.0 };
-        dst[q * width + slot] = pair(lo, hi);
-        q += 1;
+/// Lines 0..live readable for k values at those strides; dst holds
+/// k.div_ceil(2) · width words.
+unsafe fn pack_lines(
+    first: *const f32,
+    (line_stride, stride): (usize, usize),
+    live: usize,
+    k: usize,
+    dst: &mut [u32],
+    width: usize,
+) {
+    for group in (0..width).step_by(16) {
+        let lines = live.saturating_sub(group).min(16);
+        let group_first = first.wrapping_add(group * line_stride);
+        #[cfg(target_arch = "x86_64")]
+        if stride == 1 && available() {
+            // SAFETY: the caller's contract; the CPU features are checked.
+            unsafe { pack_16_lines(group_first, line_stride, lines, k, (&mut *dst, width, group)) };
+            continue;
+        }
+        for (q, words) in dst.chunks_exact_mut(width).enumerate() {
+            for (i, word) in words[group..width.min(group + 16)].iter_mut().enumerate() {
+                *word = if i < lines {
+                    // SAFETY: line group + i < live; values 2q and (when
+                    // < k) 2q + 1 are on it.
+                    let at = |p: usize| unsafe { *group_first.add(i * line_stride + p * stride) };
+                    pair(at(2 * q), if 2 * q + 1 < k { at(2 * q + 1) } else { 0.0 })
+                } else {
+                    0
+                };
+            }
+        }
     }
 }
 
