@@ -51,6 +51,31 @@ fn prompted_inputs(model: &Bert, prompt: &Tensor, ids: &Tensor, mask: &Tensor) -
     (embeds, mask)
 }
 
+/// The fp32 model with the fixture's prompt (a variable, for its gradient)
+/// prepended to the fixture's inputs, and the mask of attended positions
+/// broadcast to the hidden states' shape (padding is zero there).
+struct Prompted {
+    model: Bert,
+    r: HashMap<String, Tensor>,
+    prompt: Var,
+    embeds: Tensor,
+    mask: Tensor,
+    attended: Tensor,
+}
+
+impl Prompted {
+    fn new() -> Self {
+        let model = load_bert(DType::F32);
+        let r = reference();
+        let ids = r["ids"].to_dtype(DType::U32).unwrap();
+        let prompt = Var::from_tensor(&r["prompt"]).unwrap();
+        let (embeds, mask) = prompted_inputs(&model, prompt.as_tensor(), &ids, &r["mask"]);
+        let attended =
+            mask.unsqueeze(2).unwrap().broadcast_as(r["prompt_hidden"].shape()).unwrap().contiguous().unwrap();
+        Prompted { model, r, prompt, embeds, mask, attended }
+    }
+}
+
 #[test]
 fn hidden_states_match_reference() {
     let model = load_bert(DType::F32);
@@ -92,14 +117,9 @@ fn prompt_gradient_matches_reference() {
 /// gradient `encode` gives it.
 #[test]
 fn the_training_encoder_matches_encode_at_attended_positions() {
-    let model = load_bert(DType::F32);
-    let r = reference();
-    let ids = r["ids"].to_dtype(DType::U32).unwrap();
-    let prompt = Var::from_tensor(&r["prompt"]).unwrap();
+    let Prompted { model, r, prompt, embeds, mask, attended } = Prompted::new();
     let p = prompt.as_tensor().dim(0).unwrap();
-    let (embeds, mask) = prompted_inputs(&model, prompt.as_tensor(), &ids, &r["mask"]);
     assert!(mask.sum_all().unwrap().to_scalar::<f32>().unwrap() < mask.elem_count() as f32, "the fixture pads");
-    let attended = mask.unsqueeze(2).unwrap().broadcast_as(r["prompt_hidden"].shape()).unwrap().contiguous().unwrap();
     let padded = (attended.ones_like().unwrap() - &attended).unwrap();
     let full = model.encode(&embeds, &mask).unwrap();
     let packed = model.encode_prompted(&embeds, &mask, p).unwrap();
@@ -174,13 +194,8 @@ fn the_prompted_encoder_and_its_prompt_gradient_match_the_reference_in_this_prec
     let (state_tolerance, gradient_tolerance) =
         if gemm_backend().precision() == "bf16" { (2e-2, 7.5e-2) } else { (1e-5, 1e-5) };
     let backend = gemm_backend().as_str();
-    let model = load_bert(DType::F32);
-    let r = reference();
-    let ids = r["ids"].to_dtype(DType::U32).unwrap();
-    let prompt = Var::from_tensor(&r["prompt"]).unwrap();
+    let Prompted { model, r, prompt, embeds, mask, attended } = Prompted::new();
     let p = prompt.as_tensor().dim(0).unwrap();
-    let (embeds, mask) = prompted_inputs(&model, prompt.as_tensor(), &ids, &r["mask"]);
-    let attended = mask.unsqueeze(2).unwrap().broadcast_as(r["prompt_hidden"].shape()).unwrap().contiguous().unwrap();
     // `encode` (every position) and `encode_prompted` (training's packed path).
     for (name, out) in [
         ("encode", model.encode(&embeds, &mask).unwrap()),
