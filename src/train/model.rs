@@ -347,6 +347,38 @@ impl PromptModel {
         }
     }
 
+    /// Start task `task`'s regression head at the mean of its training labels
+    /// (a no-op for classification). With a zero bias the squared error is
+    /// mostly the labels' offset (STS-B: mean 2.7 on 0–5 against a variance
+    /// of 2.3) and the bias moves by at most the head's learning rate a step,
+    /// so for a short run's first hundred steps every gradient, the prompt's
+    /// included, mostly says "predict higher" instead of which pairs are more
+    /// similar. Whether a run then learned STS-B at all was a matter of luck
+    /// (docs/experiments/select-stsb-2026-12-07.md).
+    pub fn start_at_label_mean<'a>(
+        &self,
+        task: usize,
+        labels: impl IntoIterator<Item = &'a crate::data::Label>,
+    ) -> Result<()> {
+        let state = self.tasks.get(task).ok_or_else(|| anyhow!("no task #{task}"))?;
+        let (TaskKind::Regression, Head::Linear { bias, .. }) = (&state.task.kind, &state.head) else {
+            return Ok(());
+        };
+        let scores: Vec<f64> = labels
+            .into_iter()
+            .map(|l| match l {
+                crate::data::Label::Score(s) => *s as f64,
+                crate::data::Label::Class(c) => *c as f64,
+            })
+            .collect();
+        if scores.is_empty() {
+            return Ok(());
+        }
+        let mean = scores.iter().sum::<f64>() / scores.len() as f64;
+        bias.set(&Tensor::full(mean as f32, bias.shape(), bias.device())?)?;
+        Ok(())
+    }
+
     /// Current values of every trainable tensor, by checkpoint name.
     pub fn state_dict(&self) -> Result<HashMap<String, Tensor>> {
         self.named_vars().into_iter().map(|(n, v)| Ok((n, v.as_tensor().copy()?))).collect()

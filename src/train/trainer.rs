@@ -119,6 +119,9 @@ pub fn train(request: TrainRequest<'_>, options: &TrainOptions) -> Result<TrainO
     let defs: Vec<TaskDef> = tasks.iter().map(|t| t.task.clone()).collect();
     let mut init_rng = StdRng::seed_from_u64(config.seed);
     let model = PromptModel::new(encoder, tokenizer, &sources, &defs, &config, &mut init_rng, &device)?;
+    for (i, t) in tasks.iter().enumerate() {
+        model.start_at_label_mean(i, t.train.iter().map(|e| &e.label))?;
+    }
     if let Some(g) = model.attention.as_ref().filter(|g| g.config.standardise_input && !options.resume) {
         let (mean, std) = pooled_input_stats(g, encoder, tokenizer, &tasks, config.max_length, &device)?;
         g.standardise_on(&mean, &std)?;
