@@ -350,7 +350,7 @@ impl PromptModel {
     /// Start task `task`'s regression head at the mean of its training labels
     /// (a no-op for classification). With a zero bias the squared error is
     /// mostly the labels' offset (STS-B: mean 2.7 on 0–5 against a variance
-    /// of 2.3) and the bias moves by at most the head's learning rate a step,
+    /// of 2.1) and the bias moves by at most the head's learning rate a step,
     /// so for a short run's first hundred steps every gradient, the prompt's
     /// included, mostly says "predict higher" instead of which pairs are more
     /// similar. Whether a run then learned STS-B at all was a matter of luck
