@@ -263,16 +263,8 @@ fn offset_regression(n_train: usize, seed: u64) -> TaskData {
 
 #[test]
 fn a_regression_head_starts_at_the_mean_of_its_training_labels() {
-    use attempt_pkg::data::Label;
     let data = offset_regression(120, 2);
-    let scores: Vec<f64> = data
-        .train
-        .iter()
-        .map(|e| match e.label {
-            Label::Score(s) => s as f64,
-            Label::Class(_) => unreachable!("relabelled above"),
-        })
-        .collect();
+    let scores: Vec<f64> = data.train.iter().map(|e| e.label.as_score()).collect();
     let mean = scores.iter().sum::<f64>() / scores.len() as f64;
     assert!(mean > 40.5 && mean < 43.5, "both labels occur (mean {mean})");
     // Frozen heads keep their starting values through the run.

@@ -65,13 +65,7 @@ pub fn compute(metric: Metric, preds: &Predictions, gold: &[Label]) -> f64 {
         }
         Predictions::Scores(p) => {
             let x: Vec<f64> = p.iter().map(|v| *v as f64).collect();
-            let y: Vec<f64> = gold
-                .iter()
-                .map(|l| match l {
-                    Label::Score(s) => *s as f64,
-                    Label::Class(c) => *c as f64,
-                })
-                .collect();
+            let y: Vec<f64> = gold.iter().map(|l| l.as_score()).collect();
             match metric {
                 Metric::Pearson => pearson(&x, &y),
                 Metric::Spearman => spearman(&x, &y),

@@ -22,6 +22,16 @@ pub enum Label {
     Score(f32),
 }
 
+impl Label {
+    /// The label as a regression target: the score, or the class index.
+    pub fn as_score(self) -> f64 {
+        match self {
+            Label::Score(s) => s as f64,
+            Label::Class(c) => c as f64,
+        }
+    }
+}
+
 /// One example: one or two texts and a label.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Example {

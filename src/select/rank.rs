@@ -398,15 +398,7 @@ fn targets_of(task: &TaskDef, examples: &[&Example]) -> Result<Targets> {
             t.check(examples.len()).with_context(|| format!("cannot score candidates for task `{}`", task.name))?;
             Ok(t)
         }
-        TaskKind::Regression => Ok(Targets::Scores(
-            examples
-                .iter()
-                .map(|e| match e.label {
-                    Label::Score(s) => s as f64,
-                    Label::Class(c) => c as f64,
-                })
-                .collect(),
-        )),
+        TaskKind::Regression => Ok(Targets::Scores(examples.iter().map(|e| e.label.as_score()).collect())),
     }
 }
 

@@ -333,13 +333,7 @@ impl PromptModel {
                 Ok(candle_nn::loss::cross_entropy(outputs, &Tensor::from_vec(ids, n, device)?)?)
             }
             TaskKind::Regression => {
-                let ys: Vec<f32> = labels
-                    .iter()
-                    .map(|l| match l {
-                        crate::data::Label::Score(s) => *s,
-                        crate::data::Label::Class(c) => *c as f32,
-                    })
-                    .collect();
+                let ys: Vec<f32> = labels.iter().map(|l| l.as_score() as f32).collect();
                 let n = ys.len();
                 let y = Tensor::from_vec(ys, (n, 1), device)?;
                 Ok(outputs.sub(&y)?.sqr()?.mean_all()?)
@@ -364,13 +358,7 @@ impl PromptModel {
         let (TaskKind::Regression, Head::Linear { bias, .. }) = (&state.task.kind, &state.head) else {
             return Ok(());
         };
-        let scores: Vec<f64> = labels
-            .into_iter()
-            .map(|l| match l {
-                crate::data::Label::Score(s) => *s as f64,
-                crate::data::Label::Class(c) => *c as f64,
-            })
-            .collect();
+        let scores: Vec<f64> = labels.into_iter().map(|l| l.as_score()).collect();
         if scores.is_empty() {
             return Ok(());
         }
